@@ -1,0 +1,156 @@
+//! The bearer token, taken out of the `authorization` header(s) Envoy forwarded.
+//!
+//! The rules and codes are the Auth0 quickstart's (`get_token_auth_header`), made strict
+//! where the quickstart was lax: Envoy joins repeated headers with a comma, so a second
+//! `authorization` header is an error, never "use the first".
+
+use std::fmt;
+
+use crate::error::AuthError;
+
+/// A bearer token borrowed from the request. `Debug` never prints it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BearerToken<'a>(&'a str);
+
+impl<'a> BearerToken<'a> {
+    /// Extracts the token from every `authorization` value the request carried, in order.
+    ///
+    /// `max_len` caps the whole header value in bytes; longer values are refused before any
+    /// parsing, so an oversized header costs nothing.
+    pub fn from_header_values<I>(values: I, max_len: usize) -> Result<Self, AuthError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut values = values.into_iter();
+        let Some(value) = values.next() else {
+            return Err(AuthError::MissingHeader);
+        };
+        if values.next().is_some() {
+            // Two headers kept apart (Envoy's raw `header_map`): ambiguous, so refused.
+            return Err(AuthError::TooManyParts);
+        }
+        Self::parse(value, max_len)
+    }
+
+    /// Parses one header value: `Bearer <token>`, scheme case-insensitive.
+    pub fn parse(value: &'a [u8], max_len: usize) -> Result<Self, AuthError> {
+        if value.len() > max_len {
+            return Err(AuthError::BadHeaderValue);
+        }
+        // Only printable ASCII, space and tab are legal in a credential; anything else
+        // (control characters, bytes Envoy replaced with `!`'s neighbours, non-UTF-8) is refused
+        // before it reaches a decoder.
+        if !value
+            .iter()
+            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
+            return Err(AuthError::BadHeaderValue);
+        }
+        // invariant: every byte is ASCII, so this cannot fail.
+        let value = std::str::from_utf8(value).map_err(|_| AuthError::BadHeaderValue)?;
+        if value.is_empty() {
+            return Err(AuthError::MissingHeader);
+        }
+        let mut parts = value.split_ascii_whitespace();
+        let scheme = parts.next().ok_or(AuthError::NotBearer)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::NotBearer);
+        }
+        let token = parts.next().ok_or(AuthError::NoToken)?;
+        if parts.next().is_some() || token.contains(',') {
+            return Err(AuthError::TooManyParts);
+        }
+        Ok(BearerToken(token))
+    }
+
+    /// The compact JWS serialization.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl fmt::Debug for BearerToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn parse(v: &str) -> Result<&str, AuthError> {
+        BearerToken::parse(v.as_bytes(), MAX).map(|t| t.as_str())
+    }
+
+    #[test]
+    fn bearer_token_is_extracted() {
+        assert_eq!(parse("Bearer a.b.c"), Ok("a.b.c"));
+    }
+
+    #[test]
+    fn lowercase_and_uppercase_scheme_still_work() {
+        assert_eq!(parse("bearer a.b.c"), Ok("a.b.c"));
+        assert_eq!(parse("BEARER a.b.c"), Ok("a.b.c"));
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_tolerated() {
+        assert_eq!(parse("  Bearer \t a.b.c  "), Ok("a.b.c"));
+    }
+
+    #[test]
+    fn quickstart_rejections_keep_their_codes() {
+        assert_eq!(parse(""), Err(AuthError::MissingHeader));
+        assert_eq!(parse("Basic dXNlcjpwYXNz"), Err(AuthError::NotBearer));
+        assert_eq!(parse("   "), Err(AuthError::NotBearer));
+        assert_eq!(parse("Bearer"), Err(AuthError::NoToken));
+        assert_eq!(parse("Bearer "), Err(AuthError::NoToken));
+        assert_eq!(parse("Bearer a.b.c extra"), Err(AuthError::TooManyParts));
+    }
+
+    #[test]
+    fn two_headers_joined_by_envoy_are_rejected() {
+        assert_eq!(parse("Bearer a.b.c,Bearer d.e.f"), Err(AuthError::TooManyParts));
+        assert_eq!(parse("Bearer a.b.c,d.e.f"), Err(AuthError::TooManyParts));
+    }
+
+    #[test]
+    fn two_raw_headers_are_rejected() {
+        let values: [&[u8]; 2] = [b"Bearer a.b.c", b"Bearer a.b.c"];
+        assert_eq!(
+            BearerToken::from_header_values(values, MAX),
+            Err(AuthError::TooManyParts)
+        );
+        let none: [&[u8]; 0] = [];
+        assert_eq!(
+            BearerToken::from_header_values(none, MAX),
+            Err(AuthError::MissingHeader)
+        );
+    }
+
+    #[test]
+    fn control_characters_and_non_ascii_are_rejected() {
+        assert_eq!(parse("Bearer a.b\0.c"), Err(AuthError::BadHeaderValue));
+        assert_eq!(parse("Bearer a.b.c\r\n"), Err(AuthError::BadHeaderValue));
+        assert_eq!(
+            BearerToken::parse(b"Bearer a.\xff.c", MAX),
+            Err(AuthError::BadHeaderValue)
+        );
+        assert_eq!(parse("Bearer a.é.c"), Err(AuthError::BadHeaderValue));
+    }
+
+    #[test]
+    fn oversized_header_is_rejected() {
+        let long = format!("Bearer {}", "a".repeat(MAX));
+        assert_eq!(parse(&long), Err(AuthError::BadHeaderValue));
+    }
+
+    #[test]
+    fn debug_never_prints_the_token() {
+        let token = BearerToken::parse(b"Bearer secret.token.value", MAX).unwrap();
+        assert_eq!(format!("{token:?}"), "BearerToken(..)");
+    }
+}

@@ -1,0 +1,369 @@
+//! The per-issuer JWKS cache: download (reqwest), OpenID discovery, background refresh,
+//! and rate-limited refetch on an unknown `kid`.
+//!
+//! The parsed [`KeySet`] sits behind an `ArcSwapOption`: a Check loads it without taking a
+//! lock, and a refresh replaces it whole. Fetches take an async mutex, which makes them
+//! single-flight: requests that find an unknown `kid` while a fetch runs wait for that
+//! fetch instead of starting their own, and none starts within the cooldown of the last.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use tokio::sync::{Mutex, watch};
+use url::Url;
+
+use super::{KeySet, KeySetError};
+use crate::config::{IssuerConfig, JwksSettings, JwksSource};
+use crate::error::AuthError;
+
+/// Why a JWKS could not be fetched. Startup and log use only: names the URL and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("GET {url}: {reason}")]
+    Http { url: Url, reason: String },
+    #[error("GET {url}: HTTP status {status}")]
+    Status { url: Url, status: u16 },
+    #[error("GET {url}: body is larger than {max} bytes")]
+    TooLarge { url: Url, max: usize },
+    #[error("discovery {url}: {reason}")]
+    Discovery { url: Url, reason: String },
+    #[error("JWKS {url}: {source}")]
+    KeySet { url: Url, source: KeySetError },
+}
+
+/// A successful lookup: the key set in which the token's key was found.
+pub type KeyLookup = Arc<KeySet>;
+
+struct FetchState {
+    last_attempt: Option<Instant>,
+    /// JWKS URL found through discovery, kept until a fetch from it fails.
+    discovered: Option<Url>,
+}
+
+/// Counters for health and metrics.
+#[derive(Debug, Default)]
+pub struct JwksStats {
+    pub fetch_ok: AtomicU64,
+    pub fetch_error: AtomicU64,
+    /// Unix seconds of the last successful fetch, 0 before the first.
+    pub last_success_unix: AtomicU64,
+}
+
+/// Keys of one issuer, kept fresh in the background.
+pub struct JwksCache {
+    issuer: String,
+    issuer_url: Url,
+    source: JwksSource,
+    settings: JwksSettings,
+    client: reqwest::Client,
+    keys: ArcSwapOption<KeySet>,
+    /// Bumped after every successful load; lets waiters see that a fetch happened.
+    generation: AtomicU64,
+    fetch: Mutex<FetchState>,
+    failing: AtomicBool,
+    ready: watch::Sender<bool>,
+    pub stats: JwksStats,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl JwksCache {
+    pub fn new(issuer: &IssuerConfig, settings: &JwksSettings) -> Result<Arc<Self>, JwksError> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("jwt-authz/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| JwksError::Http {
+                url: issuer.issuer_url.clone(),
+                reason: format!("cannot build HTTP client: {e}"),
+            })?;
+        Ok(Arc::new(JwksCache {
+            issuer: issuer.issuer.clone(),
+            issuer_url: issuer.issuer_url.clone(),
+            source: issuer.jwks.clone(),
+            settings: settings.clone(),
+            client,
+            keys: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            fetch: Mutex::new(FetchState {
+                last_attempt: None,
+                discovered: None,
+            }),
+            failing: AtomicBool::new(false),
+            ready: watch::channel(false).0,
+            stats: JwksStats::default(),
+        }))
+    }
+
+    /// The issuer this cache serves.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The current key set, `None` until the first successful load.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.keys.load_full()
+    }
+
+    /// Becomes `true` once keys are loaded, and stays so.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Finds the key set holding a key for `kid` and `alg`, refetching once (rate-limited,
+    /// single-flight) when the `kid` is unknown. A token without `kid` never triggers a
+    /// fetch: it would let every request reach the identity provider.
+    pub async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Result<KeyLookup, AuthError> {
+        let seen = self.generation.load(Ordering::Acquire);
+        let Some(set) = self.current() else {
+            return Err(AuthError::JwksUnavailable);
+        };
+        if set.select(kid, alg).is_some() {
+            return Ok(set);
+        }
+        let Some(kid) = kid else {
+            return Err(AuthError::UnknownKey);
+        };
+        if set.contains_kid(kid) {
+            // The kid is known but its key does not fit `alg`: a refetch would not help.
+            return Err(AuthError::UnknownKey);
+        }
+        self.refetch_unknown_kid(seen).await;
+        match self.current() {
+            Some(set) if set.select(Some(kid), alg).is_some() => Ok(set),
+            _ => Err(AuthError::UnknownKey),
+        }
+    }
+
+    async fn refetch_unknown_kid(&self, seen_generation: u64) {
+        let mut state = self.fetch.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen_generation {
+            return; // a fetch completed while this request waited: use its result
+        }
+        if state
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.settings.cooldown)
+        {
+            return;
+        }
+        tracing::debug!(issuer = %self.issuer, "unknown kid, refetching JWKS");
+        let _ = self.fetch_locked(&mut state).await;
+    }
+
+    /// Fetches and installs the key set now, whatever the cooldown.
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        let mut state = self.fetch.lock().await;
+        self.fetch_locked(&mut state).await
+    }
+
+    async fn fetch_locked(&self, state: &mut FetchState) -> Result<usize, JwksError> {
+        state.last_attempt = Some(Instant::now());
+        match self.download(state).await {
+            Ok((set, skipped)) => {
+                for reason in skipped {
+                    tracing::warn!(issuer = %self.issuer, "JWKS key skipped: {reason}");
+                }
+                let count = set.len();
+                self.keys.store(Some(set));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.stats.fetch_ok.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .last_success_unix
+                    .store(unix_now(), Ordering::Relaxed);
+                self.ready.send_if_modified(|r| !std::mem::replace(r, true));
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(issuer = %self.issuer, keys = count, "JWKS fetch recovered");
+                } else {
+                    tracing::debug!(issuer = %self.issuer, keys = count, "JWKS loaded");
+                }
+                Ok(count)
+            }
+            Err(e) => {
+                self.stats.fetch_error.fetch_add(1, Ordering::Relaxed);
+                state.discovered = None;
+                // Logged once per outage, not once per attempt or per request.
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    let cached = self.current().map_or(0, |s| s.len());
+                    tracing::warn!(issuer = %self.issuer, cached_keys = cached, "JWKS fetch failed: {e}");
+                } else {
+                    tracing::debug!(issuer = %self.issuer, "JWKS fetch still failing: {e}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn download(
+        &self,
+        state: &mut FetchState,
+    ) -> Result<(Arc<KeySet>, Vec<String>), JwksError> {
+        let url = match &self.source {
+            JwksSource::Uri(url) => url.clone(),
+            JwksSource::Discover => match &state.discovered {
+                Some(url) => url.clone(),
+                None => {
+                    let url = self.discover().await?;
+                    state.discovered = Some(url.clone());
+                    url
+                }
+            },
+        };
+        let body = self.get(&url).await?;
+        let (set, skipped) =
+            KeySet::parse(&body).map_err(|source| JwksError::KeySet { url, source })?;
+        Ok((Arc::new(set), skipped))
+    }
+
+    /// Resolves the JWKS URL: the discovery document's `jwks_uri` when the issuer serves
+    /// one (its `issuer` must match exactly), else Auth0's `.well-known/jwks.json`.
+    async fn discover(&self) -> Result<Url, JwksError> {
+        let discovery_url = well_known(&self.issuer_url, "openid-configuration");
+        match self.get(&discovery_url).await {
+            Ok(body) => {
+                let doc: Discovery =
+                    serde_json::from_slice(&body).map_err(|e| JwksError::Discovery {
+                        url: discovery_url.clone(),
+                        reason: format!("not a discovery document: {e}"),
+                    })?;
+                if doc.issuer != self.issuer {
+                    return Err(JwksError::Discovery {
+                        url: discovery_url,
+                        reason: format!(
+                            "document names issuer {:?}, expected {:?}",
+                            doc.issuer, self.issuer
+                        ),
+                    });
+                }
+                let jwks = Url::parse(&doc.jwks_uri).map_err(|e| JwksError::Discovery {
+                    url: discovery_url.clone(),
+                    reason: format!("jwks_uri {:?} is not a URL: {e}", doc.jwks_uri),
+                })?;
+                // Never downgrade: an https issuer's keys must come over https.
+                if self.issuer_url.scheme() == "https" && jwks.scheme() != "https" {
+                    return Err(JwksError::Discovery {
+                        url: discovery_url,
+                        reason: format!("jwks_uri {jwks} is not https"),
+                    });
+                }
+                Ok(jwks)
+            }
+            Err(JwksError::Status { status: 404, .. }) => {
+                Ok(well_known(&self.issuer_url, "jwks.json"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self, url: &Url) -> Result<Vec<u8>, JwksError> {
+        let http = |e: reqwest::Error| JwksError::Http {
+            url: url.clone(),
+            reason: error_chain(&e),
+        };
+        let max = self.settings.max_bytes;
+        let mut response = self.client.get(url.clone()).send().await.map_err(http)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(JwksError::Status {
+                url: url.clone(),
+                status: status.as_u16(),
+            });
+        }
+        if response.content_length().is_some_and(|len| len > max as u64) {
+            return Err(JwksError::TooLarge {
+                url: url.clone(),
+                max,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http)? {
+            if body.len() + chunk.len() > max {
+                return Err(JwksError::TooLarge {
+                    url: url.clone(),
+                    max,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Keeps the keys fresh: retries the first load with backoff, then refetches every
+    /// `refresh` interval. A failed refresh keeps the cached keys and is retried sooner.
+    pub async fn run_refresher(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        loop {
+            match self.refresh().await {
+                Ok(_) => {
+                    failures = 0;
+                    tokio::time::sleep(self.settings.refresh).await;
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(self.retry_delay(failures)).await;
+                }
+            }
+        }
+    }
+
+    fn retry_delay(&self, failures: u32) -> Duration {
+        let backoff = self
+            .settings
+            .cooldown
+            .saturating_mul(1 << failures.saturating_sub(1).min(6));
+        backoff.min(self.settings.refresh)
+    }
+}
+
+fn well_known(issuer: &Url, name: &str) -> Url {
+    let mut url = issuer.clone();
+    let path = format!("{}/.well-known/{name}", issuer.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.set_query(None);
+    url
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_paths_follow_the_issuer() {
+        let auth0 = Url::parse("https://t.auth0.com/").unwrap();
+        assert_eq!(
+            well_known(&auth0, "jwks.json").as_str(),
+            "https://t.auth0.com/.well-known/jwks.json"
+        );
+        let keycloak = Url::parse("https://kc.example/realms/api").unwrap();
+        assert_eq!(
+            well_known(&keycloak, "openid-configuration").as_str(),
+            "https://kc.example/realms/api/.well-known/openid-configuration"
+        );
+    }
+}

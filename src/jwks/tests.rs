@@ -1,0 +1,100 @@
+use super::*;
+
+const FIXTURE: &str = include_str!("../../tests/fixtures/jwks.json");
+
+fn fixture_keys() -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    doc["keys"].as_array().unwrap().clone()
+}
+
+fn jwks(keys: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
+}
+
+#[test]
+fn fixture_keys_of_every_type_load() {
+    let (set, skipped) = KeySet::parse(FIXTURE.as_bytes()).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(set.len(), 5);
+    assert_eq!(
+        set.select(Some("rsa-1"), Algorithm::RS256).unwrap().key_type,
+        KeyType::Rsa
+    );
+    assert!(set.select(Some("ec-256"), Algorithm::ES256).is_some());
+    assert!(set.select(Some("ec-384"), Algorithm::ES384).is_some());
+    assert!(set.select(Some("ed-1"), Algorithm::EdDSA).is_some());
+}
+
+#[test]
+fn key_is_never_used_for_another_family() {
+    let (set, _) = KeySet::parse(FIXTURE.as_bytes()).unwrap();
+    assert!(set.select(Some("ec-256"), Algorithm::RS256).is_none());
+    assert!(set.select(Some("rsa-1"), Algorithm::ES256).is_none());
+    assert!(set.select(Some("ec-384"), Algorithm::ES256).is_none());
+}
+
+#[test]
+fn pinned_alg_restricts_the_key() {
+    let (set, _) = KeySet::parse(FIXTURE.as_bytes()).unwrap();
+    // rsa-1 names RS256; rsa-2 names no alg and takes any RSA algorithm.
+    assert!(set.select(Some("rsa-1"), Algorithm::PS256).is_none());
+    assert!(set.select(Some("rsa-2"), Algorithm::PS256).is_some());
+}
+
+#[test]
+fn token_without_kid_needs_exactly_one_fitting_key() {
+    let (set, _) = KeySet::parse(FIXTURE.as_bytes()).unwrap();
+    // Two RSA keys could verify RS256: ambiguous.
+    assert!(set.select(None, Algorithm::RS256).is_none());
+    // Only ec-256 fits ES256.
+    assert_eq!(
+        set.select(None, Algorithm::ES256).unwrap().kid.as_deref(),
+        Some("ec-256")
+    );
+}
+
+#[test]
+fn one_bad_key_does_not_spoil_the_others() {
+    let mut keys = fixture_keys();
+    keys.push(serde_json::json!({"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"}));
+    keys.push(serde_json::json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}));
+    keys.push(serde_json::json!({"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+    keys.push(serde_json::json!("not an object"));
+    let (set, skipped) = KeySet::parse(&jwks(&keys)).unwrap();
+    assert_eq!(set.len(), 5);
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    assert!(!set.contains_kid("hmac"));
+}
+
+#[test]
+fn short_rsa_keys_are_refused() {
+    let short = serde_json::json!({
+        "kty": "RSA", "kid": "short", "e": "AQAB",
+        "n": URL_SAFE_NO_PAD.encode([0xffu8; 128]),
+    });
+    let err = KeySet::parse(&jwks(&[short])).unwrap_err();
+    assert!(err.to_string().contains("1024 bits"), "{err}");
+}
+
+#[test]
+fn empty_or_foreign_documents_are_errors() {
+    assert!(matches!(
+        KeySet::parse(br#"{"keys": []}"#),
+        Err(KeySetError::NoUsableKey(_))
+    ));
+    assert!(matches!(
+        KeySet::parse(b"<html>"),
+        Err(KeySetError::NotJwks(_))
+    ));
+    assert!(matches!(
+        KeySet::parse(br#"{"keys": {}}"#),
+        Err(KeySetError::NotJwks(_))
+    ));
+}
+
+#[test]
+fn alg_that_does_not_fit_the_key_type_is_skipped() {
+    let mut rsa = fixture_keys()[0].clone();
+    rsa["alg"] = "ES256".into();
+    assert!(KeySet::parse(&jwks(&[rsa])).is_err());
+}

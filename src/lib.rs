@@ -1,0 +1,19 @@
+//! jwt-authz: an Envoy `ext_authz` gRPC service that verifies OAuth2 JWT access tokens
+//! against a cached JWKS and enforces per-route scopes.
+//!
+//! `main.rs` parses the command line and calls [`server::run`]; the integration tests in
+//! `tests/` call [`server::serve`] on a loopback listener.
+
+#![forbid(unsafe_code)]
+
+pub mod bearer;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod jwks;
+pub mod policy;
+pub mod proto;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+pub mod verify;

@@ -1,0 +1,151 @@
+//! What a route requires, and whether a verified token's claims satisfy it. Pure: no I/O
+//! and no protocol types.
+//!
+//! Envoy names a route's scopes in the per-route `check_settings.context_extensions`
+//! under `required_scopes` (space-separated, all required). Scopes granted by a token are
+//! read from the configured claims: `scope` (space-separated string, RFC 8693/9068), `scp`
+//! (array or string) and `permissions` (Auth0 RBAC array).
+
+use serde_json::Value;
+
+use crate::error::AuthError;
+use crate::verify::Claims;
+
+/// The context-extension key that carries a route's required scopes.
+pub const REQUIRED_SCOPES_KEY: &str = "required_scopes";
+
+/// Scopes a route requires.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ScopeRule {
+    /// Any valid token.
+    #[default]
+    None,
+    /// Every listed scope.
+    AllOf(Vec<String>),
+    /// At least one listed scope.
+    AnyOf(Vec<String>),
+}
+
+impl ScopeRule {
+    /// Parses a `required_scopes` value: space-separated, every one required. Blank means
+    /// no scope is required.
+    pub fn from_context_extension(value: &str) -> ScopeRule {
+        let scopes: Vec<String> = value.split_ascii_whitespace().map(str::to_owned).collect();
+        if scopes.is_empty() {
+            ScopeRule::None
+        } else {
+            ScopeRule::AllOf(scopes)
+        }
+    }
+
+    /// Checks the rule against the scopes a token grants.
+    pub fn check(&self, claims: &Claims, scope_claims: &[String]) -> Result<(), AuthError> {
+        let granted = |wanted: &str| granted_scopes(claims, scope_claims).any(|s| s == wanted);
+        let satisfied = match self {
+            ScopeRule::None => true,
+            ScopeRule::AllOf(scopes) => scopes.iter().all(|s| granted(s)),
+            ScopeRule::AnyOf(scopes) => scopes.iter().any(|s| granted(s)),
+        };
+        if satisfied {
+            Ok(())
+        } else {
+            Err(AuthError::InsufficientScope {
+                required: self.describe(),
+            })
+        }
+    }
+
+    /// The scopes, space-separated, for `WWW-Authenticate`.
+    fn describe(&self) -> String {
+        match self {
+            ScopeRule::None => String::new(),
+            ScopeRule::AllOf(s) | ScopeRule::AnyOf(s) => s.join(" "),
+        }
+    }
+}
+
+/// Every scope the token grants through the configured claims. A string claim is split
+/// on whitespace; an array claim contributes its string entries.
+pub fn granted_scopes<'c>(
+    claims: &'c Claims,
+    scope_claims: &'c [String],
+) -> impl Iterator<Item = &'c str> + 'c {
+    scope_claims
+        .iter()
+        .filter_map(|name| claims.get(name))
+        .flat_map(|value| -> Box<dyn Iterator<Item = &'c str> + 'c> {
+            match value {
+                Value::String(s) => Box::new(s.split_ascii_whitespace()),
+                Value::Array(items) => Box::new(items.iter().filter_map(Value::as_str)),
+                _ => Box::new(std::iter::empty()),
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Claims {
+        value.as_object().unwrap().clone()
+    }
+
+    fn defaults() -> Vec<String> {
+        vec!["scope".into(), "scp".into(), "permissions".into()]
+    }
+
+    #[test]
+    fn scopes_come_from_every_configured_claim() {
+        let c = claims(json!({
+            "scope": "read:messages  write:messages",
+            "scp": ["a", 3, "b"],
+            "permissions": ["admin"],
+            "other": "ignored",
+        }));
+        let names = defaults();
+        let all: Vec<&str> = granted_scopes(&c, &names).collect();
+        assert_eq!(all, ["read:messages", "write:messages", "a", "b", "admin"]);
+    }
+
+    #[test]
+    fn all_listed_scopes_are_required() {
+        let c = claims(json!({"scope": "read:messages write:messages"}));
+        let rule = ScopeRule::from_context_extension("read:messages write:messages");
+        assert_eq!(rule.check(&c, &defaults()), Ok(()));
+        let rule = ScopeRule::from_context_extension(" read:messages  admin ");
+        assert_eq!(
+            rule.check(&c, &defaults()),
+            Err(AuthError::InsufficientScope {
+                required: "read:messages admin".into()
+            })
+        );
+    }
+
+    #[test]
+    fn any_of_needs_one() {
+        let c = claims(json!({"permissions": ["b"]}));
+        let rule = ScopeRule::AnyOf(vec!["a".into(), "b".into()]);
+        assert_eq!(rule.check(&c, &defaults()), Ok(()));
+    }
+
+    #[test]
+    fn blank_requirement_needs_only_a_valid_token() {
+        assert_eq!(ScopeRule::from_context_extension("  "), ScopeRule::None);
+        assert_eq!(ScopeRule::None.check(&Claims::new(), &defaults()), Ok(()));
+    }
+
+    #[test]
+    fn scope_prefixes_do_not_match() {
+        let c = claims(json!({"scope": "read:messages-extra read"}));
+        let rule = ScopeRule::from_context_extension("read:messages");
+        assert!(rule.check(&c, &defaults()).is_err());
+    }
+
+    #[test]
+    fn unconfigured_claims_are_ignored() {
+        let c = claims(json!({"permissions": ["admin"]}));
+        let only_scope = vec!["scope".to_owned()];
+        assert!(ScopeRule::from_context_extension("admin").check(&c, &only_scope).is_err());
+    }
+}

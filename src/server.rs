@@ -1,0 +1,116 @@
+//! Wiring: builds the issuers' caches and the gRPC services, binds, serves, and drains on
+//! SIGTERM/SIGINT so in-flight checks finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::config::Config;
+use crate::jwks::JwksCache;
+use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
+use crate::service::{AuthzService, CheckSettings};
+use crate::verify::{Issuer, Verifier};
+
+/// Binds `config.listen` and serves until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    serve(config, listener, shutdown_signal()).await
+}
+
+/// Serves on an already bound listener until `shutdown` completes, then drains.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let local: SocketAddr = listener.local_addr()?;
+    let mut issuers = Vec::new();
+    for issuer in &config.issuers {
+        let jwks = JwksCache::new(issuer, &config.jwks)
+            .with_context(|| format!("issuer {}", issuer.issuer))?;
+        issuers.push(Issuer {
+            config: issuer.clone(),
+            jwks,
+        });
+    }
+    let verifier = Arc::new(Verifier::new(issuers));
+    let caches: Vec<Arc<JwksCache>> = verifier.caches().cloned().collect();
+    let refreshers: Vec<_> = caches
+        .iter()
+        .map(|c| tokio::spawn(Arc::clone(c).run_refresher()))
+        .collect();
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    // Set NOT_SERVING before the listener accepts anything.
+    let readiness = tokio::spawn(crate::health::report_readiness(reporter, caches));
+    tokio::task::yield_now().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection: cannot load descriptors")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection: cannot load descriptors")?;
+
+    let service = AuthzService::new(
+        verifier,
+        CheckSettings {
+            scope_claims: config.scope_claims.clone(),
+            max_header_bytes: config.max_header_bytes,
+            realm: config.realm.clone(),
+            retry_after_secs: config.jwks.cooldown.as_secs().max(1),
+        },
+    );
+    tracing::info!(listen = %local, issuers = config.issuers.len(), "jwt-authz listening");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthorizationServer::new(service))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("grpc server");
+    for task in refreshers {
+        task.abort();
+    }
+    readiness.abort();
+    tracing::info!("jwt-authz stopped");
+    result
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received, draining");
+}

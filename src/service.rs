@@ -1,0 +1,227 @@
+//! The tonic `Authorization` service: translates a `CheckRequest` into the domain (bearer
+//! token, required scopes), asks [`Verifier`] and [`ScopeRule`], and translates the
+//! outcome back into a `CheckResponse`. It owns no decision of its own.
+//!
+//! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
+//! would count as a failure in Envoy, which `failure_mode_allow` turns into an allow.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use crate::bearer::BearerToken;
+use crate::error::AuthError;
+use crate::policy::{REQUIRED_SCOPES_KEY, ScopeRule};
+use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
+use crate::proto::google::rpc;
+use crate::proto::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use crate::verify::{TokenFacts, Verified, Verifier};
+
+/// Upstream header that carries the verified `sub`.
+pub const SUB_HEADER: &str = "x-jwt-sub";
+
+/// Settings the Check path reads on every request.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    pub scope_claims: Vec<String>,
+    pub max_header_bytes: usize,
+    pub realm: String,
+    /// Seconds sent in `retry-after` while keys are unavailable.
+    pub retry_after_secs: u64,
+}
+
+/// The `envoy.service.auth.v3.Authorization` implementation.
+#[derive(Clone)]
+pub struct AuthzService {
+    verifier: Arc<Verifier>,
+    settings: Arc<CheckSettings>,
+}
+
+impl AuthzService {
+    pub fn new(verifier: Arc<Verifier>, settings: CheckSettings) -> Self {
+        AuthzService {
+            verifier,
+            settings: Arc::new(settings),
+        }
+    }
+
+    async fn decide(
+        &self,
+        request: &CheckRequest,
+        facts: &mut TokenFacts,
+    ) -> Result<Verified, AuthError> {
+        let attributes = request.attributes.as_ref();
+        let http = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let token = BearerToken::from_header_values(
+            authorization_values(http),
+            self.settings.max_header_bytes,
+        )?;
+        let verified = self.verifier.verify(token, facts).await?;
+        let rule = attributes
+            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
+            .map(|v| ScopeRule::from_context_extension(v))
+            .unwrap_or_default();
+        rule.check(&verified.claims, &self.settings.scope_claims)?;
+        Ok(verified)
+    }
+
+    fn allow(&self, verified: &Verified) -> CheckResponse {
+        let mut ok = OkHttpResponse::default();
+        match verified.claims.get("sub").and_then(|s| s.as_str()) {
+            // Overwrites any inbound copy, so a client cannot forge it.
+            Some(sub) => ok.headers.push(header(SUB_HEADER, sub)),
+            // No claim to set: still strip what the client sent.
+            None => ok.headers_to_remove.push(SUB_HEADER.to_owned()),
+        }
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: 0,
+                ..Default::default()
+            }),
+            http_response: Some(HttpResponse::OkResponse(ok)),
+            dynamic_metadata: None,
+        }
+    }
+
+    fn deny(&self, error: &AuthError) -> CheckResponse {
+        let wire = error.wire();
+        let mut headers = vec![header("content-type", "application/json")];
+        if let Some(challenge) = error.www_authenticate(&self.settings.realm) {
+            headers.push(header("www-authenticate", &challenge));
+        }
+        let unavailable = matches!(error, AuthError::JwksUnavailable);
+        if unavailable {
+            headers.push(header(
+                "retry-after",
+                &self.settings.retry_after_secs.to_string(),
+            ));
+        }
+        let body = DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(wire.http_status),
+            }),
+            headers,
+            body: error.json_body(),
+        };
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: wire.grpc_code,
+                message: wire.code.to_owned(),
+                details: Vec::new(),
+            }),
+            // Keys unavailable is the server's failure, not the client's: Envoy 1.37+ treats
+            // `error_response` as an error (status_on_error / failure_mode_allow apply);
+            // older Envoys ignore the unknown field and see a plain denial.
+            http_response: Some(if unavailable {
+                HttpResponse::ErrorResponse(body)
+            } else {
+                HttpResponse::DeniedResponse(body)
+            }),
+            dynamic_metadata: None,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let mut facts = TokenFacts::default();
+        let outcome = self.decide(&request, &mut facts).await;
+        let response = match &outcome {
+            Ok(verified) => self.allow(verified),
+            Err(error) => self.deny(error),
+        };
+        log_decision(&request, &outcome, &facts, started);
+        Ok(Response::new(response))
+    }
+}
+
+/// Every `authorization` value Envoy forwarded: from `headers` (lower-case keys, repeats
+/// joined by a comma) and from `header_map` (raw headers, repeats kept apart).
+fn authorization_values(http: Option<&HttpRequest>) -> impl Iterator<Item = &[u8]> {
+    let joined = http
+        .and_then(|h| h.headers.get("authorization"))
+        .map(|v| v.as_bytes());
+    let raw = http
+        .and_then(|h| h.header_map.as_ref())
+        .into_iter()
+        .flat_map(|m| m.headers.iter())
+        .filter(|h| h.key.eq_ignore_ascii_case("authorization"))
+        .map(|h| {
+            if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                h.raw_value.as_slice()
+            }
+        });
+    joined.into_iter().chain(raw)
+}
+
+/// A header option set the portable way: `append` unset, overwrite-or-add.
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        }),
+        // `append` (deprecated) stays unset: Envoy versions disagree on how it combines
+        // with `append_action`, and unset + overwrite behaves the same in all of them.
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+/// One line per decision. Never the token or the header: only the route (without its
+/// query string, which may carry credentials), code, `kid`, `iss`, `sub` and latency.
+fn log_decision(
+    request: &CheckRequest,
+    outcome: &Result<Verified, AuthError>,
+    facts: &TokenFacts,
+    started: Instant,
+) {
+    let http = request
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let method = http.map_or("", |h| h.method.as_str());
+    let path = http.map_or("", |h| h.path.split('?').next().unwrap_or(""));
+    let latency_us = started.elapsed().as_micros() as u64;
+    let kid = facts.kid.as_deref().map(clip);
+    let iss = facts.iss.as_deref().map(clip);
+    match outcome {
+        Ok(verified) => {
+            let sub = verified.claims.get("sub").and_then(|s| s.as_str()).map(clip);
+            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), ?kid, ?iss, ?sub, latency_us);
+        }
+        Err(error) => {
+            let code = error.wire().code;
+            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), ?kid, ?iss, latency_us);
+        }
+    }
+}
+
+/// Attacker-controlled strings are logged with `Debug` (escaped) and clipped.
+fn clip(s: &str) -> &str {
+    const MAX: usize = 128;
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
