@@ -113,7 +113,10 @@ mod tests {
 
     #[test]
     fn two_headers_joined_by_envoy_are_rejected() {
-        assert_eq!(parse("Bearer a.b.c,Bearer d.e.f"), Err(AuthError::TooManyParts));
+        assert_eq!(
+            parse("Bearer a.b.c,Bearer d.e.f"),
+            Err(AuthError::TooManyParts)
+        );
         assert_eq!(parse("Bearer a.b.c,d.e.f"), Err(AuthError::TooManyParts));
     }
 

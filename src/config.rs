@@ -13,7 +13,11 @@ use url::Url;
 
 /// Command line of the `jwt-authz` binary.
 #[derive(Debug, Parser)]
-#[command(name = "jwt-authz", version, about = "Envoy ext_authz service that verifies JWT access tokens")]
+#[command(
+    name = "jwt-authz",
+    version,
+    about = "Envoy ext_authz service that verifies JWT access tokens"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +47,12 @@ pub struct ServeArgs {
     pub jwks_uri: Option<String>,
 
     /// Accepted signing algorithms, comma-separated. `none` and HS* are always refused.
-    #[arg(long, env = "JWT_AUTHZ_ALGORITHMS", value_delimiter = ',', default_value = "RS256")]
+    #[arg(
+        long,
+        env = "JWT_AUTHZ_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "RS256"
+    )]
     pub algorithms: Vec<String>,
 
     /// gRPC listen address.
@@ -73,7 +82,12 @@ pub struct ServeArgs {
 
     /// Claims read for scopes, comma-separated: `scope` (space-separated string), `scp`
     /// (array or string), `permissions` (Auth0 RBAC array).
-    #[arg(long, env = "JWT_AUTHZ_SCOPE_CLAIMS", value_delimiter = ',', default_value = "scope,scp,permissions")]
+    #[arg(
+        long,
+        env = "JWT_AUTHZ_SCOPE_CLAIMS",
+        value_delimiter = ',',
+        default_value = "scope,scp,permissions"
+    )]
     pub scope_claims: Vec<String>,
 
     /// Largest `authorization` header accepted, in bytes; longer ones are `invalid_header`.
@@ -173,7 +187,12 @@ impl Config {
         let listen = args
             .listen
             .parse::<SocketAddr>()
-            .map_err(|_| err(format!("listen: `{}` is not an address like 0.0.0.0:9191", args.listen)))
+            .map_err(|_| {
+                err(format!(
+                    "listen: `{}` is not an address like 0.0.0.0:9191",
+                    args.listen
+                ))
+            })
             .ok();
         let leeway = parse_duration(&args.leeway)
             .map_err(|e| err(format!("leeway: {e}")))
@@ -223,7 +242,9 @@ impl Config {
                 .ok(),
         };
 
-        match (listen, leeway, refresh, cooldown, timeout, algorithms, issuer_url, jwks) {
+        match (
+            listen, leeway, refresh, cooldown, timeout, algorithms, issuer_url, jwks,
+        ) {
             (
                 Some(listen),
                 Some(leeway),
@@ -290,7 +311,11 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("unknown unit `{other}` in `{value}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{value}` (use ms, s, m or h)"
+            ));
+        }
     };
     Ok(duration)
 }
@@ -344,7 +369,9 @@ fn check_url(name: &str, value: &str, allow_http: bool) -> Result<Url, String> {
         "http" => Err(format!(
             "{name}: `{value}` must use https (http is accepted only on loopback, or with --insecure-allow-http)"
         )),
-        other => Err(format!("{name}: scheme `{other}` is not supported, use https")),
+        other => Err(format!(
+            "{name}: scheme `{other}` is not supported, use https"
+        )),
     }
 }
 
@@ -371,7 +398,13 @@ mod tests {
 
     #[test]
     fn minimal_flags_give_defaults() {
-        let config = args(&["--issuer", "https://t.auth0.com/", "--audience", "https://api"]).unwrap();
+        let config = args(&[
+            "--issuer",
+            "https://t.auth0.com/",
+            "--audience",
+            "https://api",
+        ])
+        .unwrap();
         assert_eq!(config.listen, "0.0.0.0:9191".parse().unwrap());
         let issuer = &config.issuers[0];
         assert_eq!(issuer.issuer, "https://t.auth0.com/");
@@ -385,12 +418,23 @@ mod tests {
 
     #[test]
     fn every_error_is_reported_at_once() {
-        let errors = args(&["--listen", "nope", "--algorithms", "HS256", "--leeway", "5 parsecs"])
-            .unwrap_err()
-            .0;
+        let errors = args(&[
+            "--listen",
+            "nope",
+            "--algorithms",
+            "HS256",
+            "--leeway",
+            "5 parsecs",
+        ])
+        .unwrap_err()
+        .0;
         assert_eq!(errors.len(), 5, "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("listen:")));
-        assert!(errors.iter().any(|e| e.starts_with("algorithms: `HS256` is never allowed")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("algorithms: `HS256` is never allowed"))
+        );
         assert!(errors.iter().any(|e| e.starts_with("leeway:")));
         assert!(errors.iter().any(|e| e.starts_with("issuer: required")));
         assert!(errors.iter().any(|e| e.starts_with("audience:")));
@@ -413,14 +457,16 @@ mod tests {
             .0;
         assert!(errors[0].contains("must use https"), "{errors:?}");
         assert!(args(&["--issuer", "http://127.0.0.1:8080/", "--audience", "a"]).is_ok());
-        assert!(args(&[
-            "--issuer",
-            "http://idp.example.com/",
-            "--audience",
-            "a",
-            "--insecure-allow-http"
-        ])
-        .is_ok());
+        assert!(
+            args(&[
+                "--issuer",
+                "http://idp.example.com/",
+                "--audience",
+                "a",
+                "--insecure-allow-http"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -142,9 +142,7 @@ impl AuthError {
             AuthError::UnknownKey => {
                 unauthenticated("invalid_header", "Unable to find appropriate key")
             }
-            AuthError::BadSignature => {
-                unauthenticated("invalid_token", "The signature is invalid")
-            }
+            AuthError::BadSignature => unauthenticated("invalid_token", "The signature is invalid"),
             AuthError::Expired => unauthenticated("token_expired", "token is expired"),
             AuthError::WrongIssuer
             | AuthError::WrongAudience

@@ -29,7 +29,15 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     // "" is the whole server's health, the name Envoy's gRPC health check uses by default.
     reporter.set_service_status("", status).await;
     match status {
-        ServingStatus::Serving => reporter.set_serving::<AuthorizationServer<AuthzService>>().await,
-        _ => reporter.set_not_serving::<AuthorizationServer<AuthzService>>().await,
+        ServingStatus::Serving => {
+            reporter
+                .set_serving::<AuthorizationServer<AuthzService>>()
+                .await
+        }
+        _ => {
+            reporter
+                .set_not_serving::<AuthorizationServer<AuthzService>>()
+                .await
+        }
     }
 }

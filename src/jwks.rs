@@ -186,22 +186,26 @@ impl KeySet {
 fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
     let raw: RawJwk = serde_json::from_value(value).map_err(|e| format!("not a JWK: {e}"))?;
     let kid = raw.kid.clone();
-    let label = kid.as_deref().map(|k| format!("kid {k:?}: ")).unwrap_or_default();
-    if let Some(use_) = &raw.use_ {
-        if use_ != "sig" {
-            return Err(format!("{label}use is {use_:?}, not \"sig\""));
-        }
+    let label = kid
+        .as_deref()
+        .map(|k| format!("kid {k:?}: "))
+        .unwrap_or_default();
+    if let Some(use_) = raw.use_.as_deref().filter(|u| *u != "sig") {
+        return Err(format!("{label}use is {use_:?}, not \"sig\""));
     }
-    if let Some(ops) = &raw.key_ops {
-        if !ops.iter().any(|op| op == "verify") {
-            return Err(format!("{label}key_ops does not include \"verify\""));
-        }
+    if raw
+        .key_ops
+        .as_ref()
+        .is_some_and(|ops| !ops.iter().any(|op| op == "verify"))
+    {
+        return Err(format!("{label}key_ops does not include \"verify\""));
     }
     let alg = match raw.alg.as_deref() {
         None => None,
         Some(name) => Some(
-            crate::config::parse_algorithms(&[name])
-                .map_err(|_| format!("{label}alg {name:?} is not a supported signature algorithm"))?[0],
+            crate::config::parse_algorithms(&[name]).map_err(|_| {
+                format!("{label}alg {name:?} is not a supported signature algorithm")
+            })?[0],
         ),
     };
     let need = |field: &Option<String>, name: &str| -> Result<String, String> {
@@ -218,7 +222,9 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
                 .map_err(|_| format!("{label}n is not base64url"))?;
             let bits = significant_bits(&modulus);
             if bits < 2048 {
-                return Err(format!("{label}RSA modulus has {bits} bits, at least 2048 are required"));
+                return Err(format!(
+                    "{label}RSA modulus has {bits} bits, at least 2048 are required"
+                ));
             }
             let key = DecodingKey::from_rsa_components(&n, &e)
                 .map_err(|e| format!("{label}invalid RSA key: {e}"))?;
@@ -238,7 +244,10 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
                     .decode(value)
                     .map_err(|_| format!("{label}{name} is not base64url"))?;
                 if bytes.len() != coordinate {
-                    return Err(format!("{label}{name} has {} bytes, expected {coordinate}", bytes.len()));
+                    return Err(format!(
+                        "{label}{name} has {} bytes, expected {coordinate}",
+                        bytes.len()
+                    ));
                 }
             }
             let key = DecodingKey::from_ec_components(&x, &y)
@@ -262,10 +271,10 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
         }
         other => return Err(format!("{label}kty {other:?} is not supported")),
     };
-    if let Some(alg) = alg {
-        if !key_type.verifies(alg) {
-            return Err(format!("{label}alg {alg:?} does not fit a {key_type:?} key"));
-        }
+    if let Some(alg) = alg.filter(|a| !key_type.verifies(*a)) {
+        return Err(format!(
+            "{label}alg {alg:?} does not fit a {key_type:?} key"
+        ));
     }
     Ok(VerifyingKey {
         kid,

@@ -146,6 +146,10 @@ mod tests {
     fn unconfigured_claims_are_ignored() {
         let c = claims(json!({"permissions": ["admin"]}));
         let only_scope = vec!["scope".to_owned()];
-        assert!(ScopeRule::from_context_extension("admin").check(&c, &only_scope).is_err());
+        assert!(
+            ScopeRule::from_context_extension("admin")
+                .check(&c, &only_scope)
+                .is_err()
+        );
     }
 }

@@ -203,7 +203,11 @@ fn log_decision(
     let iss = facts.iss.as_deref().map(clip);
     match outcome {
         Ok(verified) => {
-            let sub = verified.claims.get("sub").and_then(|s| s.as_str()).map(clip);
+            let sub = verified
+                .claims
+                .get("sub")
+                .and_then(|s| s.as_str())
+                .map(clip);
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), ?kid, ?iss, ?sub, latency_us);
         }
         Err(error) => {

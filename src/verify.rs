@@ -122,8 +122,7 @@ impl Verifier {
         if !issuer.config.algorithms.contains(&alg) {
             return Err(AuthError::DisallowedAlgorithm);
         }
-        if issuer.config.require_access_token_type && !is_access_token_type(header.typ.as_deref())
-        {
+        if issuer.config.require_access_token_type && !is_access_token_type(header.typ.as_deref()) {
             return Err(AuthError::WrongTokenType);
         }
 
@@ -272,7 +271,10 @@ mod tests {
     #[test]
     fn expired_token_is_rejected_past_the_leeway_only() {
         let i = issuer();
-        assert_eq!(check_claims(&with("exp", json!(NOW - 59.0)), &i, NOW), Ok(()));
+        assert_eq!(
+            check_claims(&with("exp", json!(NOW - 59.0)), &i, NOW),
+            Ok(())
+        );
         assert_eq!(
             check_claims(&with("exp", json!(NOW - 61.0)), &i, NOW),
             Err(AuthError::Expired)
@@ -282,7 +284,10 @@ mod tests {
     #[test]
     fn future_nbf_is_rejected() {
         let i = issuer();
-        assert_eq!(check_claims(&with("nbf", json!(NOW + 30.0)), &i, NOW), Ok(()));
+        assert_eq!(
+            check_claims(&with("nbf", json!(NOW + 30.0)), &i, NOW),
+            Ok(())
+        );
         assert_eq!(
             check_claims(&with("nbf", json!(NOW + 120.0)), &i, NOW),
             Err(AuthError::NotYetValid)
@@ -296,8 +301,14 @@ mod tests {
     #[test]
     fn exp_and_aud_are_required() {
         let i = issuer();
-        assert_eq!(check_claims(&without("exp"), &i, NOW), Err(AuthError::MissingClaim));
-        assert_eq!(check_claims(&without("aud"), &i, NOW), Err(AuthError::MissingClaim));
+        assert_eq!(
+            check_claims(&without("exp"), &i, NOW),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            check_claims(&without("aud"), &i, NOW),
+            Err(AuthError::MissingClaim)
+        );
         assert_eq!(
             check_claims(&with("exp", json!("1800000300")), &i, NOW),
             Err(AuthError::MissingClaim)
@@ -307,7 +318,10 @@ mod tests {
     #[test]
     fn aud_may_be_a_string_or_an_array() {
         let i = issuer();
-        assert_eq!(check_claims(&with("aud", json!(["x", "other"])), &i, NOW), Ok(()));
+        assert_eq!(
+            check_claims(&with("aud", json!(["x", "other"])), &i, NOW),
+            Ok(())
+        );
         assert_eq!(
             check_claims(&with("aud", json!(["x", "y"])), &i, NOW),
             Err(AuthError::WrongAudience)
@@ -336,8 +350,14 @@ mod tests {
 
     #[test]
     fn none_and_hmac_algorithms_are_refused() {
-        for alg in ["none", "None", "NONE", "HS256", "HS384", "HS512", "rs256", ""] {
-            assert_eq!(asymmetric_algorithm(alg), Err(AuthError::DisallowedAlgorithm), "{alg}");
+        for alg in [
+            "none", "None", "NONE", "HS256", "HS384", "HS512", "rs256", "",
+        ] {
+            assert_eq!(
+                asymmetric_algorithm(alg),
+                Err(AuthError::DisallowedAlgorithm),
+                "{alg}"
+            );
         }
         assert_eq!(asymmetric_algorithm("ES384"), Ok(Algorithm::ES384));
     }

@@ -20,7 +20,10 @@ async fn valid_token_is_allowed_with_sub_header() {
     let token = mint(&key("rsa-1"), &claims(&idp.issuer()));
     let response = authz.check_token(&token).await;
     let headers = assert_allowed(&response);
-    assert_eq!(headers.get("x-jwt-sub").map(String::as_str), Some("auth0|user-1"));
+    assert_eq!(
+        headers.get("x-jwt-sub").map(String::as_str),
+        Some("auth0|user-1")
+    );
     // The header is set with overwrite semantics and `append` left unset.
     let Some(jwt_authz::proto::HttpResponse::OkResponse(ok)) = &response.http_response else {
         panic!()
@@ -49,7 +52,9 @@ async fn missing_header_is_401_with_a_challenge() {
     let response = authz.check(request(None, None)).await;
     let headers = assert_denied(&response, 401, "authorization_header_missing");
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"jwt-authz\"");
-    let Decision::Deny { body, .. } = decision(&response) else { panic!() };
+    let Decision::Deny { body, .. } = decision(&response) else {
+        panic!()
+    };
     assert_eq!(
         body,
         json!({"code": "authorization_header_missing", "description": "Authorization header is expected"})
@@ -79,7 +84,11 @@ async fn bearer_table_rows_are_invalid_header() {
 async fn lowercase_bearer_still_works() {
     let (idp, authz) = setup().await;
     let token = mint(&key("rsa-1"), &claims(&idp.issuer()));
-    assert_allowed(&authz.check(request(Some(&format!("bearer {token}")), None)).await);
+    assert_allowed(
+        &authz
+            .check(request(Some(&format!("bearer {token}")), None))
+            .await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,7 +192,11 @@ async fn expired_token_is_token_expired() {
     let (idp, authz) = setup().await;
     let mut c = claims(&idp.issuer());
     c["exp"] = json!(now() - 61 - 5);
-    let headers = assert_denied(&authz.check_token(&mint(&key("rsa-1"), &c)).await, 401, "token_expired");
+    let headers = assert_denied(
+        &authz.check_token(&mint(&key("rsa-1"), &c)).await,
+        401,
+        "token_expired",
+    );
     assert!(headers["www-authenticate"].contains("error=\"invalid_token\""));
     // Within the 60 s leeway it still passes.
     c["exp"] = json!(now() - 30);
@@ -219,7 +232,9 @@ async fn claim_failures_are_invalid_claims() {
     for (name, c) in cases {
         let response = authz.check_token(&mint(&key("rsa-1"), &c)).await;
         match decision(&response) {
-            Decision::Deny { http: 401, code, .. } => assert_eq!(code, "invalid_claims", "{name}"),
+            Decision::Deny {
+                http: 401, code, ..
+            } => assert_eq!(code, "invalid_claims", "{name}"),
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -233,7 +248,11 @@ async fn audience_array_matches_any_entry() {
     c["aud"] = json!(["https://unrelated", "https://second.example.com"]);
     assert_allowed(&authz.check_token(&mint(&key("rsa-1"), &c)).await);
     c["aud"] = json!(["https://unrelated"]);
-    assert_denied(&authz.check_token(&mint(&key("rsa-1"), &c)).await, 401, "invalid_claims");
+    assert_denied(
+        &authz.check_token(&mint(&key("rsa-1"), &c)).await,
+        401,
+        "invalid_claims",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,8 +260,14 @@ async fn missing_scope_is_403_and_names_the_scope() {
     let (idp, authz) = setup().await;
     let token = mint(&key("rsa-1"), &claims(&idp.issuer()));
     let auth = format!("Bearer {token}");
-    assert_allowed(&authz.check(request(Some(&auth), Some("read:messages"))).await);
-    let response = authz.check(request(Some(&auth), Some("read:messages write:messages"))).await;
+    assert_allowed(
+        &authz
+            .check(request(Some(&auth), Some("read:messages")))
+            .await,
+    );
+    let response = authz
+        .check(request(Some(&auth), Some("read:messages write:messages")))
+        .await;
     let headers = assert_denied(&response, 403, "insufficient_scope");
     assert_eq!(
         headers["www-authenticate"],
@@ -258,7 +283,11 @@ async fn scopes_are_read_from_scp_and_permissions() {
     c["scp"] = json!(["read:messages"]);
     c["permissions"] = json!(["delete:messages"]);
     let auth = format!("Bearer {}", mint(&key("rsa-1"), &c));
-    assert_allowed(&authz.check(request(Some(&auth), Some("read:messages delete:messages"))).await);
+    assert_allowed(
+        &authz
+            .check(request(Some(&auth), Some("read:messages delete:messages")))
+            .await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -295,7 +324,11 @@ async fn token_without_kid_uses_the_only_fitting_key() {
     let idp = Idp::start(vec![key("rsa-1").jwk, key("ec-256").jwk]).await;
     let authz = Authz::start_for(&idp, &["--algorithms", "RS256,ES256"]).await;
     let c = claims(&idp.issuer());
-    assert_allowed(&authz.check_token(&mint_with(&key("rsa-1"), Algorithm::RS256, None, &c)).await);
+    assert_allowed(
+        &authz
+            .check_token(&mint_with(&key("rsa-1"), Algorithm::RS256, None, &c))
+            .await,
+    );
     // A second RSA key makes a kid-less RS256 token ambiguous.
     idp.update(|s| s.keys.push(key("rsa-2").jwk));
     let hits = idp.jwks_hits();
@@ -303,7 +336,11 @@ async fn token_without_kid_uses_the_only_fitting_key() {
     let token = mint_with(&key("rsa-1"), Algorithm::RS256, None, &c);
     assert_denied(&authz2.check_token(&token).await, 401, "invalid_header");
     // A kid-less token never triggers a fetch of its own.
-    assert_eq!(idp.jwks_hits(), hits + 1, "only the second server's initial load");
+    assert_eq!(
+        idp.jwks_hits(),
+        hits + 1,
+        "only the second server's initial load"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,8 +379,16 @@ async fn raw_header_map_is_read_and_duplicates_refused() {
     assert_allowed(&authz.check(raw_request(&[token.as_bytes()])).await);
     let twice = raw_request(&[token.as_bytes(), token.as_bytes()]);
     assert_denied(&authz.check(twice).await, 401, "invalid_header");
-    assert_denied(&authz.check(raw_request(&[])).await, 401, "authorization_header_missing");
-    assert_denied(&authz.check(raw_request(&[b"Bearer \xff\xfe"])).await, 401, "invalid_header");
+    assert_denied(
+        &authz.check(raw_request(&[])).await,
+        401,
+        "authorization_header_missing",
+    );
+    assert_denied(
+        &authz.check(raw_request(&[b"Bearer \xff\xfe"])).await,
+        401,
+        "invalid_header",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -278,7 +278,10 @@ impl JwksCache {
                 status: status.as_u16(),
             });
         }
-        if response.content_length().is_some_and(|len| len > max as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > max as u64)
+        {
             return Err(JwksError::TooLarge {
                 url: url.clone(),
                 max,

