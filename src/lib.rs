@@ -8,12 +8,15 @@
 
 pub mod bearer;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod health;
+pub mod httpd;
 pub mod jwks;
 pub mod policy;
 pub mod proto;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod upstream;
 pub mod verify;

@@ -3,34 +3,59 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use jwt_authz::config::{Cli, Command, Config};
+use jwt_authz::config::{Cli, Command, Config, LogFormat, ServeArgs};
 
 /// Exit code for a configuration error (sysexits `EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Serve(args) => {
-            let config = match Config::from_args(&args) {
+            let config = match Config::load(&args) {
                 Ok(config) => config,
-                Err(errors) => {
-                    for line in errors.0 {
-                        eprintln!("jwt-authz: {line}");
-                    }
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(errors) => return config_error(errors.0),
             };
             if let Err(e) = jwt_authz::telemetry::init(&config.log_level, config.log_format) {
-                eprintln!("jwt-authz: {e}");
-                return ExitCode::from(EXIT_CONFIG);
+                return config_error(vec![e]);
             }
-            run(config)
+            block_on(jwt_authz::server::run(config))
+        }
+        Command::Demo(args) => {
+            if let Err(e) = jwt_authz::telemetry::init(&args.log_level, LogFormat::Human) {
+                return config_error(vec![e]);
+            }
+            block_on(jwt_authz::demo::run(*args))
+        }
+        Command::CheckConfig { file } => {
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                ..ServeArgs::default()
+            };
+            match Config::load(&args) {
+                Ok(config) => {
+                    println!(
+                        "{}: ok ({} issuer(s), {} route rule(s), {} claim header(s))",
+                        file.display(),
+                        config.issuers.len(),
+                        config.policy.rules().len(),
+                        config.upstream.claim_headers.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => config_error(errors.0),
+            }
         }
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn config_error(lines: Vec<String>) -> ExitCode {
+    for line in lines {
+        eprintln!("jwt-authz: {line}");
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,7 +66,7 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(jwt_authz::server::run(config)) {
+    match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jwt-authz: {e:#}");

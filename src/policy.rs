@@ -2,11 +2,17 @@
 //! and no protocol types.
 //!
 //! Envoy names a route's scopes in the per-route `check_settings.context_extensions`
-//! under `required_scopes` (space-separated, all required). Scopes granted by a token are
-//! read from the configured claims: `scope` (space-separated string, RFC 8693/9068), `scp`
-//! (array or string) and `permissions` (Auth0 RBAC array).
+//! under `required_scopes` (space-separated, all required); when present it wins. Without
+//! it, the configured route rules ([`route`]) decide, first match wins; with no matching
+//! rule a valid token is enough. Scopes granted by a token are read from the configured
+//! claims: `scope` (space-separated string, RFC 8693/9068), `scp` (array or string) and
+//! `permissions` (Auth0 RBAC array).
+
+pub mod route;
 
 use serde_json::Value;
+
+pub use route::{Action, HostPattern, PathPattern, Policy, Rule};
 
 use crate::error::AuthError;
 use crate::verify::Claims;

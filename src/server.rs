@@ -70,6 +70,8 @@ pub async fn serve(
             max_header_bytes: config.max_header_bytes,
             realm: config.realm.clone(),
             retry_after_secs: config.jwks.cooldown.as_secs().max(1),
+            policy: config.policy.clone(),
+            upstream: config.upstream.clone(),
         },
     );
     tracing::info!(listen = %local, issuers = config.issuers.len(), "jwt-authz listening");

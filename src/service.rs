@@ -12,17 +12,22 @@ use tonic::{Request, Response, Status};
 
 use crate::bearer::BearerToken;
 use crate::error::AuthError;
-use crate::policy::{REQUIRED_SCOPES_KEY, ScopeRule};
+use crate::policy::{Action, Policy, REQUIRED_SCOPES_KEY};
 use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
 use crate::proto::google::rpc;
 use crate::proto::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
+use crate::upstream::UpstreamConfig;
 use crate::verify::{TokenFacts, Verified, Verifier};
 
-/// Upstream header that carries the verified `sub`.
-pub const SUB_HEADER: &str = "x-jwt-sub";
+/// What the decision log line carries besides the outcome.
+#[derive(Debug, Default)]
+struct LogFields {
+    token: TokenFacts,
+    rule: Option<String>,
+}
 
 /// Settings the Check path reads on every request.
 #[derive(Debug, Clone)]
@@ -32,6 +37,8 @@ pub struct CheckSettings {
     pub realm: String,
     /// Seconds sent in `retry-after` while keys are unavailable.
     pub retry_after_secs: u64,
+    pub policy: Policy,
+    pub upstream: UpstreamConfig,
 }
 
 /// The `envoy.service.auth.v3.Authorization` implementation.
@@ -39,6 +46,14 @@ pub struct CheckSettings {
 pub struct AuthzService {
     verifier: Arc<Verifier>,
     settings: Arc<CheckSettings>,
+}
+
+/// Why a request was allowed.
+enum Allowed {
+    /// A verified token that satisfied the route.
+    Token { verified: Verified, payload: String },
+    /// A route open to anonymous requests.
+    Anonymous,
 }
 
 impl AuthzService {
@@ -52,40 +67,64 @@ impl AuthzService {
     async fn decide(
         &self,
         request: &CheckRequest,
-        facts: &mut TokenFacts,
-    ) -> Result<Verified, AuthError> {
+        log: &mut LogFields,
+    ) -> Result<Allowed, AuthError> {
         let attributes = request.attributes.as_ref();
         let http = attributes
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
+        let context_scopes = attributes
+            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
+            .map(String::as_str);
+        let (method, host, path) = http.map_or(("", "", ""), |h| {
+            (h.method.as_str(), h.host.as_str(), h.path.as_str())
+        });
+        let requirement = self
+            .settings
+            .policy
+            .requirement(method, host, path, context_scopes);
+        log.rule = requirement.rule.map(str::to_owned);
+        let scopes = match requirement.action.as_ref() {
+            Action::Deny => return Err(AuthError::RouteDenied),
+            Action::Anonymous => return Ok(Allowed::Anonymous),
+            Action::Token(scopes) => scopes,
+        };
         let token = BearerToken::from_header_values(
             authorization_values(http),
             self.settings.max_header_bytes,
         )?;
-        let verified = self.verifier.verify(token, facts).await?;
-        let rule = attributes
-            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
-            .map(|v| ScopeRule::from_context_extension(v))
-            .unwrap_or_default();
-        rule.check(&verified.claims, &self.settings.scope_claims)?;
-        Ok(verified)
+        let verified = self.verifier.verify(token, &mut log.token).await?;
+        scopes.check(&verified.claims, &self.settings.scope_claims)?;
+        // invariant: the token verified, so it has exactly three segments.
+        let payload = token
+            .as_str()
+            .split('.')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Allowed::Token { verified, payload })
     }
 
-    fn allow(&self, verified: &Verified) -> CheckResponse {
-        let mut ok = OkHttpResponse::default();
-        match verified.claims.get("sub").and_then(|s| s.as_str()) {
-            // Overwrites any inbound copy, so a client cannot forge it.
-            Some(sub) => ok.headers.push(header(SUB_HEADER, sub)),
-            // No claim to set: still strip what the client sent.
-            None => ok.headers_to_remove.push(SUB_HEADER.to_owned()),
-        }
+    fn allow(&self, allowed: &Allowed) -> CheckResponse {
+        let mutations = match allowed {
+            Allowed::Token { verified, payload } => self
+                .settings
+                .upstream
+                .for_verified(&verified.claims, payload),
+            Allowed::Anonymous => self.settings.upstream.for_anonymous(),
+        };
+        let ok = OkHttpResponse {
+            headers: mutations.set.iter().map(|(k, v)| header(k, v)).collect(),
+            headers_to_remove: mutations.remove,
+            ..Default::default()
+        };
         CheckResponse {
             status: Some(rpc::Status {
                 code: 0,
                 ..Default::default()
             }),
             http_response: Some(HttpResponse::OkResponse(ok)),
-            dynamic_metadata: None,
+            dynamic_metadata: mutations.metadata,
         }
     }
 
@@ -136,13 +175,13 @@ impl Authorization for AuthzService {
     ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let mut facts = TokenFacts::default();
-        let outcome = self.decide(&request, &mut facts).await;
+        let mut fields = LogFields::default();
+        let outcome = self.decide(&request, &mut fields).await;
         let response = match &outcome {
-            Ok(verified) => self.allow(verified),
+            Ok(allowed) => self.allow(allowed),
             Err(error) => self.deny(error),
         };
-        log_decision(&request, &outcome, &facts, started);
+        log_decision(&request, &outcome, &fields, started);
         Ok(Response::new(response))
     }
 }
@@ -187,8 +226,8 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 /// query string, which may carry credentials), code, `kid`, `iss`, `sub` and latency.
 fn log_decision(
     request: &CheckRequest,
-    outcome: &Result<Verified, AuthError>,
-    facts: &TokenFacts,
+    outcome: &Result<Allowed, AuthError>,
+    fields: &LogFields,
     started: Instant,
 ) {
     let http = request
@@ -199,20 +238,24 @@ fn log_decision(
     let method = http.map_or("", |h| h.method.as_str());
     let path = http.map_or("", |h| h.path.split('?').next().unwrap_or(""));
     let latency_us = started.elapsed().as_micros() as u64;
-    let kid = facts.kid.as_deref().map(clip);
-    let iss = facts.iss.as_deref().map(clip);
+    let kid = fields.token.kid.as_deref().map(clip);
+    let iss = fields.token.iss.as_deref().map(clip);
+    let rule = fields.rule.as_deref();
     match outcome {
-        Ok(verified) => {
+        Ok(Allowed::Token { verified, .. }) => {
             let sub = verified
                 .claims
                 .get("sub")
                 .and_then(|s| s.as_str())
                 .map(clip);
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), ?kid, ?iss, ?sub, latency_us);
+            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
+        }
+        Ok(Allowed::Anonymous) => {
+            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, anonymous = true, latency_us);
         }
         Err(error) => {
             let code = error.wire().code;
-            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), ?kid, ?iss, latency_us);
+            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, latency_us);
         }
     }
 }

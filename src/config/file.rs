@@ -1,0 +1,185 @@
+//! The YAML configuration file (`--config`). Shaped for people: every key the flags have,
+//! plus several issuers, route rules and upstream claim headers. Unknown keys are errors,
+//! reported with their line and column, so a typo never silently weakens a rule.
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file. Every key is optional; flags and environment override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub leeway: Option<String>,
+    pub jwks: Option<FileJwks>,
+    pub scope_claims: Option<Vec<String>>,
+    pub max_header_bytes: Option<usize>,
+    pub realm: Option<String>,
+    pub insecure_allow_http: Option<bool>,
+    pub log: Option<FileLog>,
+    pub token_cache: Option<FileTokenCache>,
+    #[serde(default)]
+    pub issuers: Vec<FileIssuer>,
+    #[serde(default)]
+    pub routes: Vec<FileRoute>,
+    pub upstream: Option<FileUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwks {
+    #[serde(default, deserialize_with = "duration_text")]
+    pub refresh: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub cooldown: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub timeout: Option<String>,
+    pub max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTokenCache {
+    pub enabled: Option<bool>,
+    pub max_entries: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIssuer {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub jwks_uri: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub leeway: Option<String>,
+    /// RFC 9068: accept only `typ: at+jwt`, so ID tokens are not taken as access tokens.
+    pub require_access_token_type: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    pub scopes: Option<FileScopes>,
+    pub allow_anonymous: Option<bool>,
+    pub deny: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScopes {
+    pub all_of: Option<Vec<String>>,
+    pub any_of: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub claims_to_headers: Option<Vec<FileClaimHeader>>,
+    pub array_separator: Option<String>,
+    pub forward_payload_header: Option<String>,
+    pub strip_authorization: Option<bool>,
+    pub metadata_claims: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClaimHeader {
+    pub claim: String,
+    pub header: String,
+}
+
+/// Parses the file's text. The error names the line, column and key, as the YAML parser
+/// reports them.
+pub fn parse(text: &str) -> Result<FileConfig, String> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+        Some(loc) => format!(
+            "line {}, column {}: {}",
+            loc.line(),
+            loc.column(),
+            strip_location(&e.to_string())
+        ),
+        None => e.to_string(),
+    })
+}
+
+fn strip_location(message: &str) -> &str {
+    message.find(" at line ").map_or(message, |i| &message[..i])
+}
+
+/// Accepts `60s` as well as a bare `60` (seconds) for durations.
+fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        N(u64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::N(n) => n.to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let file = parse(
+            r#"
+issuers:
+  - issuer: https://tenant.auth0.com/
+    audiences: [https://api.example.com]
+    algorithms: [RS256]
+routes:
+  - path: /api/public
+    allow_anonymous: true
+  - methods: [GET]
+    path: /api/messages/{id}
+    scopes: { all_of: [read:messages] }
+"#,
+        )
+        .unwrap();
+        assert_eq!(file.issuers.len(), 1);
+        assert_eq!(file.routes.len(), 2);
+        assert_eq!(file.routes[1].path.as_deref(), Some("/api/messages/{id}"));
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_field() {
+        let err = parse("issuers:\n  - issuer: https://x/\n    audience: [a]\n").unwrap_err();
+        assert!(err.starts_with("line 3, column 5:"), "{err}");
+        assert!(err.contains("unknown field `audience`"), "{err}");
+    }
+
+    #[test]
+    fn durations_accept_numbers() {
+        let file = parse("leeway: 30\njwks: {refresh: 5m}\n").unwrap();
+        assert_eq!(file.leeway.as_deref(), Some("30"));
+        assert_eq!(file.jwks.unwrap().refresh.as_deref(), Some("5m"));
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert!(parse("").unwrap().issuers.is_empty());
+    }
+}

@@ -1,0 +1,232 @@
+use super::*;
+
+fn from_flags(extra: &[&str]) -> Result<Config, ConfigErrors> {
+    from(extra, "")
+}
+
+fn from(extra: &[&str], yaml: &str) -> Result<Config, ConfigErrors> {
+    let mut argv = vec!["jwt-authz", "serve"];
+    argv.extend_from_slice(extra);
+    let cli = Cli::try_parse_from(argv).expect("flags parse");
+    let Command::Serve(serve) = cli.command else {
+        panic!("serve expected")
+    };
+    Config::from_sources(&serve, file::parse(yaml).expect("yaml parses"))
+}
+
+#[test]
+fn minimal_flags_give_defaults() {
+    let config = from_flags(&[
+        "--issuer",
+        "https://t.auth0.com/",
+        "--audience",
+        "https://api",
+    ])
+    .unwrap();
+    assert_eq!(config.listen, "0.0.0.0:9191".parse().unwrap());
+    assert_eq!(config.admin_listen, Some("0.0.0.0:9192".parse().unwrap()));
+    let issuer = &config.issuers[0];
+    assert_eq!(issuer.issuer, "https://t.auth0.com/");
+    assert_eq!(issuer.algorithms, vec![Algorithm::RS256]);
+    assert_eq!(issuer.leeway, Duration::from_secs(60));
+    assert_eq!(issuer.jwks, JwksSource::Discover);
+    assert_eq!(config.jwks.refresh, Duration::from_secs(600));
+    assert_eq!(config.jwks.cooldown, Duration::from_secs(5));
+    assert_eq!(config.scope_claims, ["scope", "scp", "permissions"]);
+    assert!(config.token_cache.enabled);
+    assert_eq!(config.upstream, UpstreamConfig::default());
+    assert!(config.policy.rules().is_empty());
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let errors = from_flags(&[
+        "--listen",
+        "nope",
+        "--algorithms",
+        "HS256",
+        "--leeway",
+        "5 parsecs",
+    ])
+    .unwrap_err()
+    .0;
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("listen:")));
+    assert!(errors.iter().any(|e| e.starts_with("leeway:")));
+    assert!(errors.iter().any(|e| e.starts_with("issuer: required")));
+    assert!(errors.iter().any(|e| e.starts_with("issuer: --audience")));
+}
+
+#[test]
+fn flags_override_the_file_and_file_overrides_defaults() {
+    let yaml = "listen: 127.0.0.1:7000\nrealm: file\njwks: {cooldown: 9s}\nissuers:\n  - issuer: https://a.example/\n    audiences: [x]\n";
+    let config = from(&["--realm", "flag"], yaml).unwrap();
+    assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
+    assert_eq!(config.realm, "flag");
+    assert_eq!(config.jwks.cooldown, Duration::from_secs(9));
+    // --issuer replaces the file's issuers.
+    let config = from(&["--issuer", "https://b.example/", "--audience", "y"], yaml).unwrap();
+    assert_eq!(config.issuers.len(), 1);
+    assert_eq!(config.issuers[0].issuer, "https://b.example/");
+}
+
+#[test]
+fn several_issuers_with_their_own_settings() {
+    let yaml = r#"
+leeway: 30s
+issuers:
+  - issuer: https://a.example/
+    audiences: [api]
+  - issuer: https://b.example/realms/x
+    audiences: [api, other]
+    jwks_uri: https://b.example/certs
+    algorithms: [ES256, EdDSA]
+    leeway: 5s
+    require_access_token_type: true
+"#;
+    let config = from(&[], yaml).unwrap();
+    assert_eq!(config.issuers.len(), 2);
+    assert_eq!(config.issuers[0].leeway, Duration::from_secs(30));
+    let b = &config.issuers[1];
+    assert_eq!(b.leeway, Duration::from_secs(5));
+    assert_eq!(b.algorithms, vec![Algorithm::ES256, Algorithm::EdDSA]);
+    assert!(b.require_access_token_type);
+    assert_eq!(
+        b.jwks,
+        JwksSource::Uri("https://b.example/certs".parse().unwrap())
+    );
+}
+
+#[test]
+fn issuer_errors_name_their_index() {
+    let yaml = "issuers:\n  - issuer: https://a.example/\n    audiences: []\n  - issuer: http://b.example/\n    audiences: [x]\n    algorithms: [none]\n";
+    let errors = from(&[], yaml).unwrap_err().0;
+    assert!(
+        errors.contains(&"issuers[0].audiences: at least one is required".to_owned()),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("issuers[1].issuer: `http://b.example/` must use https")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("issuers[1].algorithms: `none` is never allowed")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn duplicate_issuers_are_refused() {
+    let yaml = "issuers:\n  - {issuer: https://a.example/, audiences: [x]}\n  - {issuer: https://a.example/, audiences: [y]}\n";
+    let errors = from(&[], yaml).unwrap_err().0;
+    assert_eq!(
+        errors,
+        ["issuers[1].issuer: `https://a.example/` is listed twice"]
+    );
+}
+
+#[test]
+fn routes_become_rules_in_order() {
+    let yaml = r#"
+issuers: [{issuer: https://a.example/, audiences: [x]}]
+routes:
+  - path: /api/public
+    allow_anonymous: true
+  - name: read-message
+    methods: [get]
+    host: api.example.com
+    path: /api/messages/{id}
+    scopes: { all_of: [read:messages] }
+  - path_prefix: /admin
+    scopes: { any_of: [admin, root] }
+  - path_prefix: /internal
+    deny: true
+"#;
+    let config = from(&[], yaml).unwrap();
+    let rules = config.policy.rules();
+    assert_eq!(rules.len(), 4);
+    assert_eq!(rules[0].name, "routes[0]");
+    assert_eq!(rules[0].action, Action::Anonymous);
+    assert_eq!(rules[1].name, "read-message");
+    assert_eq!(rules[1].methods, ["GET"]);
+    assert_eq!(
+        rules[1].action,
+        Action::Token(ScopeRule::AllOf(vec!["read:messages".into()]))
+    );
+    assert_eq!(
+        rules[2].action,
+        Action::Token(ScopeRule::AnyOf(vec!["admin".into(), "root".into()]))
+    );
+    assert_eq!(rules[3].action, Action::Deny);
+}
+
+#[test]
+fn route_errors_name_the_route_and_field() {
+    let yaml = r#"
+issuers: [{issuer: https://a.example/, audiences: [x]}]
+routes:
+  - path: api/x
+  - path: /a
+    path_prefix: /b
+  - path: /c
+    allow_anonymous: true
+    deny: true
+  - path: /d
+    scopes: {}
+  - host: "https://h"
+"#;
+    let errors = from(&[], yaml).unwrap_err().0;
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(errors[0].starts_with("routes[0].path: `api/x` must start with `/`"));
+    assert!(errors[1].starts_with("routes[1].path: give `path` or `path_prefix`"));
+    assert!(errors[2].starts_with("routes[2].allow_anonymous:"));
+    assert!(errors[3].starts_with("routes[3].scopes:"));
+    assert!(errors[4].starts_with("routes[4].host:"));
+}
+
+#[test]
+fn upstream_headers_are_checked() {
+    let yaml = r#"
+issuers: [{issuer: https://a.example/, audiences: [x]}]
+upstream:
+  claims_to_headers:
+    - {claim: sub, header: X-User}
+    - {claim: email, header: ":path"}
+    - {claim: org, header: x-user}
+  forward_payload_header: x-jwt-payload
+  strip_authorization: true
+  metadata_claims: [sub]
+"#;
+    let errors = from(&[], yaml).unwrap_err().0;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("upstream.claims_to_headers[1].header"));
+    assert!(errors[1].contains("`x-user` is mapped twice"));
+    let ok = yaml
+        .replace("    - {claim: email, header: \":path\"}\n", "")
+        .replace("x-user}", "x-org}");
+    let config = from(&[], &ok).unwrap();
+    assert_eq!(config.upstream.claim_headers[0].header, "x-user");
+    assert_eq!(
+        config.upstream.forward_payload_header.as_deref(),
+        Some("x-jwt-payload")
+    );
+    assert!(config.upstream.strip_authorization);
+}
+
+#[test]
+fn admin_port_can_be_turned_off() {
+    let config = from_flags(&[
+        "--issuer",
+        "https://t/",
+        "--audience",
+        "a",
+        "--admin-listen",
+        "off",
+    ])
+    .unwrap();
+    assert_eq!(config.admin_listen, None);
+}

@@ -1,0 +1,164 @@
+//! Parsers for single configuration values: durations, algorithm lists, fetch URLs and
+//! header names. Each error names the bad value; the caller prefixes the option name.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+/// Parses `500ms`, `60s`, `10m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration like 60s, 10m or 500ms"))?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{value}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(duration)
+}
+
+/// Parses an algorithm allow-list. Symmetric and unsigned algorithms are refused whatever
+/// the configuration says: a public JWKS cannot hold an HMAC secret, and `none` is unsigned.
+pub fn parse_algorithms<S: AsRef<str>>(names: &[S]) -> Result<Vec<Algorithm>, String> {
+    let mut out = Vec::new();
+    for name in names {
+        let name = name.as_ref().trim();
+        if name.is_empty() {
+            continue;
+        }
+        let alg = match name {
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            "PS256" => Algorithm::PS256,
+            "PS384" => Algorithm::PS384,
+            "PS512" => Algorithm::PS512,
+            "ES256" => Algorithm::ES256,
+            "ES384" => Algorithm::ES384,
+            "EdDSA" => Algorithm::EdDSA,
+            n if n.eq_ignore_ascii_case("none") || n.to_ascii_uppercase().starts_with("HS") => {
+                return Err(format!(
+                    "`{n}` is never allowed: only asymmetric algorithms verify against a public JWKS"
+                ));
+            }
+            n => {
+                return Err(format!(
+                    "unknown algorithm `{n}` (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                ));
+            }
+        };
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    if out.is_empty() {
+        return Err("at least one algorithm is required".into());
+    }
+    Ok(out)
+}
+
+/// Checks a URL the service will fetch from: https, or http on loopback (or when allowed).
+pub fn parse_fetch_url(value: &str, allow_http: bool) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("`{value}` is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_http || is_loopback(&url) => Ok(url),
+        "http" => Err(format!(
+            "`{value}` must use https (http is accepted only on loopback, or with insecure_allow_http)"
+        )),
+        other => Err(format!("scheme `{other}` is not supported, use https")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Checks a header name the service will set on the upstream request and returns it in
+/// lower case. Pseudo-headers, `host` and hop-by-hop names are refused: Envoy ignores or
+/// rejects mutations of them.
+pub fn parse_header_name(value: &str) -> Result<String, String> {
+    let name = value.trim().to_ascii_lowercase();
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token_char) {
+        return Err(format!("`{value}` is not a valid header name"));
+    }
+    const RESERVED: [&str; 8] = [
+        "host",
+        "authorization",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "keep-alive",
+    ];
+    if RESERVED.contains(&name.as_str()) {
+        return Err(format!("`{value}` cannot carry a claim"));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
+
+    #[test]
+    fn none_algorithm_is_refused_in_any_casing() {
+        assert!(parse_algorithms(&["NoNe"]).is_err());
+        assert!(parse_algorithms(&["hs512"]).is_err());
+        assert!(parse_algorithms::<&str>(&[]).is_err());
+        assert_eq!(
+            parse_algorithms(&["ES256", "EdDSA", "ES256"]).unwrap(),
+            vec![Algorithm::ES256, Algorithm::EdDSA]
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        assert!(parse_fetch_url("http://idp.example.com/", false).is_err());
+        assert!(parse_fetch_url("http://idp.example.com/", true).is_ok());
+        assert!(parse_fetch_url("http://127.0.0.1:8080/", false).is_ok());
+        assert!(parse_fetch_url("http://[::1]:8080/", false).is_ok());
+        assert!(parse_fetch_url("http://localhost/", false).is_ok());
+        assert!(parse_fetch_url("file:///etc/passwd", true).is_err());
+    }
+
+    #[test]
+    fn header_names_are_checked() {
+        assert_eq!(parse_header_name("X-JWT-Sub"), Ok("x-jwt-sub".into()));
+        assert!(parse_header_name(":path").is_err());
+        assert!(parse_header_name("Host").is_err());
+        assert!(parse_header_name("bad header").is_err());
+        assert!(parse_header_name("").is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! `jwt-authz demo`: everything needed to see the service protect an API, on loopback,
+//! with no account anywhere. A development issuer, the Check service trusting it, an echo
+//! upstream and, when an `envoy` binary is found, Envoy running `envoy/envoy.yaml`.
+//! Ctrl-C stops all of it.
+
+pub mod envoy;
+pub mod issuer;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, DemoArgs, FileConfig, ServeArgs};
+pub use envoy::{EnvoyPorts, bootstrap_with_ports, find_envoy};
+pub use issuer::{DEMO_AUDIENCE, DemoIssuer};
+
+/// Runs the demo until Ctrl-C or SIGTERM.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let issuer_listener = bind(args.issuer_listen, "issuer-listen").await?;
+    let upstream_listener = bind(args.upstream_listen, "upstream-listen").await?;
+    let grpc_listener = bind(args.listen, "listen").await?;
+    let issuer_addr = loopback_view(issuer_listener.local_addr()?);
+    let issuer = std::sync::Arc::new(DemoIssuer::generate(format!("http://{issuer_addr}/"))?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let handler_issuer = std::sync::Arc::clone(&issuer);
+    tokio::spawn(crate::httpd::serve(
+        issuer_listener,
+        move |req| handler_issuer.handle(req),
+        stopped(stop_rx.clone()),
+    ));
+    tokio::spawn(crate::httpd::serve(
+        upstream_listener,
+        issuer::echo,
+        stopped(stop_rx.clone()),
+    ));
+
+    let file = match &args.config {
+        Some(path) => crate::config::read_file(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => FileConfig::default(),
+    };
+    let serve_args = ServeArgs {
+        issuer: Some(issuer.issuer.clone()),
+        audiences: vec![DEMO_AUDIENCE.into()],
+        admin_listen: Some("off".into()),
+        jwks_cooldown: Some("1s".into()),
+        log_level: Some(args.log_level.clone()),
+        ..ServeArgs::default()
+    };
+    let config = Config::from_sources(&serve_args, file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let server = tokio::spawn(crate::server::serve(
+        config,
+        grpc_listener,
+        stopped(stop_rx.clone()),
+    ));
+
+    let mut envoy_child = None;
+    let mut listener_port = None;
+    if !args.no_envoy {
+        match find_envoy(args.envoy.as_deref()) {
+            Some(binary) => {
+                let ports = EnvoyPorts {
+                    authz: grpc_addr.port(),
+                    upstream: args.upstream_listen.port(),
+                    ..EnvoyPorts::SHIPPED
+                };
+                envoy_child = Some(start_envoy(&binary, &args, ports).await?);
+                listener_port = Some(ports.listener);
+            }
+            None => eprintln!(
+                "(no `envoy` on the PATH: starting without Envoy; pass --envoy PATH to use one)\n"
+            ),
+        }
+    }
+
+    print_instructions(&issuer, grpc_addr, issuer_addr, listener_port)?;
+
+    crate::server::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Some(mut child) = envoy_child {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    server.await.context("check service task")??;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, option: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{option}: cannot bind {addr}"))
+}
+
+/// An address clients on this machine can use: wildcard binds are reached on loopback.
+fn loopback_view(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+async fn start_envoy(
+    binary: &std::path::Path,
+    args: &DemoArgs,
+    ports: EnvoyPorts,
+) -> anyhow::Result<tokio::process::Child> {
+    let text = std::fs::read_to_string(&args.envoy_config)
+        .with_context(|| format!("envoy-config: cannot read {}", args.envoy_config.display()))?;
+    let bootstrap = bootstrap_with_ports(&text, ports).map_err(anyhow::Error::msg)?;
+    let path =
+        std::env::temp_dir().join(format!("jwt-authz-demo-envoy-{}.yaml", std::process::id()));
+    std::fs::write(&path, bootstrap)?;
+    let child = tokio::process::Command::new(binary)
+        .arg("-c")
+        .arg(&path)
+        .args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("envoy: cannot start {}", binary.display()))?;
+    Ok(child)
+}
+
+fn print_instructions(
+    issuer: &DemoIssuer,
+    grpc: SocketAddr,
+    issuer_addr: SocketAddr,
+    listener_port: Option<u16>,
+) -> anyhow::Result<()> {
+    let scoped = issuer.token("demo-user", "read:messages")?;
+    let plain = issuer.token("demo-user", "")?;
+    let grpc = loopback_view(grpc);
+    println!("jwt-authz demo is running. Ctrl-C stops everything.\n");
+    println!(
+        "  issuer    {}   (JWKS, discovery, /token?scope=...)",
+        issuer.issuer
+    );
+    println!("  check     {grpc}   (envoy.service.auth.v3.Authorization, gRPC)");
+    println!();
+    println!("TOKEN_SCOPED={scoped}");
+    println!("TOKEN_PLAIN={plain}");
+    println!();
+    if let Some(port) = listener_port {
+        println!("Through Envoy (listener 127.0.0.1:{port}):");
+        println!("  curl -i localhost:{port}/api/public");
+        println!("  curl -i localhost:{port}/api/private");
+        println!(
+            "  curl -i -H \"Authorization: Bearer $TOKEN_PLAIN\" localhost:{port}/api/private"
+        );
+        println!(
+            "  curl -i -H \"Authorization: Bearer $TOKEN_PLAIN\" localhost:{port}/api/private-scoped"
+        );
+        println!(
+            "  curl -i -H \"Authorization: Bearer $TOKEN_SCOPED\" localhost:{port}/api/private-scoped"
+        );
+        println!();
+    }
+    println!("Straight to the Check service:");
+    println!(
+        "  grpcurl -plaintext -d '{{\"attributes\":{{\"request\":{{\"http\":{{\"path\":\"/api/private\",\"headers\":{{\"authorization\":\"Bearer '$TOKEN_SCOPED'\"}}}}}},\"contextExtensions\":{{\"required_scopes\":\"read:messages\"}}}}}}' {grpc} envoy.service.auth.v3.Authorization/Check"
+    );
+    println!("A fresh token:");
+    println!("  curl -s 'http://{issuer_addr}/token?scope=read:messages'");
+    Ok(())
+}

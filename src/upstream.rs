@@ -1,0 +1,244 @@
+//! What an allowed request carries upstream: claim headers, the verified payload, and
+//! dynamic metadata for Envoy's access log, RBAC and rate limiting.
+//!
+//! Every header this module may set is also removed when it has no value, so a client can
+//! never forge one: Envoy applies `headers_to_remove` after the header mutations, so a
+//! header is either overwritten with the verified value or removed, never both.
+
+use prost_types::value::Kind;
+use serde_json::Value;
+
+use crate::verify::Claims;
+
+/// One claim copied into one upstream header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// A top-level claim name, or a dot path (`org.id`) when no top-level claim has that
+    /// exact name (Auth0's namespaced claims contain dots).
+    pub claim: String,
+    /// Lower-case header name.
+    pub header: String,
+}
+
+/// Upstream request mutations on allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub claim_headers: Vec<ClaimHeader>,
+    /// Joins array claims into one header value.
+    pub array_separator: String,
+    /// Header that receives the verified payload, base64url as in the token.
+    pub forward_payload_header: Option<String>,
+    /// Remove `authorization` before the request goes upstream.
+    pub strip_authorization: bool,
+    /// Claims copied into `CheckResponse.dynamic_metadata`.
+    pub metadata_claims: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            claim_headers: vec![ClaimHeader {
+                claim: "sub".into(),
+                header: "x-jwt-sub".into(),
+            }],
+            array_separator: ",".into(),
+            forward_payload_header: None,
+            strip_authorization: false,
+            metadata_claims: Vec::new(),
+        }
+    }
+}
+
+/// The header changes and metadata of one allowed request.
+#[derive(Debug, Default, PartialEq)]
+pub struct Mutations {
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+    pub metadata: Option<prost_types::Struct>,
+}
+
+impl UpstreamConfig {
+    /// Mutations for a verified token. `payload_b64` is the token's payload segment.
+    pub fn for_verified(&self, claims: &Claims, payload_b64: &str) -> Mutations {
+        let mut m = Mutations::default();
+        for mapping in &self.claim_headers {
+            match claim(claims, &mapping.claim).and_then(|v| render(v, &self.array_separator)) {
+                Some(value) => m.set.push((mapping.header.clone(), value)),
+                None => m.remove.push(mapping.header.clone()),
+            }
+        }
+        if let Some(header) = &self.forward_payload_header {
+            m.set.push((header.clone(), payload_b64.to_owned()));
+        }
+        if self.strip_authorization {
+            m.remove.push("authorization".into());
+        }
+        if !self.metadata_claims.is_empty() {
+            let fields = self
+                .metadata_claims
+                .iter()
+                .filter_map(|name| Some((name.clone(), to_proto(claim(claims, name)?))))
+                .collect();
+            m.metadata = Some(prost_types::Struct { fields });
+        }
+        m
+    }
+
+    /// Mutations for a request allowed without a token: every identity header removed.
+    pub fn for_anonymous(&self) -> Mutations {
+        let mut m = Mutations::default();
+        m.remove
+            .extend(self.claim_headers.iter().map(|c| c.header.clone()));
+        m.remove.extend(self.forward_payload_header.iter().cloned());
+        m
+    }
+}
+
+/// Looks a claim up by exact name first, then as a dot path into nested objects.
+pub fn claim<'c>(claims: &'c Claims, name: &str) -> Option<&'c Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    let mut parts = name.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+/// Renders a claim as a header value. Strings as-is, numbers and booleans as JSON text,
+/// arrays joined by `separator`, objects as compact JSON. `None` for null, and for values
+/// with control characters, which no header may carry.
+pub fn render(value: &Value, separator: &str) -> Option<String> {
+    let text = match value {
+        Value::Null => return None,
+        Value::String(s) => s.clone(),
+        Value::Bool(_) | Value::Number(_) | Value::Object(_) => value.to_string(),
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            parts.join(separator)
+        }
+    };
+    (!text.chars().any(char::is_control)).then_some(text)
+}
+
+fn to_proto(value: &Value) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(to_proto).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(prost_types::Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), to_proto(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Claims {
+        v.as_object().unwrap().clone()
+    }
+
+    fn config() -> UpstreamConfig {
+        UpstreamConfig {
+            claim_headers: vec![
+                ClaimHeader {
+                    claim: "sub".into(),
+                    header: "x-jwt-sub".into(),
+                },
+                ClaimHeader {
+                    claim: "scope".into(),
+                    header: "x-jwt-scope".into(),
+                },
+                ClaimHeader {
+                    claim: "org.id".into(),
+                    header: "x-jwt-org".into(),
+                },
+                ClaimHeader {
+                    claim: "https://example.com/roles".into(),
+                    header: "x-jwt-roles".into(),
+                },
+                ClaimHeader {
+                    claim: "email".into(),
+                    header: "x-jwt-email".into(),
+                },
+            ],
+            array_separator: ";".into(),
+            forward_payload_header: Some("x-jwt-payload".into()),
+            strip_authorization: true,
+            metadata_claims: vec!["sub".into(), "org".into()],
+        }
+    }
+
+    #[test]
+    fn claims_become_headers_and_missing_ones_are_removed() {
+        let c = claims(json!({
+            "sub": "u1", "scope": "a b", "org": {"id": 7},
+            "https://example.com/roles": ["admin", "dev"],
+        }));
+        let m = config().for_verified(&c, "cGF5bG9hZA");
+        assert_eq!(
+            m.set,
+            [
+                ("x-jwt-sub".into(), "u1".into()),
+                ("x-jwt-scope".into(), "a b".into()),
+                ("x-jwt-org".into(), "7".into()),
+                ("x-jwt-roles".into(), "admin;dev".into()),
+                ("x-jwt-payload".into(), "cGF5bG9hZA".into()),
+            ]
+        );
+        assert_eq!(m.remove, ["x-jwt-email", "authorization"]);
+        let meta = m.metadata.unwrap();
+        assert_eq!(meta.fields.len(), 2);
+        assert_eq!(
+            meta.fields["sub"].kind,
+            Some(Kind::StringValue("u1".into()))
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_header() {
+        let c = claims(json!({"sub": "u1\r\nx-admin: true"}));
+        let m = UpstreamConfig::default().for_verified(&c, "p");
+        assert!(m.set.is_empty());
+        assert_eq!(m.remove, ["x-jwt-sub"]);
+    }
+
+    #[test]
+    fn anonymous_requests_lose_every_identity_header() {
+        let m = config().for_anonymous();
+        assert_eq!(
+            m.remove,
+            [
+                "x-jwt-sub",
+                "x-jwt-scope",
+                "x-jwt-org",
+                "x-jwt-roles",
+                "x-jwt-email",
+                "x-jwt-payload"
+            ]
+        );
+        assert!(m.set.is_empty());
+    }
+
+    #[test]
+    fn no_metadata_unless_configured() {
+        let m = UpstreamConfig::default().for_verified(&claims(json!({"sub": "u"})), "p");
+        assert_eq!(m.metadata, None);
+    }
+}
