@@ -167,6 +167,12 @@ pub struct DemoArgs {
     /// Envoy bootstrap to run.
     #[arg(long, default_value = "envoy/envoy.yaml")]
     pub envoy_config: PathBuf,
+    /// Port of Envoy's HTTP listener (the bootstrap says 8080).
+    #[arg(long, default_value_t = 8080)]
+    pub envoy_port: u16,
+    /// Port of Envoy's admin interface (the bootstrap says 9901).
+    #[arg(long, default_value_t = 9901)]
+    pub envoy_admin_port: u16,
     /// Optional configuration file for route rules and claim headers; its issuers are
     /// replaced by the demo issuer.
     #[arg(long)]
@@ -365,7 +371,7 @@ impl Config {
                 };
                 vec![file_issuer]
             }
-            (None, false) => {
+            (None, file_has_none) => {
                 if !args.audiences.is_empty()
                     || args.jwks_uri.is_some()
                     || !args.algorithms.is_empty()
@@ -375,14 +381,13 @@ impl Config {
                         "--audience, --jwks-uri and --algorithms need --issuer (file issuers set their own)",
                     );
                 }
+                if file_has_none {
+                    e.push(
+                        "issuer",
+                        "required (--issuer, JWT_AUTHZ_ISSUER or `issuers` in the file), e.g. https://TENANT.auth0.com/",
+                    );
+                }
                 file.issuers
-            }
-            (None, true) => {
-                e.push(
-                    "issuer",
-                    "required (--issuer, JWT_AUTHZ_ISSUER or `issuers` in the file), e.g. https://TENANT.auth0.com/",
-                );
-                Vec::new()
             }
         };
         let mut checked_issuers = Vec::new();
@@ -450,6 +455,11 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigErrors> {
         )])
     })?;
     file::parse(&text).map_err(|err| ConfigErrors(vec![format!("{}: {err}", path.display())]))
+}
+
+/// Parses configuration file text (YAML); errors name the line and column.
+pub fn parse_file(text: &str) -> Result<FileConfig, String> {
+    file::parse(text)
 }
 
 fn pick(flag: &Option<String>, file: &Option<String>, default: &str) -> String {

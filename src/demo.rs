@@ -23,6 +23,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let upstream_listener = bind(args.upstream_listen, "upstream-listen").await?;
     let grpc_listener = bind(args.listen, "listen").await?;
     let issuer_addr = loopback_view(issuer_listener.local_addr()?);
+    let upstream_addr = upstream_listener.local_addr()?;
     let issuer = std::sync::Arc::new(DemoIssuer::generate(format!("http://{issuer_addr}/"))?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -67,9 +68,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         match find_envoy(args.envoy.as_deref()) {
             Some(binary) => {
                 let ports = EnvoyPorts {
+                    listener: args.envoy_port,
+                    admin: args.envoy_admin_port,
                     authz: grpc_addr.port(),
-                    upstream: args.upstream_listen.port(),
-                    ..EnvoyPorts::SHIPPED
+                    upstream: upstream_addr.port(),
                 };
                 envoy_child = Some(start_envoy(&binary, &args, ports).await?);
                 listener_port = Some(ports.listener);

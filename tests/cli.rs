@@ -20,6 +20,12 @@ fn missing_issuer_and_audience_are_named() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("jwt-authz: issuer: required"), "{err}");
+    let out = bin()
+        .args(["serve", "--issuer", "https://t.auth0.com/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("jwt-authz: audience: at least one is required"),
         "{err}"
@@ -50,7 +56,7 @@ fn bad_values_name_the_option() {
     );
     assert!(err.contains("algorithms: `none` is never allowed"), "{err}");
     assert!(
-        err.contains("jwks-refresh: must be greater than 0"),
+        err.contains("jwks.refresh: must be greater than 0"),
         "{err}"
     );
 }
@@ -110,4 +116,86 @@ fn sigterm_stops_the_server_cleanly() {
         .unwrap();
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("jwt-authz-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let path = temp_file(
+        "good.yaml",
+        "issuers:\n  - issuer: https://t.auth0.com/\n    audiences: [https://api.example.com]\nroutes:\n  - path: /api/public\n    allow_anonymous: true\n",
+    );
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok (1 issuer(s), 1 route rule(s), 1 claim header(s))"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn check_config_names_line_and_field_of_a_typo() {
+    let path = temp_file(
+        "typo.yaml",
+        "issuers:\n  - issuer: https://t.auth0.com/\n    audiences: [a]\nroutes:\n  - path: /x\n    scope: {all_of: [a]}\n",
+    );
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 6, column 5: routes[0]: unknown field `scope`")
+            || err.contains("line 6, column 5:"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `scope`"), "{err}");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn check_config_reports_every_semantic_error() {
+    let path = temp_file(
+        "bad.yaml",
+        "issuers:\n  - issuer: http://idp.example.com/\n    audiences: []\nroutes:\n  - path: nope\n",
+    );
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("jwt-authz: issuers[0].issuer: `http://idp.example.com/` must use https"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jwt-authz: issuers[0].audiences: at least one is required"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jwt-authz: routes[0].path: `nope` must start with `/`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn check_config_on_a_missing_file_names_it() {
+    let out = bin()
+        .args(["check-config", "/nonexistent/jwt-authz.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config: cannot read /nonexistent/jwt-authz.yaml"),
+        "{err}"
+    );
 }

@@ -273,8 +273,10 @@ pub struct Authz {
 pub fn config(flags: &[&str]) -> Config {
     let mut argv = vec!["jwt-authz", "serve", "--listen", "127.0.0.1:0"];
     argv.extend_from_slice(flags);
-    let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command;
-    Config::from_args(&args).unwrap()
+    let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+        panic!("serve expected")
+    };
+    Config::load(&args).unwrap()
 }
 
 impl Authz {

@@ -1,0 +1,114 @@
+//! The deployment files that cannot run here (no Docker engine, no cluster) are still
+//! checked: they parse, reuse the tested Envoy bootstrap, and carry the settings that make
+//! ext_authz work (gRPC port protocol, explicit timeout, probes, fail closed).
+
+use jwt_authz::config::{Config, ServeArgs, parse_file};
+use serde_yaml_ng::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn docs(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .collect()
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn compose_reuses_the_tested_envoy_bootstrap() {
+    let compose = &docs("docker-compose.yml")[0];
+    let envoy = &compose["services"]["envoy"];
+    let volumes: Vec<&str> = envoy["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        volumes.iter().any(|v| v.starts_with("./envoy/envoy.yaml:")),
+        "{volumes:?}"
+    );
+    let authz = &compose["services"]["jwt-authz"];
+    assert_eq!(authz["network_mode"], "service:envoy");
+    let command: Vec<&str> = authz["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(command[..2], ["demo", "--no-envoy"]);
+    // The demo command line in compose is one the binary accepts.
+    let mut argv = vec!["jwt-authz"];
+    argv.extend(&command);
+    assert!(<jwt_authz::config::Cli as clap::Parser>::try_parse_from(argv).is_ok());
+}
+
+#[test]
+fn kubernetes_service_declares_grpc_and_probes() {
+    let docs = docs("envoy/istio/jwt-authz.yaml");
+    let service = kind(&docs, "Service");
+    let grpc = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == 9191)
+        .expect("port 9191");
+    assert_eq!(grpc["appProtocol"], "grpc");
+    let deployment = kind(&docs, "Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert!(container["readinessProbe"].is_mapping());
+    assert!(container["livenessProbe"].is_mapping());
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+}
+
+#[test]
+fn kubernetes_config_map_holds_a_valid_config() {
+    let docs = docs("envoy/istio/jwt-authz.yaml");
+    let text = kind(&docs, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = parse_file(&text).unwrap();
+    let config = Config::from_sources(&ServeArgs::default(), file).unwrap();
+    assert_eq!(config.issuers.len(), 1);
+    assert!(!config.policy.rules().is_empty());
+}
+
+#[test]
+fn istio_provider_has_an_explicit_timeout_and_fails_closed() {
+    let mesh = docs("envoy/istio/mesh-config.yaml");
+    let provider = find_key(&mesh[0], "envoyExtAuthzGrpc").expect("provider");
+    assert!(
+        provider["timeout"].is_string(),
+        "Istio's default timeout is 600s"
+    );
+    assert_eq!(provider["port"], 9191);
+    assert_ne!(provider["failOpen"], true);
+    let policy = &docs("envoy/istio/authorization-policy.yaml")[0];
+    assert_eq!(policy["spec"]["action"], "CUSTOM");
+    assert_eq!(policy["spec"]["provider"]["name"], provider_name(&mesh[0]));
+}
+
+fn provider_name(doc: &Value) -> String {
+    let providers = find_key(doc, "extensionProviders").unwrap();
+    providers[0]["name"].as_str().unwrap().to_owned()
+}
+
+fn find_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Mapping(map) => map
+            .get(key)
+            .or_else(|| map.values().find_map(|v| find_key(v, key))),
+        Value::Sequence(items) => items.iter().find_map(|v| find_key(v, key)),
+        _ => None,
+    }
+}

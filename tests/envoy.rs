@@ -1,0 +1,452 @@
+//! End-to-end through a real Envoy 1.40 running the shipped `envoy/envoy.yaml` (ports
+//! swapped only), the real service, a loopback JWKS and an echo upstream that reports the
+//! headers it received. A missing `envoy` binary fails these tests.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jwt_authz::demo::{EnvoyPorts, bootstrap_with_ports};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const SHIPPED: &str = include_str!("../envoy/envoy.yaml");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running Envoy process, stopped by its own PID on drop.
+struct Envoy {
+    child: Child,
+    listener: u16,
+    admin: u16,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Envoy {
+    async fn start(authz_port: u16, upstream_port: u16) -> Envoy {
+        let ports = EnvoyPorts {
+            listener: free_port(),
+            admin: free_port(),
+            authz: authz_port,
+            upstream: upstream_port,
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "jwt-authz-e2e-{}-{}",
+            std::process::id(),
+            ports.listener
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, bootstrap_with_ports(SHIPPED, ports).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+        let child = Command::new(tool("ENVOY", "venv/bin/envoy"))
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start envoy");
+        let envoy = Envoy {
+            child,
+            listener: ports.listener,
+            admin: ports.admin,
+            _dir: TempDir(dir),
+        };
+        envoy.wait_authz_healthy().await;
+        envoy
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.listener)
+    }
+
+    /// Waits (bounded) until Envoy's admin reports the jwt_authz host healthy by its gRPC
+    /// health check, i.e. the service said SERVING.
+    async fn wait_authz_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            let clusters = client
+                .get(format!("http://127.0.0.1:{}/clusters", self.admin))
+                .send()
+                .await;
+            if let Ok(response) = clusters {
+                let text = response.text().await.unwrap_or_default();
+                if text
+                    .lines()
+                    .any(|l| l.starts_with("jwt_authz::") && l.ends_with("::health_flags::healthy"))
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy did not see jwt-authz healthy within 30s: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.0.join("envoy.log")).unwrap_or_default()
+    }
+
+    async fn stat(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!(
+            "http://127.0.0.1:{}/stats?filter={name}",
+            self.admin
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The echo upstream from the demo, on a free port.
+async fn start_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(jwt_authz::httpd::serve(
+        listener,
+        jwt_authz::demo::issuer::echo,
+        std::future::pending(),
+    ));
+    addr
+}
+
+struct Stack {
+    idp: Idp,
+    authz: Option<Authz>,
+    envoy: Envoy,
+    http: reqwest::Client,
+}
+
+async fn stack(extra: &[&str]) -> Stack {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let upstream = start_upstream().await;
+    let authz = Authz::start_for(&idp, extra).await;
+    let envoy = Envoy::start(authz.addr.port(), upstream.port()).await;
+    Stack {
+        idp,
+        authz: Some(authz),
+        envoy,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Stack {
+    async fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.send("GET", path, headers).await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), self.envoy.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body, headers)
+    }
+
+    fn token(&self, scope: &str) -> String {
+        let mut c = claims(&self.idp.issuer());
+        c["scope"] = json!(scope);
+        format!("Bearer {}", mint(&key("rsa-1"), &c))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_enforces_tokens_scopes_and_claim_headers() {
+    let s = stack(&[]).await;
+
+    // Public route: no check at all, and a forged identity header is dropped.
+    let (status, body, _) = s.get("/api/public", &[("x-jwt-sub", "forged")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["headers"].get("x-jwt-sub"), None);
+
+    // Private route without a token: 401 with the JSON body and a challenge.
+    let (status, body, headers) = s.get("/api/private", &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"code": "authorization_header_missing", "description": "Authorization header is expected"})
+    );
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"jwt-authz\"");
+    assert_eq!(headers["content-type"], "application/json");
+
+    // Wrong audience.
+    let mut c = claims(&s.idp.issuer());
+    c["aud"] = json!("https://someone-else.example.com");
+    let bad_aud = format!("Bearer {}", mint(&key("rsa-1"), &c));
+    let (status, body, headers) = s.get("/api/private", &[("authorization", &bad_aud)]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_claims"))
+    );
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+
+    // Scoped route: 403 without the scope, 200 with it.
+    let plain = s.token("openid");
+    let (status, body, headers) = s
+        .get("/api/private-scoped", &[("authorization", &plain)])
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"read:messages\"")
+    );
+    let scoped = s.token("read:messages");
+    let (status, body, _) = s
+        .get(
+            "/api/private-scoped",
+            &[("authorization", &scoped), ("x-jwt-sub", "admin")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The upstream sees the verified subject, never the forged one.
+    assert_eq!(body["headers"]["x-jwt-sub"], "auth0|user-1");
+
+    // Catch-all route: any valid token.
+    let (status, _, _) = s.get("/anything/else", &[("authorization", &plain)]).await;
+    assert_eq!(status, 200);
+    assert!(s.envoy.stat("http.ingress.ext_authz.denied").await >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_fails_closed_when_the_service_stops() {
+    let mut s = stack(&[]).await;
+    let token = s.token("read:messages");
+    let (status, _, _) = s.get("/api/private", &[("authorization", &token)]).await;
+    assert_eq!(status, 200);
+    s.authz.take().unwrap().stop().await.unwrap();
+    for _ in 0..5 {
+        let (status, _, _) = s.get("/api/private", &[("authorization", &token)]).await;
+        assert_ne!(status, 200, "a request passed while the service was down");
+        assert!(status == 503 || status == 403, "unexpected status {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_with_config_file_rules_and_no_context_extensions() {
+    // The Istio shape: Envoy's catch-all route sends no context extensions, so the
+    // service's own rules decide.
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let dir = std::env::temp_dir().join(format!("jwt-authz-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+issuers:
+  - issuer: {issuer}
+    audiences: ["{AUDIENCE}"]
+    jwks_uri: {jwks}
+routes:
+  - path_prefix: /open
+    allow_anonymous: true
+  - name: read-message
+    methods: [GET]
+    path: /messages/{{id}}
+    scopes: {{ all_of: [read:messages] }}
+  - methods: [DELETE]
+    path: /messages/{{id}}
+    scopes: {{ any_of: [admin, delete:messages] }}
+  - path_prefix: /internal
+    deny: true
+upstream:
+  claims_to_headers:
+    - {{claim: sub, header: x-jwt-sub}}
+    - {{claim: scope, header: x-jwt-scope}}
+    - {{claim: org.id, header: x-jwt-org}}
+    - {{claim: roles, header: x-jwt-roles}}
+  array_separator: ","
+  forward_payload_header: x-jwt-payload
+  strip_authorization: true
+"#,
+            issuer = idp.issuer(),
+            jwks = idp.jwks_uri(),
+        ),
+    )
+    .unwrap();
+    let upstream = start_upstream().await;
+    let authz = Authz::start(&["--config", config.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let envoy = Envoy::start(authz.addr.port(), upstream.port()).await;
+    let s = Stack {
+        idp,
+        authz: Some(authz),
+        envoy,
+        http: reqwest::Client::new(),
+    };
+
+    let (status, body, _) = s
+        .get(
+            "/open/docs",
+            &[("x-jwt-sub", "forged"), ("x-jwt-payload", "forged")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["headers"].get("x-jwt-sub"),
+        None,
+        "anonymous routes strip identity headers"
+    );
+    assert_eq!(body["headers"].get("x-jwt-payload"), None);
+
+    let mut c = claims(&s.idp.issuer());
+    c["scope"] = json!("read:messages");
+    c["org"] = json!({"id": "acme"});
+    c["roles"] = json!(["reader", "writer"]);
+    let reader = format!("Bearer {}", mint(&key("rsa-1"), &c));
+    let (status, body, _) = s.get("/messages/42", &[("authorization", &reader)]).await;
+    assert_eq!(status, 200);
+    let h = &body["headers"];
+    assert_eq!(h["x-jwt-sub"], "auth0|user-1");
+    assert_eq!(h["x-jwt-scope"], "read:messages");
+    assert_eq!(h["x-jwt-org"], "acme");
+    assert_eq!(h["x-jwt-roles"], "reader,writer");
+    assert_eq!(
+        h.get("authorization"),
+        None,
+        "authorization stripped before the upstream"
+    );
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        h["x-jwt-payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["sub"],
+        "auth0|user-1"
+    );
+
+    let (status, body, _) = s
+        .send("DELETE", "/messages/42", &[("authorization", &reader)])
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, body, _) = s
+        .get("/internal/metrics", &[("authorization", &reader)])
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("access_denied"))
+    );
+    let (status, body, _) = s.get("/messages/42", &[]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("authorization_header_missing"))
+    );
+    let (status, _, _) = s
+        .get("/open/../internal/x", &[("authorization", &reader)])
+        .await;
+    assert_ne!(status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_throughput_during_the_tests() {
+    let s = stack(&[]).await;
+    let token = s.token("read:messages");
+    let total = 2000;
+    let concurrency = 16;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let http = s.http.clone();
+        let url = s.envoy.url("/api/private-scoped");
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..total / concurrency {
+                let r = http
+                    .get(&url)
+                    .header("authorization", &token)
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(ok, total, "every authorized request must pass");
+    eprintln!(
+        "through envoy (debug build, test client): {total} requests in {:.2}s = {:.0} req/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+}
