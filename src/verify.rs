@@ -108,7 +108,7 @@ impl Verifier {
             return Err(AuthError::UnsupportedCritical);
         }
         let payload_json = decode_segment(payload_b64)?;
-        let claims: Claims =
+        let StrictClaims(claims) =
             serde_json::from_slice(&payload_json).map_err(|_| AuthError::Malformed)?;
 
         // The unverified `iss` only chooses which keys to try; it is compared exactly with
@@ -140,6 +140,37 @@ impl Verifier {
             claims,
             kid: facts.kid.clone(),
         })
+    }
+}
+
+/// A claims object that refuses duplicate top-level names. RFC 7519 §4 lets a parser
+/// either reject them or keep the last; two parsers picking differently (an upstream
+/// reading the forwarded payload, say) would disagree on who the token is for, so reject.
+struct StrictClaims(Claims);
+
+impl<'de> Deserialize<'de> for StrictClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims, A::Error> {
+                let mut claims = Claims::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    if claims.insert(name, value).is_some() {
+                        return Err(serde::de::Error::custom("duplicate claim"));
+                    }
+                }
+                Ok(claims)
+            }
+        }
+        deserializer.deserialize_map(Visitor).map(StrictClaims)
     }
 }
 
@@ -360,6 +391,21 @@ mod tests {
             );
         }
         assert_eq!(asymmetric_algorithm("ES384"), Ok(Algorithm::ES384));
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused() {
+        let parse = |s: &str| serde_json::from_str::<StrictClaims>(s).map(|c| c.0);
+        assert!(parse(r#"{"sub":"a","sub":"b"}"#).is_err());
+        assert!(parse(r#"[1,2]"#).is_err());
+        assert!(parse(r#""text""#).is_err());
+        assert_eq!(parse(r#"{"sub":"a","n":{"x":1}}"#).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn duplicate_header_members_are_refused() {
+        assert!(serde_json::from_str::<JoseHeader<'_>>(r#"{"alg":"none","alg":"RS256"}"#).is_err());
+        assert!(serde_json::from_str::<JoseHeader<'_>>(r#"{"alg":"RS256","kid":"a"}"#).is_ok());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct JwksCache {
     fetch: Mutex<FetchState>,
     failing: AtomicBool,
     ready: watch::Sender<bool>,
+    /// Keys given at construction and never fetched (benchmarks, fuzzing, embedding).
+    fixed: bool,
     pub stats: JwksStats,
 }
 
@@ -101,8 +103,24 @@ impl JwksCache {
             }),
             failing: AtomicBool::new(false),
             ready: watch::channel(false).0,
+            fixed: false,
             stats: JwksStats::default(),
         }))
+    }
+
+    /// A cache holding `keys` for good: it is ready at once and never fetches, not even
+    /// for an unknown `kid`. For benchmarks, fuzzing and embedding without a network.
+    pub fn with_fixed_keys(
+        issuer: &IssuerConfig,
+        settings: &JwksSettings,
+        keys: KeySet,
+    ) -> Result<Arc<Self>, JwksError> {
+        let mut cache = Arc::into_inner(Self::new(issuer, settings)?)
+            .expect("invariant: the Arc was just created and is not shared");
+        cache.fixed = true;
+        cache.keys = ArcSwapOption::from_pointee(keys);
+        cache.ready = watch::channel(true).0;
+        Ok(Arc::new(cache))
     }
 
     /// The issuer this cache serves.
@@ -131,7 +149,7 @@ impl JwksCache {
         if set.select(kid, alg).is_some() {
             return Ok(set);
         }
-        let Some(kid) = kid else {
+        let Some(kid) = kid.filter(|_| !self.fixed) else {
             return Err(AuthError::UnknownKey);
         };
         if set.contains_kid(kid) {
@@ -303,6 +321,9 @@ impl JwksCache {
     /// Keeps the keys fresh: retries the first load with backoff, then refetches every
     /// `refresh` interval. A failed refresh keeps the cached keys and is retried sooner.
     pub async fn run_refresher(self: Arc<Self>) {
+        if self.fixed {
+            return;
+        }
         let mut failures: u32 = 0;
         loop {
             match self.refresh().await {
