@@ -13,7 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::Config;
 use crate::jwks::JwksCache;
 use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
-use crate::service::{AuthzService, CheckSettings};
+use crate::service::AuthzService;
 use crate::verify::{Issuer, Verifier};
 
 /// Binds `config.listen` and serves until SIGTERM or SIGINT.
@@ -63,17 +63,7 @@ pub async fn serve(
         .build_v1alpha()
         .context("reflection: cannot load descriptors")?;
 
-    let service = AuthzService::new(
-        verifier,
-        CheckSettings {
-            scope_claims: config.scope_claims.clone(),
-            max_header_bytes: config.max_header_bytes,
-            realm: config.realm.clone(),
-            retry_after_secs: config.jwks.cooldown.as_secs().max(1),
-            policy: config.policy.clone(),
-            upstream: config.upstream.clone(),
-        },
-    );
+    let service = AuthzService::from_config(&config, verifier);
     tracing::info!(listen = %local, issuers = config.issuers.len(), "jwt-authz listening");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()

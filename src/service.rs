@@ -11,6 +11,7 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::bearer::BearerToken;
+use crate::config::Config;
 use crate::error::AuthError;
 use crate::policy::{Action, Policy, REQUIRED_SCOPES_KEY};
 use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
@@ -62,6 +63,21 @@ impl AuthzService {
             verifier,
             settings: Arc::new(settings),
         }
+    }
+
+    /// The service for `config`, verifying with `verifier`.
+    pub fn from_config(config: &Config, verifier: Arc<Verifier>) -> Self {
+        AuthzService::new(
+            verifier,
+            CheckSettings {
+                scope_claims: config.scope_claims.clone(),
+                max_header_bytes: config.max_header_bytes,
+                realm: config.realm.clone(),
+                retry_after_secs: config.jwks.cooldown.as_secs().max(1),
+                policy: config.policy.clone(),
+                upstream: config.upstream.clone(),
+            },
+        )
     }
 
     async fn decide(
