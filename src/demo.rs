@@ -59,6 +59,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::server::serve(
         config,
         grpc_listener,
+        None,
         stopped(stop_rx.clone()),
     ));
 

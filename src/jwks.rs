@@ -54,6 +54,9 @@ pub struct VerifyingKey {
     /// `alg` pinned by the JWK, when it names one.
     pub alg: Option<Algorithm>,
     pub key: DecodingKey,
+    /// Identity of the key material (type and public parameters), stable across JWKS
+    /// refreshes: a cached verification stays valid only while the same key is published.
+    pub fingerprint: u64,
 }
 
 impl VerifyingKey {
@@ -276,11 +279,18 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
             "{label}alg {alg:?} does not fit a {key_type:?} key"
         ));
     }
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&raw.kty, &raw.crv, &raw.n, &raw.e, &raw.x, &raw.y, alg).hash(&mut hasher);
+        hasher.finish()
+    };
     Ok(VerifyingKey {
         kid,
         key_type,
         alg,
         key,
+        fingerprint,
     })
 }
 

@@ -44,13 +44,19 @@ impl ScopeRule {
         }
     }
 
-    /// Checks the rule against the scopes a token grants.
+    /// Checks the rule against the scopes a token's claims grant.
     pub fn check(&self, claims: &Claims, scope_claims: &[String]) -> Result<(), AuthError> {
-        let granted = |wanted: &str| granted_scopes(claims, scope_claims).any(|s| s == wanted);
+        let granted: Vec<&str> = granted_scopes(claims, scope_claims).collect();
+        self.check_granted(&granted)
+    }
+
+    /// Checks the rule against a list of granted scopes.
+    pub fn check_granted<S: AsRef<str>>(&self, granted: &[S]) -> Result<(), AuthError> {
+        let has = |wanted: &str| granted.iter().any(|g| g.as_ref() == wanted);
         let satisfied = match self {
             ScopeRule::None => true,
-            ScopeRule::AllOf(scopes) => scopes.iter().all(|s| granted(s)),
-            ScopeRule::AnyOf(scopes) => scopes.iter().any(|s| granted(s)),
+            ScopeRule::AllOf(scopes) => scopes.iter().all(|s| has(s)),
+            ScopeRule::AnyOf(scopes) => scopes.iter().any(|s| has(s)),
         };
         if satisfied {
             Ok(())

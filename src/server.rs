@@ -1,5 +1,5 @@
-//! Wiring: builds the issuers' caches and the gRPC services, binds, serves, and drains on
-//! SIGTERM/SIGINT so in-flight checks finish.
+//! Wiring: builds the issuers' caches and the gRPC services, binds, serves the admin port,
+//! and drains on SIGTERM/SIGINT so in-flight checks finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,24 +10,38 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use http::StatusCode;
+
 use crate::config::Config;
+use crate::httpd;
 use crate::jwks::JwksCache;
+use crate::metrics::Metrics;
 use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
 use crate::service::AuthzService;
 use crate::verify::{Issuer, Verifier};
 
-/// Binds `config.listen` and serves until SIGTERM or SIGINT.
+/// Binds `config.listen` (and `config.admin_listen`) and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-    serve(config, listener, shutdown_signal()).await
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin_listen: cannot bind {addr}"))?,
+        ),
+        None => None,
+    };
+    serve(config, listener, admin, shutdown_signal()).await
 }
 
-/// Serves on an already bound listener until `shutdown` completes, then drains.
+/// Serves gRPC on `listener` and the admin endpoints on `admin` until `shutdown`
+/// completes, then drains.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
@@ -64,6 +78,22 @@ pub async fn serve(
         .context("reflection: cannot load descriptors")?;
 
     let service = AuthzService::from_config(&config, verifier);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(admin) = admin {
+        let metrics = service.metrics();
+        tracing::info!(admin = %admin.local_addr()?, "admin endpoints listening");
+        tokio::spawn(crate::httpd::serve(
+            admin,
+            move |request| admin_endpoint(&metrics, request),
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     tracing::info!(listen = %local, issuers = config.issuers.len(), "jwt-authz listening");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()
@@ -80,6 +110,26 @@ pub async fn serve(
     readiness.abort();
     tracing::info!("jwt-authz stopped");
     result
+}
+
+/// `/metrics` (Prometheus text), `/healthz` (the process answers) and `/readyz` (signing
+/// keys are loaded: the same condition as gRPC health SERVING).
+fn admin_endpoint(metrics: &Metrics, request: &http::request::Parts) -> httpd::HttpResponse {
+    match request.uri.path() {
+        "/metrics" => httpd::respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
+        ),
+        "/healthz" => httpd::respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" if metrics.ready() => httpd::respond(StatusCode::OK, "text/plain", "ready\n"),
+        "/readyz" => httpd::respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "signing keys not loaded\n",
+        ),
+        _ => httpd::respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -13,21 +13,25 @@ use tonic::{Request, Response, Status};
 use crate::bearer::BearerToken;
 use crate::config::Config;
 use crate::error::AuthError;
-use crate::policy::{Action, Policy, REQUIRED_SCOPES_KEY};
+use crate::metrics::Metrics;
+use crate::policy::{Action, Policy, REQUIRED_SCOPES_KEY, granted_scopes};
 use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
 use crate::proto::google::rpc;
 use crate::proto::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
+use crate::token_cache::{CachedToken, TokenCache};
 use crate::upstream::UpstreamConfig;
-use crate::verify::{TokenFacts, Verified, Verifier};
+use crate::verify::{TokenFacts, Verified, Verifier, unix_now};
 
 /// What the decision log line carries besides the outcome.
 #[derive(Debug, Default)]
-struct LogFields {
+struct LogFields<'s> {
     token: TokenFacts,
-    rule: Option<String>,
+    rule: Option<&'s str>,
+    /// The token's entry, when it verified now or earlier.
+    entry: Option<Arc<CachedToken>>,
 }
 
 /// Settings the Check path reads on every request.
@@ -47,26 +51,43 @@ pub struct CheckSettings {
 pub struct AuthzService {
     verifier: Arc<Verifier>,
     settings: Arc<CheckSettings>,
+    cache: Option<Arc<TokenCache>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a request was allowed.
 enum Allowed {
-    /// A verified token that satisfied the route.
-    Token { verified: Verified, payload: String },
+    /// A token that verified (now or, cached, earlier) and satisfied the route.
+    Token(Arc<CachedToken>),
     /// A route open to anonymous requests.
     Anonymous,
 }
 
 impl AuthzService {
-    pub fn new(verifier: Arc<Verifier>, settings: CheckSettings) -> Self {
+    /// The service, with a verified-token cache when `cache` is given.
+    pub fn new(
+        verifier: Arc<Verifier>,
+        settings: CheckSettings,
+        cache: Option<Arc<TokenCache>>,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new(
+            verifier.caches().cloned().collect(),
+            cache.clone(),
+        ));
         AuthzService {
             verifier,
             settings: Arc::new(settings),
+            cache,
+            metrics,
         }
     }
 
     /// The service for `config`, verifying with `verifier`.
     pub fn from_config(config: &Config, verifier: Arc<Verifier>) -> Self {
+        let cache = config
+            .token_cache
+            .enabled
+            .then(|| Arc::new(TokenCache::new(config.token_cache.max_entries)));
         AuthzService::new(
             verifier,
             CheckSettings {
@@ -77,13 +98,19 @@ impl AuthzService {
                 policy: config.policy.clone(),
                 upstream: config.upstream.clone(),
             },
+            cache,
         )
     }
 
-    async fn decide(
-        &self,
+    /// The metrics this service records.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    async fn decide<'s>(
+        &'s self,
         request: &CheckRequest,
-        log: &mut LogFields,
+        log: &mut LogFields<'s>,
     ) -> Result<Allowed, AuthError> {
         let attributes = request.attributes.as_ref();
         let http = attributes
@@ -99,7 +126,7 @@ impl AuthzService {
             .settings
             .policy
             .requirement(method, host, path, context_scopes);
-        log.rule = requirement.rule.map(str::to_owned);
+        log.rule = requirement.rule;
         let scopes = match requirement.action.as_ref() {
             Action::Deny => return Err(AuthError::RouteDenied),
             Action::Anonymous => return Ok(Allowed::Anonymous),
@@ -109,29 +136,78 @@ impl AuthzService {
             authorization_values(http),
             self.settings.max_header_bytes,
         )?;
+        let entry = self.verified_entry(token, log).await?;
+        log.entry = Some(Arc::clone(&entry));
+        scopes.check_granted(&entry.scopes)?;
+        Ok(Allowed::Token(entry))
+    }
+
+    /// The entry of a token that verifies: from the cache when it holds one that is still
+    /// fresh and whose key is still published, else by full verification (then cached).
+    async fn verified_entry(
+        &self,
+        token: BearerToken<'_>,
+        log: &mut LogFields<'_>,
+    ) -> Result<Arc<CachedToken>, AuthError> {
+        let key = self.cache.as_ref().map(|_| TokenCache::key(token.as_str()));
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            if let Some(hit) = cache.get(key) {
+                let current = hit.is_fresh(unix_now())
+                    && self.verifier.key_is_current(
+                        &hit.iss,
+                        hit.kid.as_deref(),
+                        hit.alg,
+                        hit.key_fingerprint,
+                    );
+                if current {
+                    return Ok(hit);
+                }
+                // Expired, or its key left the JWKS: verify afresh, which says why.
+                cache.remove(key);
+            }
+        }
         let verified = self.verifier.verify(token, &mut log.token).await?;
-        scopes.check(&verified.claims, &self.settings.scope_claims)?;
         // invariant: the token verified, so it has exactly three segments.
-        let payload = token
-            .as_str()
-            .split('.')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Allowed::Token { verified, payload })
+        let payload = token.as_str().split('.').nth(1).unwrap_or_default();
+        let entry = Arc::new(self.entry(verified, payload));
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert(key, Arc::clone(&entry), unix_now());
+        }
+        Ok(entry)
+    }
+
+    fn entry(&self, verified: Verified, payload: &str) -> CachedToken {
+        let claims = &verified.claims;
+        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(Box::from);
+        CachedToken {
+            iss: text("iss").unwrap_or_default(),
+            sub: text("sub"),
+            kid: verified.kid.as_deref().map(Box::from),
+            alg: verified.alg,
+            key_fingerprint: verified.key_fingerprint,
+            // invariant: check_claims required a numeric `exp`; `nbf`, if present, numeric.
+            exp: claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0),
+            nbf: claims.get("nbf").and_then(|v| v.as_f64()),
+            leeway: verified.leeway,
+            scopes: granted_scopes(claims, &self.settings.scope_claims)
+                .map(Box::from)
+                .collect(),
+            mutations: self.settings.upstream.for_verified(claims, payload),
+        }
     }
 
     fn allow(&self, allowed: &Allowed) -> CheckResponse {
+        let anonymous;
         let mutations = match allowed {
-            Allowed::Token { verified, payload } => self
-                .settings
-                .upstream
-                .for_verified(&verified.claims, payload),
-            Allowed::Anonymous => self.settings.upstream.for_anonymous(),
+            Allowed::Token(entry) => &entry.mutations,
+            Allowed::Anonymous => {
+                anonymous = self.settings.upstream.for_anonymous();
+                &anonymous
+            }
         };
         let ok = OkHttpResponse {
             headers: mutations.set.iter().map(|(k, v)| header(k, v)).collect(),
-            headers_to_remove: mutations.remove,
+            headers_to_remove: mutations.remove.clone(),
             ..Default::default()
         };
         CheckResponse {
@@ -140,7 +216,7 @@ impl AuthzService {
                 ..Default::default()
             }),
             http_response: Some(HttpResponse::OkResponse(ok)),
-            dynamic_metadata: mutations.metadata,
+            dynamic_metadata: mutations.metadata.clone(),
         }
     }
 
@@ -197,7 +273,9 @@ impl Authorization for AuthzService {
             Ok(allowed) => self.allow(allowed),
             Err(error) => self.deny(error),
         };
-        log_decision(&request, &outcome, &fields, started);
+        let elapsed = started.elapsed();
+        self.metrics.record(outcome.as_ref().err(), elapsed);
+        log_decision(&request, &outcome, &fields, elapsed);
         Ok(Response::new(response))
     }
 }
@@ -239,12 +317,12 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 }
 
 /// One line per decision. Never the token or the header: only the route (without its
-/// query string, which may carry credentials), code, `kid`, `iss`, `sub` and latency.
+/// query string, which may carry credentials), rule, code, `kid`, `iss`, `sub` and latency.
 fn log_decision(
     request: &CheckRequest,
     outcome: &Result<Allowed, AuthError>,
-    fields: &LogFields,
-    started: Instant,
+    fields: &LogFields<'_>,
+    elapsed: std::time::Duration,
 ) {
     let http = request
         .attributes
@@ -253,17 +331,21 @@ fn log_decision(
         .and_then(|r| r.http.as_ref());
     let method = http.map_or("", |h| h.method.as_str());
     let path = http.map_or("", |h| h.path.split('?').next().unwrap_or(""));
-    let latency_us = started.elapsed().as_micros() as u64;
-    let kid = fields.token.kid.as_deref().map(clip);
-    let iss = fields.token.iss.as_deref().map(clip);
-    let rule = fields.rule.as_deref();
+    let latency_us = elapsed.as_micros() as u64;
+    let rule = fields.rule;
+    // Verified facts when the token verified; else the unverified ones, for debugging.
+    let (kid, iss) = match &fields.entry {
+        Some(entry) => (entry.kid.as_deref(), Some(&*entry.iss)),
+        None => (fields.token.kid.as_deref(), fields.token.iss.as_deref()),
+    };
+    let (kid, iss) = (kid.map(clip), iss.map(clip));
+    let sub = fields
+        .entry
+        .as_ref()
+        .and_then(|e| e.sub.as_deref())
+        .map(clip);
     match outcome {
-        Ok(Allowed::Token { verified, .. }) => {
-            let sub = verified
-                .claims
-                .get("sub")
-                .and_then(|s| s.as_str())
-                .map(clip);
+        Ok(Allowed::Token(_)) => {
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
         }
         Ok(Allowed::Anonymous) => {
@@ -271,7 +353,7 @@ fn log_decision(
         }
         Err(error) => {
             let code = error.wire().code;
-            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, latency_us);
+            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
         }
     }
 }

@@ -29,6 +29,11 @@ pub struct Verified {
     pub claims: Claims,
     /// `kid` of the key that verified the token, if the token named one.
     pub kid: Option<String>,
+    pub alg: Algorithm,
+    /// [`crate::jwks::VerifyingKey::fingerprint`] of the key that verified the token.
+    pub key_fingerprint: u64,
+    /// The issuer's clock leeway, for re-checking `exp`/`nbf` of a cached verification.
+    pub leeway: f64,
 }
 
 /// One trusted issuer with its keys.
@@ -139,8 +144,37 @@ impl Verifier {
         Ok(Verified {
             claims,
             kid: facts.kid.clone(),
+            alg,
+            key_fingerprint: key.fingerprint,
+            leeway: issuer.config.leeway.as_secs_f64(),
         })
     }
+
+    /// Whether `iss`'s current key set still publishes the key (same material) that once
+    /// verified a token with this `kid` and `alg`. Lets a cached verification lapse as soon
+    /// as its key leaves the JWKS.
+    pub fn key_is_current(
+        &self,
+        iss: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+        fingerprint: u64,
+    ) -> bool {
+        self.issuers
+            .get(iss)
+            .and_then(|issuer| issuer.jwks.current())
+            .is_some_and(|keys| {
+                keys.select(kid, alg)
+                    .is_some_and(|k| k.fingerprint == fingerprint)
+            })
+    }
+}
+
+/// Seconds since the Unix epoch, as `exp` and `nbf` count them.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A claims object that refuses duplicate top-level names. RFC 7519 §4 lets a parser
@@ -245,12 +279,6 @@ pub fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: f64) -> Result<
         }
         _ => Err(AuthError::MissingClaim),
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -133,6 +133,11 @@ impl JwksCache {
         self.keys.load_full()
     }
 
+    /// Whether the last fetch failed (an identity-provider outage in progress).
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// Becomes `true` once keys are loaded, and stays so.
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()

@@ -263,6 +263,8 @@ pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
 /// A running jwt-authz on a loopback port, with a connected client.
 pub struct Authz {
     pub addr: SocketAddr,
+    /// The admin HTTP endpoints (/metrics, /healthz, /readyz).
+    pub admin: SocketAddr,
     pub client: AuthorizationClient<Channel>,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -285,10 +287,17 @@ impl Authz {
         let config = config(flags);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(jwt_authz::server::serve(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(jwt_authz::server::serve(
+            config,
+            listener,
+            Some(admin_listener),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -296,6 +305,7 @@ impl Authz {
             .unwrap();
         Authz {
             addr,
+            admin,
             client: AuthorizationClient::new(channel.clone()),
             channel,
             shutdown: Some(tx),
@@ -581,4 +591,154 @@ pub fn tool(var: &str, rel: &str) -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+// ---------------------------------------------------------------- hostile input and faults
+
+/// Signs raw header and payload bytes with `key` as `alg`: for tokens no JSON serializer
+/// would write (duplicate names, non-objects, out-of-range numbers, odd `alg` values), so
+/// that only their shape, never their signature, is what the service has to refuse.
+pub fn sign_raw(key: &TestKey, alg: Algorithm, header: &[u8], payload: &[u8]) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key.encoding, alg).unwrap();
+    format!("{signing_input}.{signature}")
+}
+
+/// A loopback address nothing listens on: bound, read and released, so a connection to
+/// it is refused until someone binds it again.
+pub fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+impl Idp {
+    /// Like [`Idp::start`], on a given address (an identity provider that comes up where
+    /// the service already looks for it). Retries the bind for a few seconds in case the
+    /// address is briefly taken.
+    pub async fn start_at(addr: SocketAddr, keys: Vec<Value>) -> Idp {
+        let mut attempt = 0;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    eprintln!("bind {addr}: {e}, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
+        let state = Arc::new(Mutex::new(IdpState {
+            keys,
+            status: 200,
+            delay: Duration::ZERO,
+            discovery: false,
+            discovery_issuer: None,
+            jwks_body: None,
+        }));
+        let hits = Arc::new(Mutex::new(HashMap::new()));
+        let (s, h) = (Arc::clone(&state), Arc::clone(&hits));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (s, h) = (Arc::clone(&s), Arc::clone(&h));
+                tokio::spawn(serve_one(stream, addr, s, h));
+            }
+        });
+        Idp {
+            addr,
+            state,
+            hits,
+            task,
+        }
+    }
+
+    /// Requests received for any path.
+    pub fn total_hits(&self) -> usize {
+        self.hits.lock().unwrap().values().sum()
+    }
+}
+
+/// A loopback HTTP server that answers every request with the same status line and body,
+/// sent without `content-length` and ended by closing the connection: a body whose size
+/// the client learns only while reading it.
+pub struct StreamingServer {
+    pub addr: SocketAddr,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl StreamingServer {
+    pub async fn start(body: Vec<u8>) -> StreamingServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let body = Arc::new(body);
+        let h = Arc::clone(&hits);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, body) = (Arc::clone(&h), Arc::clone(&body));
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // The client hangs up once it has read its cap: stop writing then.
+                    for chunk in body.chunks(64 * 1024) {
+                        if stream.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        StreamingServer { addr, hits, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for StreamingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `done` every 10 ms until it holds, failing after `limit`.
+pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -1,0 +1,284 @@
+//! Prometheus metrics, rendered as text for the admin port's `/metrics`.
+//!
+//! Counters are atomics updated on the Check path with relaxed ordering; nothing here
+//! allocates or locks per request. Label values come from closed sets (decision, code,
+//! configured issuer), never from the request.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::AuthError;
+use crate::jwks::JwksCache;
+use crate::token_cache::TokenCache;
+
+/// Every JSON code a decision can carry, `ok` for allows. Indexes the decision counters.
+const CODES: [&str; 9] = [
+    "ok",
+    "authorization_header_missing",
+    "invalid_header",
+    "invalid_token",
+    "token_expired",
+    "invalid_claims",
+    "insufficient_scope",
+    "access_denied",
+    "jwks_unavailable",
+];
+
+/// Upper bounds of the Check latency histogram, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
+/// The service's metrics.
+pub struct Metrics {
+    decisions: [AtomicU64; CODES.len()],
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_ns: AtomicU64,
+    caches: Vec<Arc<JwksCache>>,
+    token_cache: Option<Arc<TokenCache>>,
+}
+
+impl Metrics {
+    pub fn new(caches: Vec<Arc<JwksCache>>, token_cache: Option<Arc<TokenCache>>) -> Metrics {
+        Metrics {
+            decisions: Default::default(),
+            buckets: Default::default(),
+            latency_sum_ns: AtomicU64::new(0),
+            caches,
+            token_cache,
+        }
+    }
+
+    /// Records one Check: its outcome (`None` for an allow) and how long it took.
+    pub fn record(&self, error: Option<&AuthError>, elapsed: Duration) {
+        let code = error.map_or("ok", |e| e.wire().code);
+        let index = CODES.iter().position(|c| *c == code).unwrap_or(0);
+        self.decisions[index].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Whether every issuer's keys are loaded.
+    pub fn ready(&self) -> bool {
+        self.caches.iter().all(|c| c.current().is_some())
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        header(
+            &mut out,
+            "jwt_authz_decisions_total",
+            "counter",
+            "Check decisions by result and JSON code.",
+        );
+        for (code, count) in CODES.iter().zip(&self.decisions) {
+            let decision = if *code == "ok" { "allow" } else { "deny" };
+            let _ = writeln!(
+                out,
+                "jwt_authz_decisions_total{{decision=\"{decision}\",code=\"{code}\"}} {}",
+                load(count)
+            );
+        }
+
+        header(
+            &mut out,
+            "jwt_authz_check_duration_seconds",
+            "histogram",
+            "Time to answer a Check, in seconds.",
+        );
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += load(count);
+            let _ = writeln!(
+                out,
+                "jwt_authz_check_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += load(&self.buckets[BUCKETS.len()]);
+        let _ = writeln!(
+            out,
+            "jwt_authz_check_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = load(&self.latency_sum_ns) as f64 / 1e9;
+        let _ = writeln!(out, "jwt_authz_check_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "jwt_authz_check_duration_seconds_count {cumulative}");
+
+        if let Some(cache) = &self.token_cache {
+            header(
+                &mut out,
+                "jwt_authz_token_cache_hits_total",
+                "counter",
+                "Checks answered from the verified-token cache.",
+            );
+            let _ = writeln!(
+                out,
+                "jwt_authz_token_cache_hits_total {}",
+                load(&cache.hits)
+            );
+            header(
+                &mut out,
+                "jwt_authz_token_cache_misses_total",
+                "counter",
+                "Checks whose token was not in the cache.",
+            );
+            let _ = writeln!(
+                out,
+                "jwt_authz_token_cache_misses_total {}",
+                load(&cache.misses)
+            );
+            header(
+                &mut out,
+                "jwt_authz_token_cache_entries",
+                "gauge",
+                "Verified tokens held in the cache.",
+            );
+            let _ = writeln!(out, "jwt_authz_token_cache_entries {}", cache.len());
+        }
+
+        header(
+            &mut out,
+            "jwt_authz_jwks_fetches_total",
+            "counter",
+            "JWKS fetches by issuer and result.",
+        );
+        for cache in &self.caches {
+            let issuer = escape(cache.issuer());
+            let _ = writeln!(
+                out,
+                "jwt_authz_jwks_fetches_total{{issuer=\"{issuer}\",result=\"success\"}} {}",
+                load(&cache.stats.fetch_ok)
+            );
+            let _ = writeln!(
+                out,
+                "jwt_authz_jwks_fetches_total{{issuer=\"{issuer}\",result=\"error\"}} {}",
+                load(&cache.stats.fetch_error)
+            );
+        }
+        header(
+            &mut out,
+            "jwt_authz_jwks_keys",
+            "gauge",
+            "Signing keys loaded, by issuer.",
+        );
+        for cache in &self.caches {
+            let keys = cache.current().map_or(0, |k| k.len());
+            let _ = writeln!(
+                out,
+                "jwt_authz_jwks_keys{{issuer=\"{}\"}} {keys}",
+                escape(cache.issuer())
+            );
+        }
+        header(
+            &mut out,
+            "jwt_authz_jwks_up",
+            "gauge",
+            "1 when the last JWKS fetch of the issuer succeeded.",
+        );
+        for cache in &self.caches {
+            let up = u8::from(!cache.is_failing() && cache.current().is_some());
+            let _ = writeln!(
+                out,
+                "jwt_authz_jwks_up{{issuer=\"{}\"}} {up}",
+                escape(cache.issuer())
+            );
+        }
+        header(
+            &mut out,
+            "jwt_authz_jwks_last_success_age_seconds",
+            "gauge",
+            "Seconds since the last successful JWKS fetch, by issuer (absent before the first).",
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for cache in &self.caches {
+            let last = load(&cache.stats.last_success_unix);
+            if last > 0 {
+                let _ = writeln!(
+                    out,
+                    "jwt_authz_jwks_last_success_age_seconds{{issuer=\"{}\"}} {}",
+                    escape(cache.issuer()),
+                    now.saturating_sub(last)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, quote, newline) per the exposition format.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_and_latency_are_rendered() {
+        let metrics = Metrics::new(Vec::new(), Some(Arc::new(TokenCache::new(10))));
+        metrics.record(None, Duration::from_micros(30));
+        metrics.record(Some(&AuthError::Expired), Duration::from_millis(2));
+        metrics.record(Some(&AuthError::Expired), Duration::from_secs(3));
+        let text = metrics.render();
+        assert!(
+            text.contains("jwt_authz_decisions_total{decision=\"allow\",code=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jwt_authz_decisions_total{decision=\"deny\",code=\"token_expired\"} 2")
+        );
+        assert!(
+            text.contains("jwt_authz_check_duration_seconds_bucket{le=\"0.00005\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("jwt_authz_check_duration_seconds_bucket{le=\"0.0025\"} 2"));
+        assert!(text.contains("jwt_authz_check_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("jwt_authz_check_duration_seconds_count 3"));
+        assert!(text.contains("jwt_authz_token_cache_entries 0"));
+    }
+
+    #[test]
+    fn every_wire_code_has_a_counter() {
+        for error in [
+            AuthError::MissingHeader,
+            AuthError::Malformed,
+            AuthError::BadSignature,
+            AuthError::Expired,
+            AuthError::WrongAudience,
+            AuthError::InsufficientScope {
+                required: String::new(),
+            },
+            AuthError::RouteDenied,
+            AuthError::JwksUnavailable,
+        ] {
+            assert!(CODES.contains(&error.wire().code), "{}", error.wire().code);
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

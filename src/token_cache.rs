@@ -1,0 +1,209 @@
+//! The verified-token cache: what a token that verified allows, keyed by the SHA-256 of
+//! the token (never the token itself), so a repeat of the same token skips signature
+//! verification and claim parsing.
+//!
+//! An entry holds only what the allow path needs: the scopes the token grants, the
+//! upstream mutations, and what it takes to re-check the token on every hit (`exp`, `nbf`,
+//! and the identity of the signing key, which must still be in the issuer's JWKS). It is
+//! bounded in entries; a full shard evicts an expired entry if it finds one, else an
+//! arbitrary one. Sharded mutexes keep the lock per request short and unshared with the
+//! JWKS refresher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jsonwebtoken::Algorithm;
+
+use crate::upstream::Mutations;
+
+const SHARDS: usize = 16;
+
+/// SHA-256 of a token.
+pub type TokenKey = [u8; 32];
+
+/// What a verified token allows, kept between requests.
+#[derive(Debug)]
+pub struct CachedToken {
+    pub iss: Box<str>,
+    pub kid: Option<Box<str>>,
+    pub sub: Option<Box<str>>,
+    pub alg: Algorithm,
+    pub key_fingerprint: u64,
+    pub exp: f64,
+    pub nbf: Option<f64>,
+    pub leeway: f64,
+    /// Scopes granted through the configured scope claims.
+    pub scopes: Box<[Box<str>]>,
+    /// Upstream header changes and metadata for an allow.
+    pub mutations: Mutations,
+}
+
+impl CachedToken {
+    /// Whether `exp` and `nbf` still hold at `now` (leeway included), as on first use.
+    pub fn is_fresh(&self, now: f64) -> bool {
+        self.exp + self.leeway > now && self.nbf.is_none_or(|nbf| nbf - self.leeway <= now)
+    }
+}
+
+/// A bounded map from token hash to [`CachedToken`].
+pub struct TokenCache {
+    shards: Box<[Mutex<HashMap<TokenKey, Arc<CachedToken>>>]>,
+    per_shard: usize,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl TokenCache {
+    /// A cache of at most `max_entries` tokens (at least one per shard).
+    pub fn new(max_entries: u64) -> TokenCache {
+        let per_shard = usize::try_from(max_entries.div_ceil(SHARDS as u64))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        TokenCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cache key of a token.
+    pub fn key(token: &str) -> TokenKey {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        key
+    }
+
+    fn shard(&self, key: &TokenKey) -> &Mutex<HashMap<TokenKey, Arc<CachedToken>>> {
+        &self.shards[usize::from(key[0]) % SHARDS]
+    }
+
+    /// The entry for `key`, counted as a hit or a miss.
+    pub fn get(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
+        let found = lock(self.shard(key)).get(key).cloned();
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Stores an entry, evicting one when the shard is full.
+    pub fn insert(&self, key: TokenKey, entry: Arc<CachedToken>, now: f64) {
+        let mut shard = lock(self.shard(&key));
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            // Prefer an expired entry among a few; else the first in hash order, which is
+            // as good as random for SHA-256 keys.
+            let victim = shard
+                .iter()
+                .take(8)
+                .find(|(_, e)| !e.is_fresh(now))
+                .or_else(|| shard.iter().next())
+                .map(|(k, _)| *k);
+            if let Some(victim) = victim {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(key, entry);
+    }
+
+    /// Drops an entry that no longer holds.
+    pub fn remove(&self, key: &TokenKey) {
+        lock(self.shard(key)).remove(key);
+    }
+
+    /// Entries currently held.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Locks a shard. A panic while holding the lock cannot leave a map half-updated in a way
+/// that matters (entries are replaced whole), so a poisoned lock is used as is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(exp: f64) -> Arc<CachedToken> {
+        Arc::new(CachedToken {
+            iss: "i".into(),
+            kid: None,
+            sub: None,
+            alg: Algorithm::RS256,
+            key_fingerprint: 1,
+            exp,
+            nbf: None,
+            leeway: 0.0,
+            scopes: Box::new([]),
+            mutations: Mutations::default(),
+        })
+    }
+
+    #[test]
+    fn keys_are_sha256_of_the_token() {
+        let key = TokenCache::key("abc");
+        assert_eq!(key[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_ne!(TokenCache::key("abd"), key);
+    }
+
+    #[test]
+    fn hits_and_misses_are_counted() {
+        let cache = TokenCache::new(10);
+        let key = TokenCache::key("t");
+        assert!(cache.get(&key).is_none());
+        cache.insert(key, entry(100.0), 0.0);
+        assert!(cache.get(&key).is_some());
+        assert_eq!(cache.hits.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 1);
+        cache.remove(&key);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let cache = TokenCache::new(160);
+        for i in 0..10_000 {
+            cache.insert(TokenCache::key(&i.to_string()), entry(100.0), 0.0);
+        }
+        assert!(cache.len() <= 160, "{}", cache.len());
+        assert!(cache.len() >= 100, "{}", cache.len());
+    }
+
+    #[test]
+    fn expired_entries_are_evicted_first() {
+        let cache = TokenCache::new(16); // one entry per shard
+        let old = TokenCache::key("old");
+        cache.insert(old, entry(10.0), 0.0);
+        // A key in the same shard.
+        let new = (0..)
+            .map(|i: u32| TokenCache::key(&i.to_string()))
+            .find(|k| k[0] % 16 == old[0] % 16)
+            .unwrap();
+        cache.insert(new, entry(100.0), 50.0);
+        assert!(cache.get(&old).is_none());
+        assert!(cache.get(&new).is_some());
+    }
+
+    #[test]
+    fn freshness_applies_leeway_to_exp_and_nbf() {
+        let mut e = Arc::into_inner(entry(100.0)).unwrap();
+        e.leeway = 10.0;
+        e.nbf = Some(50.0);
+        assert!(e.is_fresh(109.0));
+        assert!(!e.is_fresh(110.0));
+        assert!(e.is_fresh(40.0));
+        assert!(!e.is_fresh(39.0));
+    }
+}
