@@ -45,15 +45,21 @@ pub fn bootstrap_with_ports(text: &str, ports: EnvoyPorts) -> Result<String, Str
     Ok(out)
 }
 
-/// Finds an `envoy` binary: `explicit`, else `envoy` on the PATH.
+/// Finds an `envoy` binary: `explicit`, else `envoy` on the PATH, else the one
+/// `scripts/install-test-tools.sh` installs under `.tools/`.
 pub fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
         return Some(path.to_path_buf());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("envoy"))
-        .find(|candidate| candidate.is_file())
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("envoy"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.or_else(|| {
+        let local = PathBuf::from(".tools/venv/bin/envoy");
+        local.is_file().then_some(local)
+    })
 }
 
 #[cfg(test)]
