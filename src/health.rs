@@ -11,9 +11,14 @@ use crate::jwks::JwksCache;
 use crate::proto::AuthorizationServer;
 use crate::service::AuthzService;
 
-/// Marks the service NOT_SERVING now, then SERVING once all `caches` have loaded keys.
+/// Marks the service NOT_SERVING. Call before the listener accepts anything: tonic-health
+/// starts out reporting SERVING.
+pub async fn mark_not_serving(reporter: &HealthReporter) {
+    set_all(reporter, ServingStatus::NotServing).await;
+}
+
+/// Marks the service SERVING once all `caches` have loaded keys.
 pub async fn report_readiness(reporter: HealthReporter, caches: Vec<Arc<JwksCache>>) {
-    set_all(&reporter, ServingStatus::NotServing).await;
     for cache in caches {
         let mut ready = cache.ready();
         // An error means the cache was dropped: the server is shutting down.

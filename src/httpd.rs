@@ -31,7 +31,9 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::debug!("http accept failed: {e}");
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!("http accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },

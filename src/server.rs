@@ -62,9 +62,8 @@ pub async fn serve(
         .collect();
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    // Set NOT_SERVING before the listener accepts anything.
+    crate::health::mark_not_serving(&reporter).await;
     let readiness = tokio::spawn(crate::health::report_readiness(reporter, caches));
-    tokio::task::yield_now().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
