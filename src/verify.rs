@@ -1,9 +1,9 @@
-//! Token verification: header checks, key selection, signature, then claims. The only user
-//! of jsonwebtoken, whose `crypto::verify` checks the signature with a key parsed at JWKS
-//! load time.
+//! Token verification: header checks, key selection, signature, then claims.
 //!
-//! The claim checks are written out here rather than left to `jsonwebtoken::decode`, so
-//! that each failure maps to exactly one [`AuthError`] and the payload is parsed once.
+//! The signature is checked with the key aws-lc parsed when the JWKS loaded
+//! ([`crate::jwks::VerifyingKey::verify`]). The claim checks are written out here rather
+//! than left to `jsonwebtoken::decode` (which re-parses the key on every call), so that each
+//! failure maps to exactly one [`AuthError`] and the payload is parsed once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -135,9 +135,11 @@ impl Verifier {
         let keys = issuer.jwks.lookup(kid, alg).await?;
         let key = keys.select(kid, alg).ok_or(AuthError::UnknownKey)?;
         let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(signature_b64, signed, &key.key, alg) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(AuthError::BadSignature),
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| AuthError::BadSignature)?;
+        if !key.verify(alg, signed, &signature) {
+            return Err(AuthError::BadSignature);
         }
 
         check_claims(&claims, &issuer.config, unix_now())?;

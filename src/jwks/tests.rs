@@ -1,4 +1,6 @@
 use super::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 const FIXTURE: &str = include_str!("../../tests/fixtures/jwks.json");
 
