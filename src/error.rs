@@ -179,9 +179,12 @@ impl AuthError {
     /// The JSON body sent to the client: `{"code": ..., "description": ...}`.
     pub fn json_body(&self) -> String {
         let wire = self.wire();
-        // Both strings are fixed ASCII sentences, but escape anyway so a future edit cannot
-        // produce broken JSON.
-        serde_json::json!({ "code": wire.code, "description": wire.description }).to_string()
+        // invariant: codes and descriptions are fixed sentences with nothing to escape in
+        // JSON (no quote, backslash or control character); a test checks every variant.
+        format!(
+            "{{\"code\":\"{}\",\"description\":\"{}\"}}",
+            wire.code, wire.description
+        )
     }
 
     /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` where no challenge applies.
@@ -225,6 +228,39 @@ mod tests {
         assert_eq!(scope.wire().http_status, 403);
         assert_eq!(scope.wire().grpc_code, 7);
         assert_eq!(AuthError::JwksUnavailable.wire().http_status, 503);
+    }
+
+    #[test]
+    fn every_body_is_valid_json() {
+        let all = [
+            AuthError::MissingHeader,
+            AuthError::NotBearer,
+            AuthError::NoToken,
+            AuthError::TooManyParts,
+            AuthError::BadHeaderValue,
+            AuthError::Malformed,
+            AuthError::DisallowedAlgorithm,
+            AuthError::UnsupportedCritical,
+            AuthError::UnknownKey,
+            AuthError::BadSignature,
+            AuthError::Expired,
+            AuthError::WrongIssuer,
+            AuthError::WrongAudience,
+            AuthError::NotYetValid,
+            AuthError::MissingClaim,
+            AuthError::WrongTokenType,
+            AuthError::InsufficientScope {
+                required: "a".into(),
+            },
+            AuthError::RouteDenied,
+            AuthError::JwksUnavailable,
+        ];
+        for error in all {
+            let wire = error.wire();
+            let body: serde_json::Value = serde_json::from_str(&error.json_body()).unwrap();
+            assert_eq!(body["code"], wire.code);
+            assert_eq!(body["description"], wire.description);
+        }
     }
 
     #[test]
