@@ -156,4 +156,79 @@ mod tests {
         let token = BearerToken::parse(b"Bearer secret.token.value", MAX).unwrap();
         assert_eq!(format!("{token:?}"), "BearerToken(..)");
     }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The accepted grammar written out independently of the parser: at most `max`
+        /// bytes, each visible ASCII, space or tab, forming exactly two blank-separated
+        /// words, `bearer` in any case and a token without a comma.
+        fn oracle(value: &[u8], max: usize) -> Option<&[u8]> {
+            let legal = |b: &u8| *b == b' ' || *b == b'\t' || (0x21..=0x7e).contains(b);
+            if value.len() > max || !value.iter().all(legal) {
+                return None;
+            }
+            let words: Vec<&[u8]> = value
+                .split(|b| *b == b' ' || *b == b'\t')
+                .filter(|w| !w.is_empty())
+                .collect();
+            match words.as_slice() {
+                [scheme, token]
+                    if scheme.eq_ignore_ascii_case(b"bearer") && !token.contains(&b',') =>
+                {
+                    Some(token)
+                }
+                _ => None,
+            }
+        }
+
+        /// Arbitrary bytes, and bytes assembled from the grammar's own pieces so that
+        /// near-valid and valid shapes are common.
+        fn header_value() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"Bearer".to_vec()),
+                Just(b"bEaReR".to_vec()),
+                Just(b"Basic".to_vec()),
+                Just(b" ".to_vec()),
+                Just(b"\t".to_vec()),
+                Just(b",".to_vec()),
+                "[a-zA-Z0-9._~+/=-]{1,12}".prop_map(String::into_bytes),
+                any::<u8>().prop_map(|b| vec![b]),
+            ];
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..64),
+                prop::collection::vec(piece, 0..8).prop_map(|parts| parts.concat()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn parse_never_panics_and_follows_the_grammar(value in header_value(), max in 0usize..96) {
+                let parsed = BearerToken::parse(&value, max).ok().map(|t| t.as_str().as_bytes());
+                prop_assert_eq!(parsed, oracle(&value, max));
+            }
+
+            #[test]
+            fn every_bearer_token_shape_is_accepted(
+                scheme in "[bB][eE][aA][rR][eE][rR]",
+                lead in "[ \t]{0,3}",
+                gap in "[ \t]{1,3}",
+                tail in "[ \t]{0,3}",
+                token in "[!-+\\--~]{1,40}",
+            ) {
+                let value = format!("{lead}{scheme}{gap}{token}{tail}");
+                let parsed = BearerToken::parse(value.as_bytes(), MAX).map(|t| t.as_str());
+                prop_assert_eq!(parsed, Ok(token.as_str()));
+            }
+
+            #[test]
+            fn two_or_more_header_values_are_never_accepted(
+                values in prop::collection::vec(header_value(), 2..5),
+            ) {
+                let parsed = BearerToken::from_header_values(values.iter().map(Vec::as_slice), MAX);
+                prop_assert_eq!(parsed, Err(AuthError::TooManyParts));
+            }
+        }
+    }
 }

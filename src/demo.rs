@@ -19,6 +19,7 @@ pub use issuer::{DEMO_AUDIENCE, DemoIssuer};
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let interrupted = crate::server::shutdown_signal();
     let issuer_listener = bind(args.issuer_listen, "issuer-listen").await?;
     let upstream_listener = bind(args.upstream_listen, "upstream-listen").await?;
     let grpc_listener = bind(args.listen, "listen").await?;
@@ -85,7 +86,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     print_instructions(&issuer, grpc_addr, issuer_addr, listener_port)?;
 
-    crate::server::shutdown_signal().await;
+    interrupted.await;
     let _ = stop_tx.send(true);
     if let Some(mut child) = envoy_child {
         let _ = child.start_kill();

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 pub use cache::{JwksCache, JwksError, KeyLookup};
 use key::parse_key;
-pub use key::{KeyType, VerifyingKey};
+pub use key::{KeyType, VerifyingKey, asymmetric_algorithm};
 
 /// An immutable, parsed key set. Replaced whole on refresh, never mutated.
 #[derive(Debug, Default)]

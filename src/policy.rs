@@ -164,4 +164,69 @@ mod tests {
                 .is_err()
         );
     }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+
+        /// Scopes from a small set (so requirements often hit) and arbitrary blank-free ones.
+        fn scope() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "read",
+                    "write",
+                    "READ",
+                    "read:messages",
+                    "read:messages:all",
+                    "admin",
+                ])
+                .prop_map(str::to_owned),
+                "[!-~]{1,8}",
+            ]
+        }
+
+        fn scopes(max: usize) -> impl Strategy<Value = Vec<String>> {
+            prop::collection::vec(scope(), 0..max)
+        }
+
+        proptest! {
+            #[test]
+            fn all_of_holds_iff_every_required_scope_is_granted(
+                in_scope in scopes(5),
+                in_scp in scopes(4),
+                scp_as_string in any::<bool>(),
+                in_permissions in scopes(4),
+                required in prop::collection::vec(scope(), 1..4),
+            ) {
+                let scp = if scp_as_string { json!(in_scp.join(" ")) } else { json!(in_scp) };
+                let c = claims(json!({
+                    "scope": in_scope.join(" "),
+                    "scp": scp,
+                    "permissions": in_permissions,
+                }));
+                let granted: HashSet<&String> =
+                    in_scope.iter().chain(&in_scp).chain(&in_permissions).collect();
+
+                let all = ScopeRule::from_context_extension(&required.join(" "));
+                let expected = required.iter().all(|r| granted.contains(r));
+                match all.check(&c, &defaults()) {
+                    Ok(()) => prop_assert!(expected),
+                    Err(e) => {
+                        prop_assert!(!expected);
+                        prop_assert_eq!(e, AuthError::InsufficientScope { required: required.join(" ") });
+                    }
+                }
+
+                let any = ScopeRule::AnyOf(required.clone());
+                let expected = required.iter().any(|r| granted.contains(r));
+                prop_assert_eq!(any.check(&c, &defaults()).is_ok(), expected);
+
+                // Only the configured claims count.
+                let only_scope = vec!["scope".to_owned()];
+                let expected = required.iter().all(|r| in_scope.contains(r));
+                prop_assert_eq!(all.check(&c, &only_scope).is_ok(), expected);
+            }
+        }
+    }
 }

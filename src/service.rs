@@ -150,21 +150,21 @@ impl AuthzService {
         log: &mut LogFields<'_>,
     ) -> Result<Arc<CachedToken>, AuthError> {
         let key = self.cache.as_ref().map(|_| TokenCache::key(token.as_str()));
-        if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            if let Some(hit) = cache.get(key) {
-                let current = hit.is_fresh(unix_now())
-                    && self.verifier.key_is_current(
-                        &hit.iss,
-                        hit.kid.as_deref(),
-                        hit.alg,
-                        hit.key_fingerprint,
-                    );
-                if current {
-                    return Ok(hit);
-                }
-                // Expired, or its key left the JWKS: verify afresh, which says why.
-                cache.remove(key);
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Some(hit) = cache.get(key)
+        {
+            let current = hit.is_fresh(unix_now())
+                && self.verifier.key_is_current(
+                    &hit.iss,
+                    hit.kid.as_deref(),
+                    hit.alg,
+                    hit.key_fingerprint,
+                );
+            if current {
+                return Ok(hit);
             }
+            // Expired, or its key left the JWKS: verify afresh, which says why.
+            cache.remove(key);
         }
         let verified = self.verifier.verify(token, &mut log.token).await?;
         // invariant: the token verified, so it has exactly three segments.

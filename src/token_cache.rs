@@ -22,6 +22,8 @@ const SHARDS: usize = 16;
 /// SHA-256 of a token.
 pub type TokenKey = [u8; 32];
 
+type Shard = Mutex<HashMap<TokenKey, Arc<CachedToken>>>;
+
 /// What a verified token allows, kept between requests.
 #[derive(Debug)]
 pub struct CachedToken {
@@ -48,7 +50,7 @@ impl CachedToken {
 
 /// A bounded map from token hash to [`CachedToken`].
 pub struct TokenCache {
-    shards: Box<[Mutex<HashMap<TokenKey, Arc<CachedToken>>>]>,
+    shards: Box<[Shard]>,
     per_shard: usize,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -76,7 +78,7 @@ impl TokenCache {
         key
     }
 
-    fn shard(&self, key: &TokenKey) -> &Mutex<HashMap<TokenKey, Arc<CachedToken>>> {
+    fn shard(&self, key: &TokenKey) -> &Shard {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 

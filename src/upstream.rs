@@ -241,4 +241,78 @@ mod tests {
         let m = UpstreamConfig::default().for_verified(&claims(json!({"sub": "u"})), "p");
         assert_eq!(m.metadata, None);
     }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings rich in C0, DEL and C1 control characters, and arbitrary ones.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[\\x00-\\x1f\\x7f\\u{80}-\\u{9f}a-z \u{2028}é]{0,12}",
+            ]
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                text().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(text(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn rendered_claims_never_carry_control_characters(
+                value in json_value(),
+                separator in "[ -~é]{0,3}",
+            ) {
+                if let Some(text) = render(&value, &separator) {
+                    prop_assert!(!text.chars().any(char::is_control), "{:?}", text);
+                }
+            }
+
+            #[test]
+            fn clean_strings_render_as_themselves(s in text()) {
+                let rendered = render(&Value::String(s.clone()), ",");
+                if s.chars().any(char::is_control) {
+                    prop_assert_eq!(rendered, None);
+                } else {
+                    prop_assert_eq!(rendered, Some(s));
+                }
+            }
+
+            #[test]
+            fn upstream_headers_never_carry_control_characters(
+                claims_map in prop::collection::btree_map(
+                    prop::sample::select(vec!["sub", "scope", "org", "email", "https://example.com/roles"])
+                        .prop_map(str::to_owned),
+                    json_value(),
+                    0..5,
+                ),
+            ) {
+                let c: Claims = claims_map.into_iter().collect();
+                let m = config().for_verified(&c, "cGF5bG9hZA");
+                for (name, value) in &m.set {
+                    prop_assert!(!value.chars().any(char::is_control), "{}: {:?}", name, value);
+                }
+                // Every mapped header is either set or removed, never left to the client.
+                for mapping in &config().claim_headers {
+                    let set = m.set.iter().any(|(h, _)| *h == mapping.header);
+                    let removed = m.remove.contains(&mapping.header);
+                    prop_assert!(set != removed, "{}", mapping.header);
+                }
+            }
+        }
+    }
 }

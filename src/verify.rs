@@ -222,18 +222,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
 /// Maps a header `alg` to an asymmetric algorithm. `none` in any casing, HMAC and anything
 /// unknown are refused here, before any key is looked at.
 fn asymmetric_algorithm(name: &str) -> Result<Algorithm, AuthError> {
-    Ok(match name {
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return Err(AuthError::DisallowedAlgorithm),
-    })
+    crate::jwks::asymmetric_algorithm(name).ok_or(AuthError::DisallowedAlgorithm)
 }
 
 /// RFC 9068 §2.1: `at+jwt`, optionally with the `application/` prefix, case-insensitive.

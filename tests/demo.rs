@@ -7,15 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tool;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, tool};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_protects_an_api_through_envoy_and_stops_on_ctrl_c() {

@@ -15,14 +15,6 @@ use tokio::net::TcpListener;
 
 const SHIPPED: &str = include_str!("../envoy/envoy.yaml");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running Envoy process, stopped by its own PID on drop.
 struct Envoy {
     child: Child,

@@ -39,24 +39,18 @@ pub fn parse_algorithms<S: AsRef<str>>(names: &[S]) -> Result<Vec<Algorithm>, St
         if name.is_empty() {
             continue;
         }
-        let alg = match name {
-            "RS256" => Algorithm::RS256,
-            "RS384" => Algorithm::RS384,
-            "RS512" => Algorithm::RS512,
-            "PS256" => Algorithm::PS256,
-            "PS384" => Algorithm::PS384,
-            "PS512" => Algorithm::PS512,
-            "ES256" => Algorithm::ES256,
-            "ES384" => Algorithm::ES384,
-            "EdDSA" => Algorithm::EdDSA,
-            n if n.eq_ignore_ascii_case("none") || n.to_ascii_uppercase().starts_with("HS") => {
+        let alg = match crate::jwks::asymmetric_algorithm(name) {
+            Some(alg) => alg,
+            None if name.eq_ignore_ascii_case("none")
+                || name.to_ascii_uppercase().starts_with("HS") =>
+            {
                 return Err(format!(
-                    "`{n}` is never allowed: only asymmetric algorithms verify against a public JWKS"
+                    "`{name}` is never allowed: only asymmetric algorithms verify against a public JWKS"
                 ));
             }
-            n => {
+            None => {
                 return Err(format!(
-                    "unknown algorithm `{n}` (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                    "unknown algorithm `{name}` (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
                 ));
             }
         };

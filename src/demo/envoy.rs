@@ -45,6 +45,16 @@ pub fn bootstrap_with_ports(text: &str, ports: EnvoyPorts) -> Result<String, Str
     Ok(out)
 }
 
+/// Flags every Envoy started here runs with: no hot-restart shared memory (so several can
+/// run side by side), one worker, warnings only.
+pub const ENVOY_FLAGS: [&str; 5] = [
+    "--disable-hot-restart",
+    "--concurrency",
+    "1",
+    "-l",
+    "warning",
+];
+
 /// Finds an `envoy` binary: `explicit`, else `envoy` on the PATH, else the one
 /// `scripts/install-test-tools.sh` installs under `.tools/`.
 pub fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {

@@ -47,6 +47,24 @@ impl KeyType {
     }
 }
 
+/// The asymmetric JWS algorithm named `name` (exact, case-sensitive as RFC 7518 writes
+/// them). `None` for `none`, HMAC and anything unknown: the one list both the
+/// configuration and the token header are read against.
+pub fn asymmetric_algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
 /// aws-lc's verification algorithm for a JWS `alg`. RSA moduli of 2048 to 8192 bits; ECDSA
 /// signatures in the fixed-length `r || s` form JWS uses.
 fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
@@ -141,11 +159,9 @@ pub fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
     }
     let alg = match raw.alg.as_deref() {
         None => None,
-        Some(name) => Some(
-            crate::config::parse_algorithms(&[name]).map_err(|_| {
-                format!("{label}alg {name:?} is not a supported signature algorithm")
-            })?[0],
-        ),
+        Some(name) => Some(asymmetric_algorithm(name).ok_or_else(|| {
+            format!("{label}alg {name:?} is not a supported signature algorithm")
+        })?),
     };
     let field = |value: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
         let text = value

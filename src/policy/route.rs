@@ -404,4 +404,100 @@ mod tests {
             );
         }
     }
+
+    mod proptests {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn policy() -> Policy {
+            let mut host_rule = rule(PathPattern::parse_prefix("/admin").unwrap(), Action::Deny);
+            host_rule.host = Some(HostPattern::parse("*.example.com").unwrap());
+            let mut method_rule = rule(pattern("/api/{id}/edit"), Action::Deny);
+            method_rule.methods = vec!["POST".into(), "PUT".into()];
+            let mut exact_host = rule(pattern("/static/**"), Action::Anonymous);
+            exact_host.host = Some(HostPattern::parse("cdn.example.com").unwrap());
+            Policy::new(vec![
+                host_rule,
+                method_rule,
+                exact_host,
+                rule(
+                    PathPattern::parse_prefix("/api/public").unwrap(),
+                    Action::Anonymous,
+                ),
+                rule(
+                    pattern("/api/*/items/{item}"),
+                    Action::Token(ScopeRule::AllOf(vec!["read".into()])),
+                ),
+                rule(
+                    PathPattern::parse_path("/health").unwrap(),
+                    Action::Anonymous,
+                ),
+            ])
+        }
+
+        /// Paths built from segments that route matching and the ambiguity check care
+        /// about, and arbitrary strings.
+        fn path() -> impl Strategy<Value = String> {
+            let segment = prop::sample::select(vec![
+                "", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "\\", "api", "public", "admin",
+                "static", "items", "edit", "7", "é", "日本", "*", "{id}", "?", "#", "?a=/b",
+            ]);
+            prop_oneof![
+                any::<String>(),
+                prop::collection::vec(segment, 0..6).prop_map(|s| format!("/{}", s.join("/"))),
+            ]
+        }
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                prop::sample::select(vec![
+                    "",
+                    ":",
+                    "]:",
+                    "[::1]:80",
+                    "a.example.com",
+                    "A.EXAMPLE.COM:443",
+                    "example.com",
+                    "cdn.example.com",
+                    "é.example.com",
+                    "x.exampleé.com",
+                    "日本.example.com:",
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        fn method() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                prop::sample::select(vec!["GET", "post", "PUT", "", "ÉTÉ"]).prop_map(str::to_owned),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn requirement_never_panics_and_refuses_ambiguous_paths(
+                method in method(),
+                host in host(),
+                path in path(),
+                query in "[?#][ -~]{0,10}",
+            ) {
+                let policy = policy();
+                let r = policy.requirement(&method, &host, &path, None);
+                let before_query = path.split(['?', '#']).next().unwrap_or("");
+                if is_ambiguous(before_query) {
+                    prop_assert_eq!(r.rule, Some("ambiguous-path"));
+                    prop_assert_eq!(&*r.action, &Action::Deny);
+                }
+                // A query string or fragment never changes the decision.
+                let with_query = format!("{path}{query}");
+                let q = policy.requirement(&method, &host, &with_query, None);
+                prop_assert_eq!(q, r);
+                // Envoy's `required_scopes` wins over every rule.
+                let ext = policy.requirement(&method, &host, &path, Some("read"));
+                prop_assert_eq!(&*ext.action, &Action::Token(ScopeRule::AllOf(vec!["read".into()])));
+            }
+        }
+    }
 }

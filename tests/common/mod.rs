@@ -575,6 +575,16 @@ pub fn assert_allowed(response: &CheckResponse) -> HashMap<String, String> {
 
 // ---------------------------------------------------------------- external tools
 
+/// A port that was free a moment ago, for processes that bind it themselves (Envoy, the
+/// demo binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Path of an external tool the tests drive: `$VAR`, else `.tools/<rel>`. Panics with the
 /// install command when it is missing: a missing tool is a failure, never a skip.
 pub fn tool(var: &str, rel: &str) -> std::path::PathBuf {
