@@ -48,19 +48,34 @@ pub struct Verifier {
     issuers: HashMap<String, Issuer>,
 }
 
-/// The JOSE header members this service reads.
-#[derive(Deserialize)]
-struct JoseHeader<'a> {
-    #[serde(borrow)]
-    alg: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    kid: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    typ: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<Value>,
+/// The JOSE header members this service reads, taken from a strictly parsed object.
+struct JoseHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    crit: bool,
     // invariant: `jku`, `x5u`, `jwk` and `x5c` are never read. Keys come from the configured
     // JWKS only, never from the token.
+}
+
+impl JoseHeader {
+    /// Parses a header: a JSON object without duplicate members, `alg` a string, `kid` and
+    /// `typ` strings when present.
+    fn parse(json: &[u8]) -> Result<JoseHeader, AuthError> {
+        let StrictObject(mut members) =
+            serde_json::from_slice(json).map_err(|_| AuthError::Malformed)?;
+        let mut text = |name: &str| match members.remove(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(AuthError::Malformed),
+        };
+        Ok(JoseHeader {
+            alg: text("alg")?.ok_or(AuthError::Malformed)?,
+            kid: text("kid")?,
+            typ: text("typ")?,
+            crit: members.contains_key("crit"),
+        })
+    }
 }
 
 /// The unverified facts a log line may carry about a rejected token.
@@ -103,17 +118,16 @@ impl Verifier {
             return Err(AuthError::Malformed);
         };
         let header_json = decode_segment(header_b64)?;
-        let header: JoseHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
-        facts.kid = header.kid.as_deref().map(str::to_owned);
+        let header = JoseHeader::parse(&header_json)?;
+        facts.kid = header.kid.clone();
         let alg = asymmetric_algorithm(&header.alg)?;
-        if header.crit.is_some() {
+        if header.crit {
             // RFC 7515 §4.1.11: an unknown critical extension makes the token invalid, and
             // this service implements none.
             return Err(AuthError::UnsupportedCritical);
         }
         let payload_json = decode_segment(payload_b64)?;
-        let StrictClaims(claims) =
+        let StrictObject(claims) =
             serde_json::from_slice(&payload_json).map_err(|_| AuthError::Malformed)?;
 
         // The unverified `iss` only chooses which keys to try; it is compared exactly with
@@ -172,6 +186,15 @@ impl Verifier {
     }
 }
 
+/// A NumericDate as issuers write it: whole seconds, from 0 to 2^53 (exactly representable
+/// in the `f64` the clock comparison uses). RFC 7519 allows fractions, but no mainstream
+/// issuer emits them, and refusing them, like numbers past 2^64, leaves no two readings of
+/// when a token expires.
+fn numeric_date(value: &Value) -> Option<f64> {
+    const MAX: u64 = 1 << 53;
+    value.as_u64().filter(|&n| n <= MAX).map(|n| n as f64)
+}
+
 /// Seconds since the Unix epoch, as `exp` and `nbf` count them.
 pub fn unix_now() -> f64 {
     SystemTime::now()
@@ -179,18 +202,19 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A claims object that refuses duplicate top-level names. RFC 7519 §4 lets a parser
-/// either reject them or keep the last; two parsers picking differently (an upstream
-/// reading the forwarded payload, say) would disagree on who the token is for, so reject.
-struct StrictClaims(Claims);
+/// A JSON object that refuses duplicate top-level names, for the JOSE header and the
+/// claims. RFC 7515 §4 and RFC 7519 §4 let a parser either reject them or keep the last;
+/// two parsers picking differently (an upstream reading the forwarded payload, say) would
+/// disagree on what the token says, so reject.
+struct StrictObject(Claims);
 
-impl<'de> Deserialize<'de> for StrictClaims {
+impl<'de> Deserialize<'de> for StrictObject {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = Claims;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object of claims")
+                f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -200,13 +224,13 @@ impl<'de> Deserialize<'de> for StrictClaims {
                 while let Some(name) = map.next_key::<String>()? {
                     let value: Value = map.next_value()?;
                     if claims.insert(name, value).is_some() {
-                        return Err(serde::de::Error::custom("duplicate claim"));
+                        return Err(serde::de::Error::custom("duplicate member"));
                     }
                 }
                 Ok(claims)
             }
         }
-        deserializer.deserialize_map(Visitor).map(StrictClaims)
+        deserializer.deserialize_map(Visitor).map(StrictObject)
     }
 }
 
@@ -238,7 +262,7 @@ pub fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: f64) -> Result<
     let leeway = issuer.leeway.as_secs_f64();
     let exp = claims
         .get("exp")
-        .and_then(Value::as_f64)
+        .and_then(numeric_date)
         .ok_or(AuthError::MissingClaim)?;
     if exp + leeway <= now {
         return Err(AuthError::Expired);
@@ -246,7 +270,7 @@ pub fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: f64) -> Result<
     match claims.get("nbf") {
         None => {}
         Some(nbf) => {
-            let nbf = nbf.as_f64().ok_or(AuthError::MissingClaim)?;
+            let nbf = numeric_date(nbf).ok_or(AuthError::MissingClaim)?;
             if nbf - leeway > now {
                 return Err(AuthError::NotYetValid);
             }
@@ -279,7 +303,8 @@ mod tests {
     use serde_json::json;
     use std::time::Duration;
 
-    const NOW: f64 = 1_800_000_000.0;
+    const NOW: u64 = 1_800_000_000;
+    const NOW_F: f64 = NOW as f64;
 
     fn issuer() -> IssuerConfig {
         IssuerConfig {
@@ -298,7 +323,7 @@ mod tests {
     }
 
     fn base() -> Value {
-        json!({"iss": "https://idp.example/", "aud": "api", "exp": NOW + 300.0, "sub": "u1"})
+        json!({"iss": "https://idp.example/", "aud": "api", "exp": NOW + 300, "sub": "u1"})
     }
 
     fn with(key: &str, value: Value) -> Claims {
@@ -315,18 +340,18 @@ mod tests {
 
     #[test]
     fn valid_claims_pass() {
-        assert_eq!(check_claims(&claims(base()), &issuer(), NOW), Ok(()));
+        assert_eq!(check_claims(&claims(base()), &issuer(), NOW_F), Ok(()));
     }
 
     #[test]
     fn expired_token_is_rejected_past_the_leeway_only() {
         let i = issuer();
         assert_eq!(
-            check_claims(&with("exp", json!(NOW - 59.0)), &i, NOW),
+            check_claims(&with("exp", json!(NOW - 59)), &i, NOW_F),
             Ok(())
         );
         assert_eq!(
-            check_claims(&with("exp", json!(NOW - 61.0)), &i, NOW),
+            check_claims(&with("exp", json!(NOW - 61)), &i, NOW_F),
             Err(AuthError::Expired)
         );
     }
@@ -335,32 +360,49 @@ mod tests {
     fn future_nbf_is_rejected() {
         let i = issuer();
         assert_eq!(
-            check_claims(&with("nbf", json!(NOW + 30.0)), &i, NOW),
+            check_claims(&with("nbf", json!(NOW + 30)), &i, NOW_F),
             Ok(())
         );
         assert_eq!(
-            check_claims(&with("nbf", json!(NOW + 120.0)), &i, NOW),
+            check_claims(&with("nbf", json!(NOW + 120)), &i, NOW_F),
             Err(AuthError::NotYetValid)
         );
         assert_eq!(
-            check_claims(&with("nbf", json!("soon")), &i, NOW),
+            check_claims(&with("nbf", json!("soon")), &i, NOW_F),
             Err(AuthError::MissingClaim)
         );
+    }
+
+    #[test]
+    fn numeric_dates_are_whole_seconds() {
+        let i = issuer();
+        for bad in [
+            json!(NOW_F + 300.5),
+            json!(18446744073709551616.0_f64),
+            json!(-5),
+            json!(1e300),
+        ] {
+            assert_eq!(
+                check_claims(&with("exp", bad.clone()), &i, NOW_F),
+                Err(AuthError::MissingClaim),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
     fn exp_and_aud_are_required() {
         let i = issuer();
         assert_eq!(
-            check_claims(&without("exp"), &i, NOW),
+            check_claims(&without("exp"), &i, NOW_F),
             Err(AuthError::MissingClaim)
         );
         assert_eq!(
-            check_claims(&without("aud"), &i, NOW),
+            check_claims(&without("aud"), &i, NOW_F),
             Err(AuthError::MissingClaim)
         );
         assert_eq!(
-            check_claims(&with("exp", json!("1800000300")), &i, NOW),
+            check_claims(&with("exp", json!("1800000300")), &i, NOW_F),
             Err(AuthError::MissingClaim)
         );
     }
@@ -369,23 +411,23 @@ mod tests {
     fn aud_may_be_a_string_or_an_array() {
         let i = issuer();
         assert_eq!(
-            check_claims(&with("aud", json!(["x", "other"])), &i, NOW),
+            check_claims(&with("aud", json!(["x", "other"])), &i, NOW_F),
             Ok(())
         );
         assert_eq!(
-            check_claims(&with("aud", json!(["x", "y"])), &i, NOW),
+            check_claims(&with("aud", json!(["x", "y"])), &i, NOW_F),
             Err(AuthError::WrongAudience)
         );
         assert_eq!(
-            check_claims(&with("aud", json!([])), &i, NOW),
+            check_claims(&with("aud", json!([])), &i, NOW_F),
             Err(AuthError::WrongAudience)
         );
         assert_eq!(
-            check_claims(&with("aud", json!("nope")), &i, NOW),
+            check_claims(&with("aud", json!("nope")), &i, NOW_F),
             Err(AuthError::WrongAudience)
         );
         assert_eq!(
-            check_claims(&with("aud", json!(["api", 7])), &i, NOW),
+            check_claims(&with("aud", json!(["api", 7])), &i, NOW_F),
             Err(AuthError::MissingClaim)
         );
     }
@@ -393,7 +435,11 @@ mod tests {
     #[test]
     fn wrong_issuer_is_rejected() {
         assert_eq!(
-            check_claims(&with("iss", json!("https://evil.example/")), &issuer(), NOW),
+            check_claims(
+                &with("iss", json!("https://evil.example/")),
+                &issuer(),
+                NOW_F
+            ),
             Err(AuthError::WrongIssuer)
         );
     }
@@ -414,7 +460,7 @@ mod tests {
 
     #[test]
     fn duplicate_claims_are_refused() {
-        let parse = |s: &str| serde_json::from_str::<StrictClaims>(s).map(|c| c.0);
+        let parse = |s: &str| serde_json::from_str::<StrictObject>(s).map(|c| c.0);
         assert!(parse(r#"{"sub":"a","sub":"b"}"#).is_err());
         assert!(parse(r#"[1,2]"#).is_err());
         assert!(parse(r#""text""#).is_err());
@@ -422,9 +468,25 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_header_members_are_refused() {
-        assert!(serde_json::from_str::<JoseHeader<'_>>(r#"{"alg":"none","alg":"RS256"}"#).is_err());
-        assert!(serde_json::from_str::<JoseHeader<'_>>(r#"{"alg":"RS256","kid":"a"}"#).is_ok());
+    fn header_must_be_a_strict_object() {
+        let parse = |s: &str| JoseHeader::parse(s.as_bytes()).map(|h| h.alg);
+        assert_eq!(parse(r#"{"alg":"RS256","kid":"a"}"#), Ok("RS256".into()));
+        for bad in [
+            r#"{"alg":"none","alg":"RS256"}"#,
+            r#"["RS256","rsa-1"]"#,
+            r#"{"kid":"a"}"#,
+            r#"{"alg":7}"#,
+            r#"{"alg":"RS256","kid":7}"#,
+            r#"{"alg":"RS256","typ":null}"#,
+        ] {
+            assert_eq!(parse(bad), Err(AuthError::Malformed), "{bad}");
+        }
+        let deep = format!(
+            r#"{{"alg":"RS256","x":{}1{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(parse(&deep), Err(AuthError::Malformed));
     }
 
     #[test]

@@ -82,7 +82,18 @@ impl JwksCache {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                // At most 3 hops, and never from https down to plain http.
+                let downgrade = attempt.url().scheme() != "https"
+                    && attempt.previous().iter().any(|u| u.scheme() == "https");
+                if downgrade {
+                    attempt.error("redirect from https to http refused")
+                } else if attempt.previous().len() > 3 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .user_agent(concat!("jwt-authz/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| JwksError::Http {

@@ -1,0 +1,287 @@
+//! Arbitrary bytes through the real `Authorization::check`, with keys fixed at start so
+//! nothing touches the network. The first byte picks how the rest becomes a request:
+//!
+//! - `0`: the rest is a protobuf `CheckRequest`, decoded with prost (undecodable input is
+//!   skipped: tonic refuses it before the service runs);
+//! - `1`: the rest is the raw value of one `authorization` header;
+//! - `2`: the rest edits one of a few valid tokens minted at start (`[token, op, at_hi,
+//!   at_lo, bytes...]`: overwrite, insert or cut-and-append at `at`), so the fuzzer reaches
+//!   the signature and claim checks without having to forge a signature.
+//!
+//! Every answer must carry a status and a well-formed allow or denial, and an allow needs
+//! exactly one `authorization` value holding one of the valid tokens, byte for byte.
+
+#![no_main]
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jwt_authz::config::{IssuerConfig, JwksSettings, JwksSource};
+use jwt_authz::jwks::{JwksCache, KeySet};
+use jwt_authz::policy::{Action, PathPattern, Policy, Rule, ScopeRule};
+use jwt_authz::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
+use jwt_authz::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use jwt_authz::proto::{AttributeContext, Authorization, CheckRequest, HttpResponse};
+use jwt_authz::service::{AuthzService, CheckSettings};
+use jwt_authz::token_cache::TokenCache;
+use jwt_authz::upstream::UpstreamConfig;
+use jwt_authz::verify::{Issuer, Verifier};
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+const ISSUER: &str = "https://idp.fuzz.example/";
+const AUDIENCE: &str = "https://api.example.com";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
+
+struct State {
+    runtime: tokio::runtime::Runtime,
+    service: AuthzService,
+    /// Tokens that verify: the only ones an allow may carry.
+    valid: Vec<String>,
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture readable")
+}
+
+fn state() -> &'static State {
+    static STATE: OnceLock<State> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let algorithms = vec![
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+        ];
+        let issuer = IssuerConfig {
+            issuer: ISSUER.into(),
+            issuer_url: ISSUER.parse().expect("issuer URL"),
+            audiences: vec![AUDIENCE.into()],
+            jwks: JwksSource::Uri("https://idp.fuzz.example/jwks.json".parse().expect("URL")),
+            algorithms,
+            leeway: Duration::from_secs(60),
+            require_access_token_type: false,
+        };
+        let settings = JwksSettings {
+            refresh: Duration::from_secs(600),
+            cooldown: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            max_bytes: 1 << 20,
+        };
+        let (keys, _) = KeySet::parse(&fixture("jwks.json")).expect("fixture JWKS parses");
+        let jwks = JwksCache::with_fixed_keys(&issuer, &settings, keys).expect("cache");
+        let verifier = Arc::new(Verifier::new(vec![Issuer {
+            config: issuer,
+            jwks,
+        }]));
+        let policy = Policy::new(vec![
+            Rule {
+                name: "admin".into(),
+                host: None,
+                methods: vec![],
+                path: PathPattern::parse_prefix("/admin").expect("prefix"),
+                action: Action::Deny,
+            },
+            Rule {
+                name: "items".into(),
+                host: None,
+                methods: vec!["GET".into()],
+                path: PathPattern::parse_path("/api/{id}/items/**").expect("pattern"),
+                action: Action::Token(ScopeRule::AnyOf(vec!["read:items".into()])),
+            },
+        ]);
+        let service = AuthzService::new(
+            verifier,
+            CheckSettings {
+                scope_claims: vec!["scope".into(), "scp".into(), "permissions".into()],
+                max_header_bytes: 8192,
+                realm: "fuzz".into(),
+                retry_after_secs: 5,
+                policy,
+                upstream: UpstreamConfig::default(),
+            },
+            Some(Arc::new(TokenCache::new(1024))),
+        );
+        let claims = serde_json::json!({
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "fuzz|user",
+            "exp": 4_102_444_800u64, // 2100-01-01
+            "scope": "openid read:items",
+        });
+        let sign = |pem: &str, alg: Algorithm, kid: Option<&str>| {
+            let pem = fixture(pem);
+            let key = match alg {
+                Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+                Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+                _ => EncodingKey::from_rsa_pem(&pem),
+            }
+            .expect("fixture key");
+            let mut header = Header::new(alg);
+            header.kid = kid.map(str::to_owned);
+            jsonwebtoken::encode(&header, &claims, &key).expect("signs")
+        };
+        let valid = vec![
+            sign("rsa1.pem", Algorithm::RS256, Some("rsa-1")),
+            sign("rsa2.pem", Algorithm::PS256, Some("rsa-2")),
+            sign("ec256.pem", Algorithm::ES256, Some("ec-256")),
+            sign("ed25519.pem", Algorithm::EdDSA, Some("ed-1")),
+            sign("ec256.pem", Algorithm::ES256, None),
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        State {
+            runtime,
+            service,
+            valid,
+        }
+    })
+}
+
+/// A GET of `/api/private` as Envoy builds it, with `authorization` in `headers` or, raw,
+/// in `header_map`.
+fn request_with(authorization: &[u8], raw: bool) -> CheckRequest {
+    let mut http = HttpRequest {
+        method: "GET".into(),
+        path: "/api/private".into(),
+        host: "api.example.com".into(),
+        ..Default::default()
+    };
+    if raw {
+        http.header_map = Some(HeaderMap {
+            headers: vec![HeaderValue {
+                key: "authorization".into(),
+                raw_value: authorization.to_vec(),
+                ..Default::default()
+            }],
+        });
+    } else {
+        // `headers` is a string map: Envoy sends UTF-8 there.
+        http.headers = HashMap::from([(
+            "authorization".to_owned(),
+            String::from_utf8_lossy(authorization).into_owned(),
+        )]);
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                time: None,
+                http: Some(http),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn edited_token(valid: &[String], data: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let (&[pick, op, hi, lo], rest) = data.split_first_chunk::<4>()?;
+    let mut token = valid[pick as usize % valid.len()].clone().into_bytes();
+    let at = (usize::from(hi) << 8 | usize::from(lo)) % (token.len() + 1);
+    match op % 3 {
+        0 => {
+            for (i, b) in rest.iter().enumerate() {
+                if let Some(slot) = token.get_mut(at + i) {
+                    *slot = *b;
+                }
+            }
+        }
+        1 => {
+            token.splice(at..at, rest.iter().copied());
+        }
+        _ => {
+            token.truncate(at);
+            token.extend_from_slice(rest);
+        }
+    }
+    let value = [b"Bearer ".as_slice(), &token].concat();
+    Some((value, op & 0x80 != 0))
+}
+
+/// Every `authorization` value the request carries, as the service reads them.
+fn authorization_values(request: &CheckRequest) -> Vec<Vec<u8>> {
+    let Some(http) = request
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut values: Vec<Vec<u8>> = http
+        .headers
+        .get("authorization")
+        .map(|v| v.as_bytes().to_vec())
+        .into_iter()
+        .collect();
+    for h in http.header_map.iter().flat_map(|m| &m.headers) {
+        if h.key.eq_ignore_ascii_case("authorization") {
+            values.push(if h.raw_value.is_empty() {
+                h.value.as_bytes().to_vec()
+            } else {
+                h.raw_value.clone()
+            });
+        }
+    }
+    values
+}
+
+fn carries_a_valid_token(values: &[Vec<u8>], valid: &[String]) -> bool {
+    let [value] = values else {
+        return false;
+    };
+    let words: Vec<&[u8]> = value
+        .split(|b| *b == b' ' || *b == b'\t')
+        .filter(|w| !w.is_empty())
+        .collect();
+    matches!(words.as_slice(), [scheme, token]
+        if scheme.eq_ignore_ascii_case(b"bearer") && valid.iter().any(|v| v.as_bytes() == *token))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let state = state();
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let request = match mode % 3 {
+        0 => match CheckRequest::decode(rest) {
+            Ok(request) => request,
+            Err(_) => return,
+        },
+        1 => request_with(rest, mode & 0x80 != 0),
+        _ => match edited_token(&state.valid, rest) {
+            Some((value, raw)) => request_with(&value, raw),
+            None => return,
+        },
+    };
+    let values = authorization_values(&request);
+    let response = state
+        .runtime
+        .block_on(state.service.check(tonic::Request::new(request)))
+        .expect("Check never fails the RPC")
+        .into_inner();
+    let status = response.status.as_ref().expect("status is always set");
+    match (status.code, response.http_response.as_ref()) {
+        (0, Some(HttpResponse::OkResponse(_))) => assert!(
+            carries_a_valid_token(&values, &state.valid),
+            "allowed without exactly one valid token: {values:?}"
+        ),
+        (code, Some(HttpResponse::DeniedResponse(d) | HttpResponse::ErrorResponse(d))) => {
+            let http = d.status.as_ref().map(|s| s.code);
+            let expected = match code {
+                16 => Some(401),
+                7 => Some(403),
+                14 => Some(503),
+                other => panic!("unexpected status code {other}"),
+            };
+            assert_eq!(http, expected, "HTTP status matches the gRPC code");
+            let body: serde_json::Value =
+                serde_json::from_str(&d.body).expect("the denial body is JSON");
+            assert!(body["code"].is_string() && body["description"].is_string());
+        }
+        (code, other) => panic!("status {code} with http_response {other:?}"),
+    }
+});
