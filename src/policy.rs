@@ -47,12 +47,15 @@ impl ScopeRule {
     /// Checks the rule against the scopes a token's claims grant.
     pub fn check(&self, claims: &Claims, scope_claims: &[String]) -> Result<(), AuthError> {
         let granted: Vec<&str> = granted_scopes(claims, scope_claims).collect();
-        self.check_granted(&granted)
+        self.check_granted(granted.iter().copied())
     }
 
-    /// Checks the rule against a list of granted scopes.
-    pub fn check_granted<S: AsRef<str>>(&self, granted: &[S]) -> Result<(), AuthError> {
-        let has = |wanted: &str| granted.iter().any(|g| g.as_ref() == wanted);
+    /// Checks the rule against the granted scopes (iterated once per required scope).
+    pub fn check_granted<'g>(
+        &self,
+        granted: impl Iterator<Item = &'g str> + Clone,
+    ) -> Result<(), AuthError> {
+        let has = |wanted: &str| granted.clone().any(|g| g == wanted);
         let satisfied = match self {
             ScopeRule::None => true,
             ScopeRule::AllOf(scopes) => scopes.iter().all(|s| has(s)),

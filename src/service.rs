@@ -21,7 +21,7 @@ use crate::proto::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
-use crate::token_cache::{CachedToken, TokenCache};
+use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
 use crate::verify::{TokenFacts, Verified, Verifier, unix_now};
 
@@ -138,7 +138,7 @@ impl AuthzService {
         )?;
         let entry = self.verified_entry(token, log).await?;
         log.entry = Some(Arc::clone(&entry));
-        scopes.check_granted(&entry.scopes)?;
+        scopes.check_granted(entry.scopes())?;
         Ok(Allowed::Token(entry))
     }
 
@@ -154,12 +154,9 @@ impl AuthzService {
             && let Some(hit) = cache.get(key)
         {
             let current = hit.is_fresh(unix_now())
-                && self.verifier.key_is_current(
-                    &hit.iss,
-                    hit.kid.as_deref(),
-                    hit.alg,
-                    hit.key_fingerprint,
-                );
+                && self
+                    .verifier
+                    .key_is_current(hit.iss(), hit.kid(), hit.alg, hit.key_fingerprint);
             if current {
                 return Ok(hit);
             }
@@ -178,36 +175,37 @@ impl AuthzService {
 
     fn entry(&self, verified: Verified, payload: &str) -> CachedToken {
         let claims = &verified.claims;
-        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(Box::from);
-        CachedToken {
-            iss: text("iss").unwrap_or_default(),
-            sub: text("sub"),
-            kid: verified.kid.as_deref().map(Box::from),
+        let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
+        let upstream = &self.settings.upstream;
+        CachedToken::new(EntryParts {
             alg: verified.alg,
             key_fingerprint: verified.key_fingerprint,
             // invariant: check_claims required a numeric `exp`; `nbf`, if present, numeric.
             exp: claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0),
             nbf: claims.get("nbf").and_then(|v| v.as_f64()),
             leeway: verified.leeway,
-            scopes: granted_scopes(claims, &self.settings.scope_claims)
-                .map(Box::from)
-                .collect(),
-            mutations: self.settings.upstream.for_verified(claims, payload),
-        }
+            iss: text("iss").unwrap_or_default(),
+            kid: verified.kid.as_deref(),
+            sub: text("sub"),
+            scopes: granted_scopes(claims, &self.settings.scope_claims).collect(),
+            payload: upstream.forward_payload_header.is_some().then_some(payload),
+            header_values: upstream.header_values(claims),
+            metadata: upstream.metadata(claims),
+        })
     }
 
     fn allow(&self, allowed: &Allowed) -> CheckResponse {
-        let anonymous;
-        let mutations = match allowed {
-            Allowed::Token(entry) => &entry.mutations,
-            Allowed::Anonymous => {
-                anonymous = self.settings.upstream.for_anonymous();
-                &anonymous
-            }
+        let upstream = &self.settings.upstream;
+        let (mutations, metadata) = match allowed {
+            Allowed::Token(entry) => (
+                upstream.mutations(|i| entry.header_value(i), entry.payload()),
+                entry.metadata.as_deref().cloned(),
+            ),
+            Allowed::Anonymous => (upstream.for_anonymous(), None),
         };
         let ok = OkHttpResponse {
             headers: mutations.set.iter().map(|(k, v)| header(k, v)).collect(),
-            headers_to_remove: mutations.remove.clone(),
+            headers_to_remove: mutations.remove.iter().map(|r| (*r).to_owned()).collect(),
             ..Default::default()
         };
         CheckResponse {
@@ -216,7 +214,7 @@ impl AuthzService {
                 ..Default::default()
             }),
             http_response: Some(HttpResponse::OkResponse(ok)),
-            dynamic_metadata: mutations.metadata.clone(),
+            dynamic_metadata: metadata,
         }
     }
 
@@ -335,15 +333,11 @@ fn log_decision(
     let rule = fields.rule;
     // Verified facts when the token verified; else the unverified ones, for debugging.
     let (kid, iss) = match &fields.entry {
-        Some(entry) => (entry.kid.as_deref(), Some(&*entry.iss)),
+        Some(entry) => (entry.kid(), Some(entry.iss())),
         None => (fields.token.kid.as_deref(), fields.token.iss.as_deref()),
     };
     let (kid, iss) = (kid.map(clip), iss.map(clip));
-    let sub = fields
-        .entry
-        .as_ref()
-        .and_then(|e| e.sub.as_deref())
-        .map(clip);
+    let sub = fields.entry.as_ref().and_then(|e| e.sub()).map(clip);
     match outcome {
         Ok(Allowed::Token(_)) => {
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);

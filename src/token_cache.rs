@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::Algorithm;
 
-use crate::upstream::Mutations;
-
 const SHARDS: usize = 16;
 
 /// SHA-256 of a token.
@@ -25,23 +23,132 @@ pub type TokenKey = [u8; 32];
 type Shard = Mutex<HashMap<TokenKey, Arc<CachedToken>>>;
 
 /// What a verified token allows, kept between requests.
+///
+/// Kept small, since a cache may hold a hundred thousand of them: the strings live in one
+/// buffer (`text`, cut at `ends`), the header names stay in the configuration, and the
+/// metadata exists only when it is configured.
 #[derive(Debug)]
 pub struct CachedToken {
-    pub iss: Box<str>,
-    pub kid: Option<Box<str>>,
-    pub sub: Option<Box<str>>,
     pub alg: Algorithm,
     pub key_fingerprint: u64,
     pub exp: f64,
     pub nbf: Option<f64>,
     pub leeway: f64,
-    /// Scopes granted through the configured scope claims.
-    pub scopes: Box<[Box<str>]>,
-    /// Upstream header changes and metadata for an allow.
-    pub mutations: Mutations,
+    /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
+    /// it is forwarded, then one value per configured claim header. Empty means absent.
+    text: Box<str>,
+    ends: Box<[u32]>,
+    pub metadata: Option<Box<prost_types::Struct>>,
+}
+
+const ISS: usize = 0;
+const KID: usize = 1;
+const SUB: usize = 2;
+const SCOPES: usize = 3;
+const PAYLOAD: usize = 4;
+const HEADERS: usize = 5;
+
+/// Everything a [`CachedToken`] is built from.
+pub struct EntryParts<'a> {
+    pub alg: Algorithm,
+    pub key_fingerprint: u64,
+    pub exp: f64,
+    pub nbf: Option<f64>,
+    pub leeway: f64,
+    pub iss: &'a str,
+    pub kid: Option<&'a str>,
+    pub sub: Option<&'a str>,
+    /// Scopes granted; any containing whitespace or control characters are dropped (RFC
+    /// 6749 §3.3 scope tokens have none, so no configured scope could match them).
+    pub scopes: Vec<&'a str>,
+    pub payload: Option<&'a str>,
+    pub header_values: Vec<Option<String>>,
+    pub metadata: Option<prost_types::Struct>,
 }
 
 impl CachedToken {
+    pub fn new(parts: EntryParts<'_>) -> CachedToken {
+        let valid_scope =
+            |s: &&str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        let scopes = parts
+            .scopes
+            .iter()
+            .copied()
+            .filter(valid_scope)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let fields = [
+            parts.iss,
+            parts.kid.unwrap_or(""),
+            parts.sub.unwrap_or(""),
+            &scopes,
+            parts.payload.unwrap_or(""),
+        ]
+        .into_iter()
+        .chain(
+            parts
+                .header_values
+                .iter()
+                .map(|v| v.as_deref().unwrap_or("")),
+        );
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(HEADERS + parts.header_values.len());
+        for field in fields {
+            text.push_str(field);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        CachedToken {
+            alg: parts.alg,
+            key_fingerprint: parts.key_fingerprint,
+            exp: parts.exp,
+            nbf: parts.nbf,
+            leeway: parts.leeway,
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+            metadata: parts.metadata.map(Box::new),
+        }
+    }
+
+    fn field(&self, index: usize) -> &str {
+        let end = self.ends.get(index).map_or(0, |&e| e as usize);
+        let start = index
+            .checked_sub(1)
+            .and_then(|i| self.ends.get(i))
+            .map_or(0, |&e| e as usize);
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    fn optional(&self, index: usize) -> Option<&str> {
+        Some(self.field(index)).filter(|f| !f.is_empty())
+    }
+
+    pub fn iss(&self) -> &str {
+        self.field(ISS)
+    }
+
+    pub fn kid(&self) -> Option<&str> {
+        self.optional(KID)
+    }
+
+    pub fn sub(&self) -> Option<&str> {
+        self.optional(SUB)
+    }
+
+    /// The scopes the token grants.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.field(SCOPES).split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// The payload segment, when it is forwarded upstream.
+    pub fn payload(&self) -> &str {
+        self.field(PAYLOAD)
+    }
+
+    /// The value of the `i`-th configured claim header.
+    pub fn header_value(&self, i: usize) -> Option<&str> {
+        self.optional(HEADERS + i)
+    }
+
     /// Whether `exp` and `nbf` still hold at `now` (leeway included), as on first use.
     pub fn is_fresh(&self, now: f64) -> bool {
         self.exp + self.leeway > now && self.nbf.is_none_or(|nbf| nbf - self.leeway <= now)
@@ -138,19 +245,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn entry(exp: f64) -> Arc<CachedToken> {
-        Arc::new(CachedToken {
-            iss: "i".into(),
-            kid: None,
-            sub: None,
+    fn parts(exp: f64) -> EntryParts<'static> {
+        EntryParts {
             alg: Algorithm::RS256,
             key_fingerprint: 1,
             exp,
             nbf: None,
             leeway: 0.0,
-            scopes: Box::new([]),
-            mutations: Mutations::default(),
-        })
+            iss: "i",
+            kid: None,
+            sub: None,
+            scopes: Vec::new(),
+            payload: None,
+            header_values: Vec::new(),
+            metadata: None,
+        }
+    }
+
+    fn entry(exp: f64) -> Arc<CachedToken> {
+        Arc::new(CachedToken::new(parts(exp)))
+    }
+
+    #[test]
+    fn fields_round_trip_through_the_shared_buffer() {
+        let e = CachedToken::new(EntryParts {
+            kid: Some("rsa-1"),
+            sub: None,
+            scopes: vec!["read:a", "", "bad scope", "write:b", "x\u{7}"],
+            payload: Some("cGF5"),
+            header_values: vec![Some("u1".into()), None, Some("v3".into())],
+            ..parts(10.0)
+        });
+        assert_eq!(e.iss(), "i");
+        assert_eq!(e.kid(), Some("rsa-1"));
+        assert_eq!(e.sub(), None);
+        assert_eq!(e.scopes().collect::<Vec<_>>(), ["read:a", "write:b"]);
+        assert_eq!(e.payload(), "cGF5");
+        assert_eq!(e.header_value(0), Some("u1"));
+        assert_eq!(e.header_value(1), None);
+        assert_eq!(e.header_value(2), Some("v3"));
+        assert_eq!(e.header_value(3), None);
     }
 
     #[test]
@@ -200,9 +334,11 @@ mod tests {
 
     #[test]
     fn freshness_applies_leeway_to_exp_and_nbf() {
-        let mut e = Arc::into_inner(entry(100.0)).unwrap();
-        e.leeway = 10.0;
-        e.nbf = Some(50.0);
+        let e = CachedToken::new(EntryParts {
+            leeway: 10.0,
+            nbf: Some(50.0),
+            ..parts(100.0)
+        });
         assert!(e.is_fresh(109.0));
         assert!(!e.is_fresh(110.0));
         assert!(e.is_fresh(40.0));

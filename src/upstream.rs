@@ -49,47 +49,66 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// The header changes and metadata of one allowed request.
-#[derive(Debug, Default, PartialEq)]
-pub struct Mutations {
-    pub set: Vec<(String, String)>,
-    pub remove: Vec<String>,
-    pub metadata: Option<prost_types::Struct>,
+/// The header changes of one allowed request, borrowed from the configuration and the
+/// token's cache entry.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Mutations<'a> {
+    pub set: Vec<(&'a str, &'a str)>,
+    pub remove: Vec<&'a str>,
 }
 
 impl UpstreamConfig {
-    /// Mutations for a verified token. `payload_b64` is the token's payload segment.
-    pub fn for_verified(&self, claims: &Claims, payload_b64: &str) -> Mutations {
+    /// The value of each configured claim header for these claims, in configuration order;
+    /// `None` where the claim is absent, null, or holds control characters.
+    pub fn header_values(&self, claims: &Claims) -> Vec<Option<String>> {
+        self.claim_headers
+            .iter()
+            .map(|m| claim(claims, &m.claim).and_then(|v| render(v, &self.array_separator)))
+            .collect()
+    }
+
+    /// `CheckResponse.dynamic_metadata` for these claims, when metadata claims are configured.
+    pub fn metadata(&self, claims: &Claims) -> Option<prost_types::Struct> {
+        if self.metadata_claims.is_empty() {
+            return None;
+        }
+        let fields = self
+            .metadata_claims
+            .iter()
+            .filter_map(|name| Some((name.clone(), to_proto(claim(claims, name)?))))
+            .collect();
+        Some(prost_types::Struct { fields })
+    }
+
+    /// Mutations for a verified token: `value(i)` is the value of the `i`-th claim header
+    /// (from [`Self::header_values`]), `payload_b64` the token's payload segment.
+    pub fn mutations<'a>(
+        &'a self,
+        value: impl Fn(usize) -> Option<&'a str>,
+        payload_b64: &'a str,
+    ) -> Mutations<'a> {
         let mut m = Mutations::default();
-        for mapping in &self.claim_headers {
-            match claim(claims, &mapping.claim).and_then(|v| render(v, &self.array_separator)) {
-                Some(value) => m.set.push((mapping.header.clone(), value)),
-                None => m.remove.push(mapping.header.clone()),
+        for (i, mapping) in self.claim_headers.iter().enumerate() {
+            match value(i) {
+                Some(v) => m.set.push((&mapping.header, v)),
+                None => m.remove.push(&mapping.header),
             }
         }
         if let Some(header) = &self.forward_payload_header {
-            m.set.push((header.clone(), payload_b64.to_owned()));
+            m.set.push((header, payload_b64));
         }
         if self.strip_authorization {
-            m.remove.push("authorization".into());
-        }
-        if !self.metadata_claims.is_empty() {
-            let fields = self
-                .metadata_claims
-                .iter()
-                .filter_map(|name| Some((name.clone(), to_proto(claim(claims, name)?))))
-                .collect();
-            m.metadata = Some(prost_types::Struct { fields });
+            m.remove.push("authorization");
         }
         m
     }
 
     /// Mutations for a request allowed without a token: every identity header removed.
-    pub fn for_anonymous(&self) -> Mutations {
+    pub fn for_anonymous(&self) -> Mutations<'_> {
         let mut m = Mutations::default();
         m.remove
-            .extend(self.claim_headers.iter().map(|c| c.header.clone()));
-        m.remove.extend(self.forward_payload_header.iter().cloned());
+            .extend(self.claim_headers.iter().map(|c| c.header.as_str()));
+        m.remove.extend(self.forward_payload_header.as_deref());
         m
     }
 }
@@ -154,6 +173,21 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// The owned mutations of a verified token, as the Check path computes them.
+    fn verified(
+        config: &UpstreamConfig,
+        claims: &Claims,
+        payload: &str,
+    ) -> (Vec<(String, String)>, Vec<String>) {
+        let values = config.header_values(claims);
+        let m = config.mutations(|i| values[i].as_deref(), payload);
+        let own = |s: &str| s.to_owned();
+        (
+            m.set.iter().map(|(k, v)| (own(k), own(v))).collect(),
+            m.remove.iter().map(|r| own(r)).collect(),
+        )
+    }
+
     fn config() -> UpstreamConfig {
         UpstreamConfig {
             claim_headers: vec![
@@ -191,9 +225,9 @@ mod tests {
             "sub": "u1", "scope": "a b", "org": {"id": 7},
             "https://example.com/roles": ["admin", "dev"],
         }));
-        let m = config().for_verified(&c, "cGF5bG9hZA");
+        let (set, remove) = verified(&config(), &c, "cGF5bG9hZA");
         assert_eq!(
-            m.set,
+            set,
             [
                 ("x-jwt-sub".into(), "u1".into()),
                 ("x-jwt-scope".into(), "a b".into()),
@@ -202,8 +236,8 @@ mod tests {
                 ("x-jwt-payload".into(), "cGF5bG9hZA".into()),
             ]
         );
-        assert_eq!(m.remove, ["x-jwt-email", "authorization"]);
-        let meta = m.metadata.unwrap();
+        assert_eq!(remove, ["x-jwt-email", "authorization"]);
+        let meta = config().metadata(&c).unwrap();
         assert_eq!(meta.fields.len(), 2);
         assert_eq!(
             meta.fields["sub"].kind,
@@ -214,14 +248,15 @@ mod tests {
     #[test]
     fn control_characters_never_reach_a_header() {
         let c = claims(json!({"sub": "u1\r\nx-admin: true"}));
-        let m = UpstreamConfig::default().for_verified(&c, "p");
-        assert!(m.set.is_empty());
-        assert_eq!(m.remove, ["x-jwt-sub"]);
+        let (set, remove) = verified(&UpstreamConfig::default(), &c, "p");
+        assert!(set.is_empty());
+        assert_eq!(remove, ["x-jwt-sub"]);
     }
 
     #[test]
     fn anonymous_requests_lose_every_identity_header() {
-        let m = config().for_anonymous();
+        let config = config();
+        let m = config.for_anonymous();
         assert_eq!(
             m.remove,
             [
@@ -238,8 +273,10 @@ mod tests {
 
     #[test]
     fn no_metadata_unless_configured() {
-        let m = UpstreamConfig::default().for_verified(&claims(json!({"sub": "u"})), "p");
-        assert_eq!(m.metadata, None);
+        assert_eq!(
+            UpstreamConfig::default().metadata(&claims(json!({"sub": "u"}))),
+            None
+        );
     }
 
     mod proptests {
@@ -302,14 +339,14 @@ mod tests {
                 ),
             ) {
                 let c: Claims = claims_map.into_iter().collect();
-                let m = config().for_verified(&c, "cGF5bG9hZA");
-                for (name, value) in &m.set {
+                let (set_headers, removed_headers) = verified(&config(), &c, "cGF5bG9hZA");
+                for (name, value) in &set_headers {
                     prop_assert!(!value.chars().any(char::is_control), "{}: {:?}", name, value);
                 }
                 // Every mapped header is either set or removed, never left to the client.
                 for mapping in &config().claim_headers {
-                    let set = m.set.iter().any(|(h, _)| *h == mapping.header);
-                    let removed = m.remove.contains(&mapping.header);
+                    let set = set_headers.iter().any(|(h, _)| *h == mapping.header);
+                    let removed = removed_headers.contains(&mapping.header);
                     prop_assert!(set != removed, "{}", mapping.header);
                 }
             }
