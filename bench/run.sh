@@ -3,8 +3,9 @@
 #
 #   envoy      the same HTTP load (wrk) through Envoy in four setups, alternating within
 #              each round: no auth, jwt_authn + RBAC without and with jwt_cache_config,
-#              and ext_authz to jwt-authz; a pool of distinct tokens and a single token;
-#              at saturation (32 connections) and one connection at a time (latency)
+#              and ext_authz to jwt-authz (plus, for reference, ext_authz to a no-op Check
+#              service); a pool of distinct tokens and a single token; at saturation
+#              (32 connections) and one connection at a time (latency)
 #   rpc        the Check RPC alone with the loadgen: saturation on one server core
 #              (uncached RS256, token-cache hits, a no-op Check), open loop at 3,000/s,
 #              and open loop during a JWKS refresh every second
@@ -17,7 +18,7 @@
 #                      ENVOY=.tools/venv/bin/envoy OUT=dir
 #
 # Every process this script starts is stopped by its PID on exit. Each load run is bounded
-# by its duration; the whole default run takes about 15 minutes.
+# by its duration; the whole default run takes about 20 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -172,7 +173,9 @@ machine() {
 
 tokens() {
   local count=$((MEM_TOKENS > POOL ? MEM_TOKENS : POOL))
-  if [ "$(wc -l <"$OUT/tokens.txt" 2>/dev/null || echo 0)" -lt "$count" ]; then
+  local have=0
+  [ -f "$OUT/tokens.txt" ] && have=$(wc -l <"$OUT/tokens.txt")
+  if [ "$have" -lt "$count" ]; then
     log "minting $count RS256 tokens (fixture key rsa-1)"
     "$LOADGEN" tokens --issuer "$ISSUER" --tokens "$count" --out "$OUT/tokens.txt"
   fi
@@ -194,20 +197,23 @@ field() { grep -o "\b$1=[^ ]*" | cut -d= -f2; }
 
 # ------------------------------------------------------------------ envoy
 
-envoy_bootstrap() { # TEMPLATE LISTEN ADMIN JWT_CACHE
-  sed -e "s|@LISTEN_PORT@|$2|; s|@ADMIN_PORT@|$3|; s|@AUTHZ_PORT@|$((BASE_PORT + 91))|" \
+envoy_bootstrap() { # TEMPLATE LISTEN ADMIN JWT_CACHE AUTHZ_PORT
+  sed -e "s|@LISTEN_PORT@|$2|; s|@ADMIN_PORT@|$3|; s|@AUTHZ_PORT@|$5|" \
     -e "s|@ISSUER@|$ISSUER|; s|@JWKS_FILE@|$ROOT/tests/fixtures/jwks.json|" \
     -e "s|@JWT_CACHE@|$4|" "$ROOT/bench/$1"
 }
 
 declare -A ENVOY_PID ENVOY_PORT
-SETUPS=(noauth jwt_authn jwt_authn_cache ext_authz)
+# ext_authz_noop is a reference, not a setup of the comparison: the same ext_authz filter
+# calling the loadgen's no-op Check service, the floor for any ext_authz service.
+SETUPS=(noauth jwt_authn jwt_authn_cache ext_authz ext_authz_noop)
 
 start_envoys() {
-  local i=0 setup template cache
+  local i=0 setup template cache authz_port
   for setup in "${SETUPS[@]}"; do
     i=$((i + 1))
     cache=""
+    authz_port=$((BASE_PORT + 91))
     case $setup in
       noauth) template=envoy-noauth.yaml ;;
       jwt_authn) template=envoy-jwt-authn.yaml ;;
@@ -216,10 +222,14 @@ start_envoys() {
         cache="jwt_cache_config: { jwt_cache_size: 100000 }"
         ;;
       ext_authz) template=envoy-ext-authz.yaml ;;
+      ext_authz_noop)
+        template=envoy-ext-authz.yaml
+        authz_port=$((BASE_PORT + 93))
+        ;;
     esac
     ENVOY_PORT[$setup]=$((BASE_PORT + 80 + i))
     envoy_bootstrap "$template" "${ENVOY_PORT[$setup]}" "$((BASE_PORT + 900 + i))" "$cache" \
-      >"$OUT/envoy-$setup.yaml"
+      "$authz_port" >"$OUT/envoy-$setup.yaml"
     start "envoy-$setup" 0 "$ENVOY" -c "$OUT/envoy-$setup.yaml" --concurrency 1 \
       --disable-hot-restart --base-id "$((BASE_PORT + i))" -l warning
     ENVOY_PID[$setup]=$PID
@@ -237,7 +247,7 @@ start_envoys() {
       sleep 0.1
     done
     [ "$code" = 200 ] || die "$setup answered $code to a valid token"
-    if [ "$setup" != noauth ]; then
+    if [ "$setup" != noauth ] && [ "$setup" != ext_authz_noop ]; then
       code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${ENVOY_PORT[$setup]}/api/private-scoped")
       [ "$code" = 401 ] || die "$setup answered $code to a request without a token"
     fi
@@ -272,6 +282,9 @@ envoy_section() {
   log "envoy: starting jwt-authz (core 1) and four Envoys (core 0, --concurrency 1)"
   authz authz-envoy 1 $((BASE_PORT + 91)) $((BASE_PORT + 92))
   AUTHZ_PID=$PID
+  start envoy-noop-service 1 "$LOADGEN" noop-server --listen "127.0.0.1:$((BASE_PORT + 93))" --max-time 2h
+  local noop_pid=$PID
+  "$LOADGEN" wait --addr "127.0.0.1:$((BASE_PORT + 93))" 2>/dev/null || die "noop-server did not start"
   start_envoys
   : >"$OUT/envoy-raw.txt"
   local setup tokens r k n
@@ -298,6 +311,7 @@ envoy_section() {
   envoy_summary | tee "$OUT/envoy-summary.txt"
   for setup in "${SETUPS[@]}"; do stop "${ENVOY_PID[$setup]}"; done
   stop "$AUTHZ_PID"
+  stop "$noop_pid"
 }
 
 envoy_summary() {
@@ -324,11 +338,11 @@ envoy_summary() {
   echo
   echo "# Ratios of medians (3 = ext_authz, 2 = jwt_authn, 1 = no auth)"
   for tokens in pool single; do
-    local r3 r2 r2c r1 l3 l2 l2c
-    eval "r3=\$RPS_ext_authz_${tokens}_${CONNS} r2=\$RPS_jwt_authn_${tokens}_${CONNS} r2c=\$RPS_jwt_authn_cache_${tokens}_${CONNS} r1=\$RPS_noauth_${tokens}_${CONNS}"
+    local r3 r2 r2c r1 rn l3 l2 l2c
+    eval "r3=\$RPS_ext_authz_${tokens}_${CONNS} r2=\$RPS_jwt_authn_${tokens}_${CONNS} r2c=\$RPS_jwt_authn_cache_${tokens}_${CONNS} r1=\$RPS_noauth_${tokens}_${CONNS} rn=\$RPS_ext_authz_noop_${tokens}_${CONNS}"
     eval "l3=\$P50_ext_authz_${tokens}_1 l2=\$P50_jwt_authn_${tokens}_1 l2c=\$P50_jwt_authn_cache_${tokens}_1"
-    awk -v t="$tokens" -v r3="$r3" -v r2="$r2" -v r2c="$r2c" -v r1="$r1" -v l3="$l3" -v l2="$l2" -v l2c="$l2c" 'BEGIN {
-      printf "%-7s req/s 3/2 (no JWT cache) %.2f   3/2 (jwt_cache_config) %.2f   3/1 %.2f\n", t, r3 / r2, r3 / r2c, r3 / r1
+    awk -v t="$tokens" -v r3="$r3" -v r2="$r2" -v r2c="$r2c" -v r1="$r1" -v rn="$rn" -v l3="$l3" -v l2="$l2" -v l2c="$l2c" 'BEGIN {
+      printf "%-7s req/s 3/2 (no JWT cache) %.2f   3/2 (jwt_cache_config) %.2f   3/1 %.2f   3/no-op service %.2f\n", t, r3 / r2, r3 / r2c, r3 / r1, r3 / rn
       printf "%-7s added p50 at 1 connection: %+.3f ms over jwt_authn, %+.3f ms over jwt_authn with cache\n", t, (l3 - l2) / 1000, (l3 - l2c) / 1000
     }'
   done
@@ -414,32 +428,38 @@ rpc_summary() {
 # ------------------------------------------------------------------ memory, cold start
 
 memory_section() {
-  local port=$((BASE_PORT + 201)) idle full capped
-  log "memory: RSS idle and after $MEM_TOKENS distinct tokens"
-  quiet
-  authz mem 1 "$port" $((port + 1))
-  local pid=$PID
-  sleep 1
-  idle=$(rss_kib "$pid")
-  pin 0 "$LOADGEN" check --addr "127.0.0.1:$port" --issuer "$ISSUER" --tokens "$MEM_TOKENS" \
-    --tokens-file "$OUT/tokens.txt" --requests "$MEM_TOKENS" --warmup 0s \
-    --connections 2 --streams 32 --server-pid "$pid" >"$OUT/memory-100k.txt"
-  grep '^RESULT' "$OUT/memory-100k.txt" >&2
-  sleep 1
-  full=$(rss_kib "$pid")
-  curl -s "http://127.0.0.1:$((port + 1))/metrics" 2>/dev/null | grep -i 'token_cache' \
-    >"$OUT/memory-metrics.txt" || true
-  stop "$pid"
-  authz mem-capped 1 "$port" $((port + 1)) --token-cache-max-entries 10000
-  pid=$PID
-  pin 0 "$LOADGEN" check --addr "127.0.0.1:$port" --issuer "$ISSUER" --tokens "$MEM_TOKENS" \
-    --tokens-file "$OUT/tokens.txt" --requests "$MEM_TOKENS" --warmup 0s \
-    --connections 2 --streams 32 >/dev/null
-  sleep 1
-  capped=$(rss_kib "$pid")
-  stop "$pid"
+  local port=$((BASE_PORT + 201)) r pid idle full capped
+  log "memory: RSS idle and after $MEM_TOKENS distinct tokens, $ROUNDS rounds"
+  : >"$OUT/memory-raw.txt"
+  for r in $(seq 1 "$ROUNDS"); do
+    quiet
+    authz mem 1 "$port" $((port + 1))
+    pid=$PID
+    sleep 1
+    idle=$(rss_kib "$pid")
+    pin 0 "$LOADGEN" check --addr "127.0.0.1:$port" --issuer "$ISSUER" --tokens "$MEM_TOKENS" \
+      --tokens-file "$OUT/tokens.txt" --requests "$MEM_TOKENS" --warmup 0s \
+      --connections 2 --streams 32 --server-pid "$pid" >"$OUT/memory-load-$r.txt"
+    sleep 1
+    full=$(rss_kib "$pid")
+    curl -s "http://127.0.0.1:$((port + 1))/metrics" 2>/dev/null | grep -i 'token_cache' \
+      >"$OUT/memory-metrics-$r.txt" || true
+    stop "$pid"
+    authz mem-capped 1 "$port" $((port + 1)) --token-cache-max-entries 10000
+    pid=$PID
+    pin 0 "$LOADGEN" check --addr "127.0.0.1:$port" --issuer "$ISSUER" --tokens "$MEM_TOKENS" \
+      --tokens-file "$OUT/tokens.txt" --requests "$MEM_TOKENS" --warmup 0s \
+      --connections 2 --streams 32 >/dev/null
+    sleep 1
+    capped=$(rss_kib "$pid")
+    stop "$pid"
+    echo "round=$r idle_kib=$idle full_kib=$full capped_kib=$capped" | tee -a "$OUT/memory-raw.txt" >&2
+  done
+  idle=$(field idle_kib <"$OUT/memory-raw.txt" | median)
+  full=$(field full_kib <"$OUT/memory-raw.txt" | median)
+  capped=$(field capped_kib <"$OUT/memory-raw.txt" | median)
   {
-    echo "# Memory (VmRSS)"
+    echo "# Memory (VmRSS), medians of $ROUNDS fresh servers"
     echo "idle after SERVING: $idle KiB ($(awk -v k="$idle" 'BEGIN {printf "%.1f", k / 1024}') MiB)"
     echo "after $MEM_TOKENS distinct valid tokens (cache default, 100000 entries): $full KiB (+$(awk -v a="$full" -v b="$idle" 'BEGIN {printf "%.1f", (a - b) / 1024}') MiB)"
     echo "after the same $MEM_TOKENS tokens with --token-cache-max-entries 10000: $capped KiB (+$(awk -v a="$capped" -v b="$idle" 'BEGIN {printf "%.1f", (a - b) / 1024}') MiB)"

@@ -7,8 +7,11 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `level` is a tracing filter (`info`, `jwt_authz=debug`).
 pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     let filter = EnvFilter::try_new(level).map_err(|e| format!("log-level: `{level}`: {e}"))?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, never into a log collector.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Human => builder.try_init(),

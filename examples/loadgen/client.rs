@@ -17,7 +17,7 @@ const CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
 /// What one Check call sends.
 pub enum Payload {
     Encoded(Bytes),
-    Message(CheckRequest),
+    Message(Box<CheckRequest>),
 }
 
 #[derive(Clone)]
@@ -48,7 +48,7 @@ impl Client {
                 )
                 .await
             }
-            (Client::Generated(client), Payload::Message(request)) => client.check(request).await,
+            (Client::Generated(client), Payload::Message(request)) => client.check(*request).await,
             _ => Err(Status::internal("loadgen: payload does not fit the client")),
         }
     }

@@ -107,7 +107,7 @@ impl Shared {
         let (token, valid) = self.pool.get(i);
         let payload = match &self.encoded {
             Some(encoded) => Payload::Encoded(encoded[i % encoded.len()].clone()),
-            None => Payload::Message(self.template.build(token)),
+            None => Payload::Message(Box::new(self.template.build(token))),
         };
         (payload, valid && !self.no_auth)
     }
