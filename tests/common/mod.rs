@@ -59,7 +59,11 @@ pub struct Idp {
 
 impl Idp {
     pub async fn start(keys: Vec<Value>) -> Idp {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Idp::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), keys)
+    }
+
+    /// Serves the documents on `listener`.
+    fn serve(listener: TcpListener, keys: Vec<Value>) -> Idp {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(IdpState {
             keys,
@@ -643,31 +647,7 @@ impl Idp {
                 Err(e) => panic!("bind {addr}: {e}"),
             }
         };
-        let state = Arc::new(Mutex::new(IdpState {
-            keys,
-            status: 200,
-            delay: Duration::ZERO,
-            discovery: false,
-            discovery_issuer: None,
-            jwks_body: None,
-        }));
-        let hits = Arc::new(Mutex::new(HashMap::new()));
-        let (s, h) = (Arc::clone(&state), Arc::clone(&hits));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (s, h) = (Arc::clone(&s), Arc::clone(&h));
-                tokio::spawn(serve_one(stream, addr, s, h));
-            }
-        });
-        Idp {
-            addr,
-            state,
-            hits,
-            task,
-        }
+        Idp::serve(listener, keys)
     }
 
     /// Requests received for any path.
