@@ -22,9 +22,6 @@ use jsonwebtoken::Algorithm;
 use jwt_authz::proto::{AuthorizationClient, CheckRequest};
 use serde_json::json;
 use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 const CLIENTS: usize = 32;
 const DEFAULT_SECONDS: u64 = 10;
@@ -138,25 +135,7 @@ async fn connect(server: &mut Server, addr: std::net::SocketAddr) -> Channel {
             Err(e) => panic!("cannot connect to {addr}: {e}\n{}", server.log_tail()),
         }
     };
-    let mut health = HealthClient::new(channel.clone());
-    let mut stream = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let serving = async {
-        while let Some(msg) = stream.message().await.unwrap() {
-            if msg.status == ServingStatus::Serving as i32 {
-                return;
-            }
-        }
-        panic!("health stream ended before SERVING");
-    };
-    tokio::time::timeout(Duration::from_secs(20), serving)
-        .await
-        .expect("SERVING within 20 s");
+    wait_serving(&channel).await;
     channel
 }
 

@@ -351,25 +351,7 @@ impl Authz {
 
     /// Waits for SERVING through the health Watch stream (no polling, no sleeps).
     pub async fn wait_serving(&self) {
-        let mut health = HealthClient::new(self.channel.clone());
-        let mut stream = health
-            .watch(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let wait = async {
-            while let Some(msg) = stream.message().await.unwrap() {
-                if msg.status == ServingStatus::Serving as i32 {
-                    return;
-                }
-            }
-            panic!("health stream ended before SERVING");
-        };
-        tokio::time::timeout(Duration::from_secs(20), wait)
-            .await
-            .expect("service did not become SERVING within 20s");
+        wait_serving(&self.channel).await;
     }
 
     pub async fn check(&self, request: CheckRequest) -> CheckResponse {
@@ -400,6 +382,30 @@ impl Drop for Authz {
             task.abort();
         }
     }
+}
+
+/// Waits (20 s at most) until the server behind `channel` reports SERVING, through the
+/// health Watch stream.
+pub async fn wait_serving(channel: &Channel) {
+    let mut health = HealthClient::new(channel.clone());
+    let mut stream = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let wait = async {
+        while let Some(msg) = stream.message().await.unwrap() {
+            if msg.status == ServingStatus::Serving as i32 {
+                return;
+            }
+        }
+        panic!("health stream ended before SERVING");
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("service did not become SERVING within 20s");
 }
 
 /// A CheckRequest as Envoy builds it: lower-case headers including pseudo-headers, and
