@@ -901,17 +901,7 @@ async fn ten_megabyte_jwks_never_loads() {
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
     idp.update(|s| s.jwks_body = Some(padded_jwks(&[key("rsa-1").jwk], TEN_MB)));
     let (issuer, jwks) = (idp.issuer(), idp.jwks_uri());
-    let authz = Authz::start(&[
-        "--issuer",
-        &issuer,
-        "--audience",
-        AUDIENCE,
-        "--jwks-uri",
-        &jwks,
-        "--jwks-cooldown",
-        "50ms",
-    ])
-    .await;
+    let authz = Authz::start_trusting(&issuer, &jwks, &["--jwks-cooldown", "50ms"]).await;
     // A second request means the first one was answered and refused.
     wait_until(Duration::from_secs(10), "two JWKS fetches", || {
         idp.jwks_hits() >= 2
@@ -933,17 +923,7 @@ async fn streamed_ten_megabyte_jwks_is_cut_at_the_cap() {
     let server = StreamingServer::start(padded_jwks(&[key("rsa-1").jwk], TEN_MB)).await;
     let issuer = idp.issuer();
     let jwks = server.url();
-    let authz = Authz::start(&[
-        "--issuer",
-        &issuer,
-        "--audience",
-        AUDIENCE,
-        "--jwks-uri",
-        &jwks,
-        "--jwks-cooldown",
-        "50ms",
-    ])
-    .await;
+    let authz = Authz::start_trusting(&issuer, &jwks, &["--jwks-cooldown", "50ms"]).await;
     wait_until(Duration::from_secs(10), "two JWKS fetches", || {
         server.hits() >= 2
     })
@@ -953,16 +933,11 @@ async fn streamed_ten_megabyte_jwks_is_cut_at_the_cap() {
     assert_denied(&authz.check_token(&token).await, 503, "jwks_unavailable");
 
     // Control: the same body under a cap that fits it loads.
-    let roomy = Authz::start(&[
-        "--issuer",
+    let roomy = Authz::start_trusting(
         &issuer,
-        "--audience",
-        AUDIENCE,
-        "--jwks-uri",
         &jwks,
-        "--jwks-max-bytes",
-        &(TEN_MB + 1).to_string(),
-    ])
+        &["--jwks-max-bytes", &(TEN_MB + 1).to_string()],
+    )
     .await;
     roomy.wait_serving().await;
     assert_allowed(&roomy.check_token(&token).await);
@@ -1059,17 +1034,7 @@ async fn idp_down_at_start_recovers_when_it_comes_up() {
     let addr = unused_addr();
     let issuer = format!("http://{addr}/");
     let jwks = format!("http://{addr}/jwks.json");
-    let authz = Authz::start(&[
-        "--issuer",
-        &issuer,
-        "--audience",
-        AUDIENCE,
-        "--jwks-uri",
-        &jwks,
-        "--jwks-cooldown",
-        "50ms",
-    ])
-    .await;
+    let authz = Authz::start_trusting(&issuer, &jwks, &["--jwks-cooldown", "50ms"]).await;
     let token = mint(&key("rsa-1"), &claims(&issuer));
     assert_eq!(authz.health().await, ServingStatus::NotServing);
     assert_denied(&authz.check_token(&token).await, 503, "jwks_unavailable");

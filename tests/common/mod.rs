@@ -319,20 +319,24 @@ impl Authz {
 
     /// Starts the server for `idp`'s issuer and waits until health says SERVING.
     pub async fn start_for(idp: &Idp, extra: &[&str]) -> Authz {
-        let issuer = idp.issuer();
-        let jwks = idp.jwks_uri();
+        let authz = Authz::start_trusting(&idp.issuer(), &idp.jwks_uri(), extra).await;
+        authz.wait_serving().await;
+        authz
+    }
+
+    /// Starts the server trusting `issuer` with keys at `jwks_uri` (audience [`AUDIENCE`]),
+    /// without waiting for the keys to load.
+    pub async fn start_trusting(issuer: &str, jwks_uri: &str, extra: &[&str]) -> Authz {
         let mut flags = vec![
             "--issuer",
-            &issuer,
+            issuer,
             "--audience",
             AUDIENCE,
             "--jwks-uri",
-            &jwks,
+            jwks_uri,
         ];
         flags.extend_from_slice(extra);
-        let authz = Authz::start(&flags).await;
-        authz.wait_serving().await;
-        authz
+        Authz::start(&flags).await
     }
 
     /// The overall health status.
