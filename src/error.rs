@@ -73,7 +73,109 @@ pub enum AuthError {
     JwksUnavailable,
 }
 
-/// How an [`AuthError`] is presented to the client.
+/// Every JSON `code` a denial can carry: the one table from which the HTTP status, the
+/// gRPC code, the challenge and the metric label all derive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    AuthorizationHeaderMissing,
+    InvalidHeader,
+    InvalidToken,
+    TokenExpired,
+    InvalidClaims,
+    InsufficientScope,
+    AccessDenied,
+    JwksUnavailable,
+}
+
+/// What a denial puts in `WWW-Authenticate` (RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// No challenge: the request was refused whatever its credentials, or the server
+    /// could not decide.
+    None,
+    /// `Bearer realm=...` with this `error` attribute, or none (§3.1: a request with no
+    /// credentials gets no `error`).
+    Bearer(Option<&'static str>),
+}
+
+const UNAUTHENTICATED: i32 = 16;
+const PERMISSION_DENIED: i32 = 7;
+const UNAVAILABLE: i32 = 14;
+
+impl Code {
+    /// Every code, in the order metrics list them.
+    pub const ALL: [Code; 8] = [
+        Code::AuthorizationHeaderMissing,
+        Code::InvalidHeader,
+        Code::InvalidToken,
+        Code::TokenExpired,
+        Code::InvalidClaims,
+        Code::InsufficientScope,
+        Code::AccessDenied,
+        Code::JwksUnavailable,
+    ];
+
+    /// The JSON `code`, also the metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::AuthorizationHeaderMissing => "authorization_header_missing",
+            Code::InvalidHeader => "invalid_header",
+            Code::InvalidToken => "invalid_token",
+            Code::TokenExpired => "token_expired",
+            Code::InvalidClaims => "invalid_claims",
+            Code::InsufficientScope => "insufficient_scope",
+            Code::AccessDenied => "access_denied",
+            Code::JwksUnavailable => "jwks_unavailable",
+        }
+    }
+
+    /// HTTP status sent to the client.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Code::AuthorizationHeaderMissing
+            | Code::InvalidHeader
+            | Code::InvalidToken
+            | Code::TokenExpired
+            | Code::InvalidClaims => 401,
+            Code::InsufficientScope | Code::AccessDenied => 403,
+            Code::JwksUnavailable => 503,
+        }
+    }
+
+    /// `google.rpc.Code` for `CheckResponse.status`.
+    pub const fn grpc_code(self) -> i32 {
+        match self.http_status() {
+            401 => UNAUTHENTICATED,
+            403 => PERMISSION_DENIED,
+            _ => UNAVAILABLE,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge.
+    pub const fn challenge(self) -> Challenge {
+        match self {
+            Code::AuthorizationHeaderMissing => Challenge::Bearer(None),
+            Code::InvalidHeader | Code::InvalidToken | Code::TokenExpired | Code::InvalidClaims => {
+                Challenge::Bearer(Some("invalid_token"))
+            }
+            Code::InsufficientScope => Challenge::Bearer(Some("insufficient_scope")),
+            Code::AccessDenied | Code::JwksUnavailable => Challenge::None,
+        }
+    }
+
+    /// Whether the service, not the client, failed: answered as Envoy's `error_response`
+    /// with `retry-after`.
+    pub const fn is_server_error(self) -> bool {
+        self.http_status() >= 500
+    }
+
+    /// Position in [`Code::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How an [`AuthError`] is presented to the client, derived from its [`Code`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireError {
     /// HTTP status sent by Envoy.
@@ -88,117 +190,103 @@ pub struct WireError {
     pub grpc_code: i32,
 }
 
-const UNAUTHENTICATED: i32 = 16;
-const PERMISSION_DENIED: i32 = 7;
-const UNAVAILABLE: i32 = 14;
-
-const fn unauthenticated(code: &'static str, description: &'static str) -> WireError {
-    WireError {
-        http_status: 401,
-        code,
-        description,
-        bearer_error: Some("invalid_token"),
-        grpc_code: UNAUTHENTICATED,
-    }
-}
-
 impl AuthError {
-    /// The single mapping from reason to wire form. Exhaustive on purpose: a new variant
-    /// must decide its status and code here.
-    pub const fn wire(&self) -> WireError {
+    /// The single mapping from reason to code and fixed description. Exhaustive on
+    /// purpose: a new variant must decide its code here.
+    pub const fn code_and_description(&self) -> (Code, &'static str) {
+        use Code::*;
         match self {
-            // RFC 6750 §3.1: a request with no credentials gets a challenge without `error`.
-            AuthError::MissingHeader => WireError {
-                bearer_error: None,
-                ..unauthenticated(
-                    "authorization_header_missing",
-                    "Authorization header is expected",
-                )
-            },
-            AuthError::NotBearer => unauthenticated(
-                "invalid_header",
-                "Authorization header must start with Bearer",
+            AuthError::MissingHeader => (
+                AuthorizationHeaderMissing,
+                "Authorization header is expected",
             ),
-            AuthError::NoToken => unauthenticated("invalid_header", "Token not found"),
-            AuthError::TooManyParts => unauthenticated(
-                "invalid_header",
-                "Authorization header must be Bearer token",
-            ),
-            AuthError::BadHeaderValue => unauthenticated(
-                "invalid_header",
+            AuthError::NotBearer => (InvalidHeader, "Authorization header must start with Bearer"),
+            AuthError::NoToken => (InvalidHeader, "Token not found"),
+            AuthError::TooManyParts => (InvalidHeader, "Authorization header must be Bearer token"),
+            AuthError::BadHeaderValue => (
+                InvalidHeader,
                 "Authorization header is too long or contains invalid characters",
             ),
-            AuthError::Malformed => {
-                unauthenticated("invalid_header", "Unable to parse authentication token.")
-            }
-            AuthError::DisallowedAlgorithm => unauthenticated(
-                "invalid_header",
+            AuthError::Malformed => (InvalidHeader, "Unable to parse authentication token."),
+            AuthError::DisallowedAlgorithm => (
+                InvalidHeader,
                 "Invalid header. Use an allowed asymmetric signing algorithm",
             ),
-            AuthError::UnsupportedCritical => unauthenticated(
-                "invalid_header",
+            AuthError::UnsupportedCritical => (
+                InvalidHeader,
                 "Invalid header. Unsupported critical header parameter",
             ),
-            AuthError::UnknownKey => {
-                unauthenticated("invalid_header", "Unable to find appropriate key")
-            }
-            AuthError::BadSignature => unauthenticated("invalid_token", "The signature is invalid"),
-            AuthError::Expired => unauthenticated("token_expired", "token is expired"),
+            AuthError::UnknownKey => (InvalidHeader, "Unable to find appropriate key"),
+            AuthError::BadSignature => (InvalidToken, "The signature is invalid"),
+            AuthError::Expired => (TokenExpired, "token is expired"),
             AuthError::WrongIssuer
             | AuthError::WrongAudience
             | AuthError::NotYetValid
             | AuthError::MissingClaim
-            | AuthError::WrongTokenType => unauthenticated(
-                "invalid_claims",
+            | AuthError::WrongTokenType => (
+                InvalidClaims,
                 "incorrect claims, please check the audience and issuer",
             ),
-            AuthError::InsufficientScope { .. } => WireError {
-                http_status: 403,
-                code: "insufficient_scope",
-                description: "You don't have access to this resource.",
-                bearer_error: Some("insufficient_scope"),
-                grpc_code: PERMISSION_DENIED,
-            },
-            AuthError::RouteDenied => WireError {
-                http_status: 403,
-                code: "access_denied",
-                description: "This resource is not accessible.",
-                bearer_error: None,
-                grpc_code: PERMISSION_DENIED,
-            },
-            AuthError::JwksUnavailable => WireError {
-                http_status: 503,
-                code: "jwks_unavailable",
-                description: "Signing keys are not available yet. Retry later",
-                bearer_error: None,
-                grpc_code: UNAVAILABLE,
-            },
+            AuthError::InsufficientScope { .. } => {
+                (InsufficientScope, "You don't have access to this resource.")
+            }
+            AuthError::RouteDenied => (AccessDenied, "This resource is not accessible."),
+            AuthError::JwksUnavailable => (
+                JwksUnavailable,
+                "Signing keys are not available yet. Retry later",
+            ),
+        }
+    }
+
+    /// The JSON `code`.
+    pub const fn code(&self) -> Code {
+        self.code_and_description().0
+    }
+
+    /// The JSON `description`: a fixed sentence, never a value from the request.
+    pub const fn description(&self) -> &'static str {
+        self.code_and_description().1
+    }
+
+    /// Everything the wire carries, in one value.
+    pub const fn wire(&self) -> WireError {
+        let (code, description) = self.code_and_description();
+        let bearer_error = match code.challenge() {
+            Challenge::Bearer(error) => error,
+            Challenge::None => None,
+        };
+        WireError {
+            http_status: code.http_status(),
+            code: code.as_str(),
+            description,
+            bearer_error,
+            grpc_code: code.grpc_code(),
         }
     }
 
     /// The JSON body sent to the client: `{"code": ..., "description": ...}`.
     pub fn json_body(&self) -> String {
-        let wire = self.wire();
+        let (code, description) = self.code_and_description();
         // invariant: codes and descriptions are fixed sentences with nothing to escape in
         // JSON (no quote, backslash or control character); a test checks every variant.
         format!(
-            "{{\"code\":\"{}\",\"description\":\"{}\"}}",
-            wire.code, wire.description
+            "{{\"code\":\"{}\",\"description\":\"{description}\"}}",
+            code.as_str()
         )
     }
 
     /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` where no challenge applies.
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
-        let wire = self.wire();
-        if wire.http_status == 503 || matches!(self, AuthError::RouteDenied) {
+        let (code, description) = self.code_and_description();
+        let Challenge::Bearer(error) = code.challenge() else {
             return None;
-        }
+        };
         let mut value = format!("Bearer realm=\"{realm}\"");
-        if let Some(error) = wire.bearer_error {
+        if let Some(error) = error {
             value.push_str(&format!(", error=\"{error}\""));
-        }
-        if wire.http_status == 401 && wire.bearer_error.is_some() {
-            value.push_str(&format!(", error_description=\"{}\"", wire.description));
+            if code.http_status() == 401 {
+                value.push_str(&format!(", error_description=\"{description}\""));
+            }
         }
         if let AuthError::InsufficientScope { required } = self {
             value.push_str(&format!(", scope=\"{required}\""));
@@ -261,6 +349,17 @@ mod tests {
             assert_eq!(body["code"], wire.code);
             assert_eq!(body["description"], wire.description);
         }
+    }
+
+    #[test]
+    fn every_code_is_listed_once_in_order() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i);
+        }
+        let mut labels: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Code::ALL.len());
     }
 
     #[test]

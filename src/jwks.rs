@@ -9,13 +9,37 @@ mod cache;
 mod key;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use url::Url;
 
-pub use cache::{JwksCache, JwksError, KeyLookup};
+pub use cache::{JwksCache, JwksError, JwksStats, KeyLookup};
+pub use key::VerifyingKey;
 use key::parse_key;
-pub use key::{KeyType, VerifyingKey, asymmetric_algorithm};
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A fixed JWKS URL.
+    Uri(Url),
+    /// OpenID discovery under the issuer, falling back to `.well-known/jwks.json`.
+    Discover,
+}
+
+/// Fetch settings shared by every issuer's JWKS cache.
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    /// Interval of the background refetch.
+    pub refresh: Duration,
+    /// Least time between two fetches triggered by unknown `kid`s.
+    pub cooldown: Duration,
+    /// Timeout of one fetch.
+    pub timeout: Duration,
+    /// Largest body accepted.
+    pub max_bytes: usize,
+}
 
 /// An immutable, parsed key set. Replaced whole on refresh, never mutated.
 #[derive(Debug, Default)]

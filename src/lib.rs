@@ -6,7 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alg;
 pub mod bearer;
+pub mod claims;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -22,3 +25,6 @@ pub mod telemetry;
 pub mod token_cache;
 pub mod upstream;
 pub mod verify;
+
+#[cfg(test)]
+mod layout;

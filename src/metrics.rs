@@ -7,24 +7,14 @@
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, Code};
 use crate::jwks::JwksCache;
 use crate::token_cache::TokenCache;
 
-/// Every JSON code a decision can carry, `ok` for allows. Indexes the decision counters.
-const CODES: [&str; 9] = [
-    "ok",
-    "authorization_header_missing",
-    "invalid_header",
-    "invalid_token",
-    "token_expired",
-    "invalid_claims",
-    "insufficient_scope",
-    "access_denied",
-    "jwks_unavailable",
-];
+/// Decision counters: index 0 counts allows, index `1 + code.index()` each denial code.
+const DECISIONS: usize = 1 + Code::ALL.len();
 
 /// Upper bounds of the Check latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -34,7 +24,7 @@ const BUCKETS: [f64; 14] = [
 
 /// The service's metrics.
 pub struct Metrics {
-    decisions: [AtomicU64; CODES.len()],
+    decisions: [AtomicU64; DECISIONS],
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     caches: Vec<Arc<JwksCache>>,
@@ -54,8 +44,7 @@ impl Metrics {
 
     /// Records one Check: its outcome (`None` for an allow) and how long it took.
     pub fn record(&self, error: Option<&AuthError>, elapsed: Duration) {
-        let code = error.map_or("ok", |e| e.wire().code);
-        let index = CODES.iter().position(|c| *c == code).unwrap_or(0);
+        let index = error.map_or(0, |e| 1 + e.code().index());
         self.decisions[index].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         let bucket = BUCKETS
@@ -83,8 +72,9 @@ impl Metrics {
             "counter",
             "Check decisions by result and JSON code.",
         );
-        for (code, count) in CODES.iter().zip(&self.decisions) {
-            let decision = if *code == "ok" { "allow" } else { "deny" };
+        let labels =
+            std::iter::once(("allow", "ok")).chain(Code::ALL.iter().map(|c| ("deny", c.as_str())));
+        for ((decision, code), count) in labels.zip(&self.decisions) {
             let _ = writeln!(
                 out,
                 "jwt_authz_decisions_total{{decision=\"{decision}\",code=\"{code}\"}} {}",
@@ -200,17 +190,13 @@ impl Metrics {
             "gauge",
             "Seconds since the last successful JWKS fetch, by issuer (absent before the first).",
         );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         for cache in &self.caches {
-            let last = load(&cache.stats.last_success_unix);
-            if last > 0 {
+            if let Some(age) = cache.stats.last_success_age() {
                 let _ = writeln!(
                     out,
                     "jwt_authz_jwks_last_success_age_seconds{{issuer=\"{}\"}} {}",
                     escape(cache.issuer()),
-                    now.saturating_sub(last)
+                    age.as_secs()
                 );
             }
         }
@@ -261,6 +247,7 @@ mod tests {
 
     #[test]
     fn every_wire_code_has_a_counter() {
+        let text = Metrics::new(Vec::new(), None).render();
         for error in [
             AuthError::MissingHeader,
             AuthError::Malformed,
@@ -273,7 +260,11 @@ mod tests {
             AuthError::RouteDenied,
             AuthError::JwksUnavailable,
         ] {
-            assert!(CODES.contains(&error.wire().code), "{}", error.wire().code);
+            let line = format!(
+                "jwt_authz_decisions_total{{decision=\"deny\",code=\"{}\"}} 0",
+                error.code().as_str()
+            );
+            assert!(text.contains(&line), "{line}");
         }
     }
 

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 pub use route::{Action, HostPattern, PathPattern, Policy, Rule};
 
+use crate::claims::Claims;
 use crate::error::AuthError;
-use crate::verify::Claims;
 
 /// The context-extension key that carries a route's required scopes.
 pub const REQUIRED_SCOPES_KEY: &str = "required_scopes";

@@ -48,14 +48,15 @@ pub async fn serve(
     let local: SocketAddr = listener.local_addr()?;
     let mut issuers = Vec::new();
     for issuer in &config.issuers {
-        let jwks = JwksCache::new(issuer, &config.jwks)
+        let jwks = issuer
+            .jwks_cache(&config.jwks)
             .with_context(|| format!("issuer {}", issuer.issuer))?;
         issuers.push(Issuer {
             config: issuer.clone(),
             jwks,
         });
     }
-    let verifier = Arc::new(Verifier::new(issuers));
+    let verifier = Arc::new(Verifier::with_clock(issuers, config.clock.clone()));
     let caches: Vec<Arc<JwksCache>> = verifier.caches().cloned().collect();
     let refreshers: Vec<_> = caches
         .iter()

@@ -23,7 +23,7 @@ use crate::proto::{
 };
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
-use crate::verify::{TokenFacts, Verified, Verifier, unix_now};
+use crate::verify::{TokenFacts, Verified, Verifier};
 
 /// What the decision log line carries besides the outcome.
 #[derive(Debug, Default)]
@@ -153,7 +153,7 @@ impl AuthzService {
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(hit) = cache.get(key)
         {
-            let current = hit.is_fresh(unix_now())
+            let current = hit.is_fresh(self.verifier.clock().now_millis())
                 && self
                     .verifier
                     .key_is_current(hit.iss(), hit.kid(), hit.alg, hit.key_fingerprint);
@@ -164,26 +164,27 @@ impl AuthzService {
             cache.remove(key);
         }
         let verified = self.verifier.verify(token, &mut log.token).await?;
-        // invariant: the token verified, so it has exactly three segments.
-        let payload = token.as_str().split('.').nth(1).unwrap_or_default();
-        let entry = Arc::new(self.entry(verified, payload));
+        let payload = token
+            .as_str()
+            .get(verified.payload.clone())
+            .unwrap_or_default();
+        let entry = Arc::new(self.entry(&verified, payload));
         if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.insert(key, Arc::clone(&entry), unix_now());
+            cache.insert(key, Arc::clone(&entry), self.verifier.clock().now_millis());
         }
         Ok(entry)
     }
 
-    fn entry(&self, verified: Verified, payload: &str) -> CachedToken {
+    fn entry(&self, verified: &Verified, payload: &str) -> CachedToken {
         let claims = &verified.claims;
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
         let upstream = &self.settings.upstream;
         CachedToken::new(EntryParts {
             alg: verified.alg,
             key_fingerprint: verified.key_fingerprint,
-            // invariant: check_claims required a numeric `exp`; `nbf`, if present, numeric.
-            exp: claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0),
-            nbf: claims.get("nbf").and_then(|v| v.as_f64()),
-            leeway: verified.leeway,
+            exp: verified.exp,
+            nbf: verified.nbf,
+            leeway_ms: verified.leeway_ms,
             iss: text("iss").unwrap_or_default(),
             kid: verified.kid.as_deref(),
             sub: text("sub"),
@@ -219,12 +220,12 @@ impl AuthzService {
     }
 
     fn deny(&self, error: &AuthError) -> CheckResponse {
-        let wire = error.wire();
+        let code = error.code();
         let mut headers = vec![header("content-type", "application/json")];
         if let Some(challenge) = error.www_authenticate(&self.settings.realm) {
             headers.push(header("www-authenticate", &challenge));
         }
-        let unavailable = matches!(error, AuthError::JwksUnavailable);
+        let unavailable = code.is_server_error();
         if unavailable {
             headers.push(header(
                 "retry-after",
@@ -233,15 +234,15 @@ impl AuthzService {
         }
         let body = DeniedHttpResponse {
             status: Some(HttpStatus {
-                code: i32::from(wire.http_status),
+                code: i32::from(code.http_status()),
             }),
             headers,
             body: error.json_body(),
         };
         CheckResponse {
             status: Some(rpc::Status {
-                code: wire.grpc_code,
-                message: wire.code.to_owned(),
+                code: code.grpc_code(),
+                message: code.as_str().to_owned(),
                 details: Vec::new(),
             }),
             // Keys unavailable is the server's failure, not the client's: Envoy 1.37+ treats
@@ -346,7 +347,7 @@ fn log_decision(
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, anonymous = true, latency_us);
         }
         Err(error) => {
-            let code = error.wire().code;
+            let code = error.code().as_str();
             tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
         }
     }

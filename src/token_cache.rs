@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::Algorithm;
 
+use crate::verify;
+
 const SHARDS: usize = 16;
 
 /// SHA-256 of a token.
@@ -27,13 +29,14 @@ type Shard = Mutex<HashMap<TokenKey, Arc<CachedToken>>>;
 /// Kept small, since a cache may hold a hundred thousand of them: the strings live in one
 /// buffer (`text`, cut at `ends`), the header names stay in the configuration, and the
 /// metadata exists only when it is configured.
-#[derive(Debug)]
 pub struct CachedToken {
     pub alg: Algorithm,
     pub key_fingerprint: u64,
-    pub exp: f64,
-    pub nbf: Option<f64>,
-    pub leeway: f64,
+    /// `exp` in Unix seconds.
+    pub exp: u64,
+    /// `nbf` in Unix seconds.
+    pub nbf: Option<u64>,
+    pub leeway_ms: u64,
     /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
     /// it is forwarded, then one value per configured claim header. Empty means absent.
     text: Box<str>,
@@ -52,9 +55,9 @@ const HEADERS: usize = 5;
 pub struct EntryParts<'a> {
     pub alg: Algorithm,
     pub key_fingerprint: u64,
-    pub exp: f64,
-    pub nbf: Option<f64>,
-    pub leeway: f64,
+    pub exp: u64,
+    pub nbf: Option<u64>,
+    pub leeway_ms: u64,
     pub iss: &'a str,
     pub kid: Option<&'a str>,
     pub sub: Option<&'a str>,
@@ -102,7 +105,7 @@ impl CachedToken {
             key_fingerprint: parts.key_fingerprint,
             exp: parts.exp,
             nbf: parts.nbf,
-            leeway: parts.leeway,
+            leeway_ms: parts.leeway_ms,
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
             metadata: parts.metadata.map(Box::new),
@@ -149,9 +152,23 @@ impl CachedToken {
         self.optional(HEADERS + i)
     }
 
-    /// Whether `exp` and `nbf` still hold at `now` (leeway included), as on first use.
-    pub fn is_fresh(&self, now: f64) -> bool {
-        self.exp + self.leeway > now && self.nbf.is_none_or(|nbf| nbf - self.leeway <= now)
+    /// Whether `exp` and `nbf` still hold at `now_ms` (Unix milliseconds, leeway
+    /// included), by the same rule as on first use.
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        verify::before_expiry(self.exp, self.leeway_ms, now_ms)
+            && verify::after_not_before(self.nbf, self.leeway_ms, now_ms)
+    }
+}
+
+/// Prints what identifies the entry's key and validity, never a claim value: `sub`, the
+/// scopes, the payload and the header values stay out of logs.
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("alg", &self.alg)
+            .field("exp", &self.exp)
+            .field("nbf", &self.nbf)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,7 +219,7 @@ impl TokenCache {
     }
 
     /// Stores an entry, evicting one when the shard is full.
-    pub fn insert(&self, key: TokenKey, entry: Arc<CachedToken>, now: f64) {
+    pub fn insert(&self, key: TokenKey, entry: Arc<CachedToken>, now_ms: u64) {
         let mut shard = lock(self.shard(&key));
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             // Prefer an expired entry among a few; else the first in hash order, which is
@@ -210,7 +227,7 @@ impl TokenCache {
             let victim = shard
                 .iter()
                 .take(8)
-                .find(|(_, e)| !e.is_fresh(now))
+                .find(|(_, e)| !e.is_fresh(now_ms))
                 .or_else(|| shard.iter().next())
                 .map(|(k, _)| *k);
             if let Some(victim) = victim {
@@ -245,13 +262,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn parts(exp: f64) -> EntryParts<'static> {
+    fn parts(exp: u64) -> EntryParts<'static> {
         EntryParts {
             alg: Algorithm::RS256,
             key_fingerprint: 1,
             exp,
             nbf: None,
-            leeway: 0.0,
+            leeway_ms: 0,
             iss: "i",
             kid: None,
             sub: None,
@@ -262,7 +279,7 @@ mod tests {
         }
     }
 
-    fn entry(exp: f64) -> Arc<CachedToken> {
+    fn entry(exp: u64) -> Arc<CachedToken> {
         Arc::new(CachedToken::new(parts(exp)))
     }
 
@@ -274,7 +291,7 @@ mod tests {
             scopes: vec!["read:a", "", "bad scope", "write:b", "x\u{7}"],
             payload: Some("cGF5"),
             header_values: vec![Some("u1".into()), None, Some("v3".into())],
-            ..parts(10.0)
+            ..parts(10)
         });
         assert_eq!(e.iss(), "i");
         assert_eq!(e.kid(), Some("rsa-1"));
@@ -299,7 +316,7 @@ mod tests {
         let cache = TokenCache::new(10);
         let key = TokenCache::key("t");
         assert!(cache.get(&key).is_none());
-        cache.insert(key, entry(100.0), 0.0);
+        cache.insert(key, entry(100), 0);
         assert!(cache.get(&key).is_some());
         assert_eq!(cache.hits.load(Ordering::Relaxed), 1);
         assert_eq!(cache.misses.load(Ordering::Relaxed), 1);
@@ -311,7 +328,7 @@ mod tests {
     fn size_is_bounded() {
         let cache = TokenCache::new(160);
         for i in 0..10_000 {
-            cache.insert(TokenCache::key(&i.to_string()), entry(100.0), 0.0);
+            cache.insert(TokenCache::key(&i.to_string()), entry(100), 0);
         }
         assert!(cache.len() <= 160, "{}", cache.len());
         assert!(cache.len() >= 100, "{}", cache.len());
@@ -321,13 +338,13 @@ mod tests {
     fn expired_entries_are_evicted_first() {
         let cache = TokenCache::new(16); // one entry per shard
         let old = TokenCache::key("old");
-        cache.insert(old, entry(10.0), 0.0);
+        cache.insert(old, entry(10), 0);
         // A key in the same shard.
         let new = (0..)
             .map(|i: u32| TokenCache::key(&i.to_string()))
             .find(|k| k[0] % 16 == old[0] % 16)
             .unwrap();
-        cache.insert(new, entry(100.0), 50.0);
+        cache.insert(new, entry(100), 50_000);
         assert!(cache.get(&old).is_none());
         assert!(cache.get(&new).is_some());
     }
@@ -335,13 +352,28 @@ mod tests {
     #[test]
     fn freshness_applies_leeway_to_exp_and_nbf() {
         let e = CachedToken::new(EntryParts {
-            leeway: 10.0,
-            nbf: Some(50.0),
-            ..parts(100.0)
+            leeway_ms: 10_000,
+            nbf: Some(50),
+            ..parts(100)
         });
-        assert!(e.is_fresh(109.0));
-        assert!(!e.is_fresh(110.0));
-        assert!(e.is_fresh(40.0));
-        assert!(!e.is_fresh(39.0));
+        assert!(e.is_fresh(109_000));
+        assert!(!e.is_fresh(110_000));
+        assert!(e.is_fresh(40_000));
+        assert!(!e.is_fresh(39_000));
+    }
+
+    #[test]
+    fn debug_prints_no_claim_values() {
+        let e = CachedToken::new(EntryParts {
+            sub: Some("auth0|secret-user"),
+            scopes: vec!["read:secret"],
+            payload: Some("cGF5bG9hZA"),
+            header_values: vec![Some("header-value".into())],
+            ..parts(10)
+        });
+        let text = format!("{e:?}");
+        for value in ["secret-user", "read:secret", "cGF5bG9hZA", "header-value"] {
+            assert!(!text.contains(value), "{text}");
+        }
     }
 }

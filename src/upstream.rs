@@ -8,7 +8,7 @@
 use prost_types::value::Kind;
 use serde_json::Value;
 
-use crate::verify::Claims;
+use crate::claims::{Claims, claim};
 
 /// One claim copied into one upstream header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,19 +111,6 @@ impl UpstreamConfig {
         m.remove.extend(self.forward_payload_header.as_deref());
         m
     }
-}
-
-/// Looks a claim up by exact name first, then as a dot path into nested objects.
-pub fn claim<'c>(claims: &'c Claims, name: &str) -> Option<&'c Value> {
-    if let Some(v) = claims.get(name) {
-        return Some(v);
-    }
-    let mut parts = name.split('.');
-    let mut current = claims.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
 }
 
 /// Renders a claim as a header value. Strings as-is, numbers and booleans as JSON text,

@@ -6,24 +6,62 @@
 //! failure maps to exactly one [`AuthError`] and the payload is parsed once.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use url::Url;
 
 use crate::bearer::BearerToken;
-use crate::config::IssuerConfig;
+use crate::claims::{self, Claims};
+use crate::clock::Clock;
 use crate::error::AuthError;
-use crate::jwks::JwksCache;
+use crate::jwks::{JwksCache, JwksError, JwksSettings, JwksSource, KeySet};
 
-/// The verified payload of a token.
-pub type Claims = Map<String, Value>;
+/// One trusted token issuer: what its tokens must say and where its keys come from.
+/// Built by the configuration; read by verification and the JWKS cache.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// The issuer parsed as a URL, the base for discovery.
+    pub issuer_url: Url,
+    /// Accepted audiences; never empty.
+    pub audiences: Vec<String>,
+    pub jwks: JwksSource,
+    /// Allowed `alg` values; never empty, never `none` or HMAC.
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    /// Require RFC 9068 `typ: at+jwt`.
+    pub require_access_token_type: bool,
+}
 
-/// What a successful verification yields.
+impl IssuerConfig {
+    /// The JWKS cache for this issuer's keys.
+    pub fn jwks_cache(&self, settings: &JwksSettings) -> Result<Arc<JwksCache>, JwksError> {
+        JwksCache::new(&self.issuer, &self.issuer_url, &self.jwks, settings)
+    }
+
+    /// A JWKS cache that holds `keys` for good and never fetches (benchmarks, fuzzing).
+    pub fn fixed_jwks_cache(
+        &self,
+        settings: &JwksSettings,
+        keys: KeySet,
+    ) -> Result<Arc<JwksCache>, JwksError> {
+        JwksCache::with_fixed_keys(&self.issuer, &self.issuer_url, settings, keys)
+    }
+
+    fn leeway_millis(&self) -> u64 {
+        u64::try_from(self.leeway.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What a successful verification yields: the claims, and the facts a cached
+/// verification is re-checked with, read once here so nothing re-parses them.
 #[derive(Debug)]
 pub struct Verified {
     pub claims: Claims,
@@ -32,8 +70,25 @@ pub struct Verified {
     pub alg: Algorithm,
     /// [`crate::jwks::VerifyingKey::fingerprint`] of the key that verified the token.
     pub key_fingerprint: u64,
-    /// The issuer's clock leeway, for re-checking `exp`/`nbf` of a cached verification.
-    pub leeway: f64,
+    /// `exp`, in Unix seconds.
+    pub exp: u64,
+    /// `nbf`, in Unix seconds, when the token has one.
+    pub nbf: Option<u64>,
+    /// The issuer's clock leeway in milliseconds.
+    pub leeway_ms: u64,
+    /// Where the payload segment sits in the token.
+    pub payload: Range<usize>,
+}
+
+/// Whether a token expiring at `exp` (Unix seconds) is still valid at `now_ms` (Unix
+/// milliseconds), `leeway_ms` of clock skew tolerated.
+pub fn before_expiry(exp: u64, leeway_ms: u64, now_ms: u64) -> bool {
+    exp.saturating_mul(1000).saturating_add(leeway_ms) > now_ms
+}
+
+/// Whether a token not valid before `nbf` (Unix seconds) is valid at `now_ms`.
+pub fn after_not_before(nbf: Option<u64>, leeway_ms: u64, now_ms: u64) -> bool {
+    nbf.is_none_or(|nbf| nbf.saturating_mul(1000) <= now_ms.saturating_add(leeway_ms))
 }
 
 /// One trusted issuer with its keys.
@@ -46,6 +101,7 @@ pub struct Issuer {
 pub struct Verifier {
     /// Keyed by the exact `iss` string.
     issuers: HashMap<String, Issuer>,
+    clock: Clock,
 }
 
 /// The JOSE header members this service reads, taken from a strictly parsed object.
@@ -62,8 +118,7 @@ impl JoseHeader {
     /// Parses a header: a JSON object without duplicate members, `alg` a string, `kid` and
     /// `typ` strings when present.
     fn parse(json: &[u8]) -> Result<JoseHeader, AuthError> {
-        let StrictObject(mut members) =
-            serde_json::from_slice(json).map_err(|_| AuthError::Malformed)?;
+        let mut members = claims::parse_object(json).ok_or(AuthError::Malformed)?;
         let mut text = |name: &str| match members.remove(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -86,13 +141,25 @@ pub struct TokenFacts {
 }
 
 impl Verifier {
+    /// A verifier reading the system clock.
     pub fn new(issuers: Vec<Issuer>) -> Self {
+        Self::with_clock(issuers, Clock::system())
+    }
+
+    /// A verifier that compares `exp` and `nbf` with `clock`.
+    pub fn with_clock(issuers: Vec<Issuer>, clock: Clock) -> Self {
         Verifier {
             issuers: issuers
                 .into_iter()
                 .map(|i| (i.config.issuer.clone(), i))
                 .collect(),
+            clock,
         }
+    }
+
+    /// The clock verification reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Every issuer's JWKS cache.
@@ -127,8 +194,7 @@ impl Verifier {
             return Err(AuthError::UnsupportedCritical);
         }
         let payload_json = decode_segment(payload_b64)?;
-        let StrictObject(claims) =
-            serde_json::from_slice(&payload_json).map_err(|_| AuthError::Malformed)?;
+        let claims = claims::parse_object(&payload_json).ok_or(AuthError::Malformed)?;
 
         // The unverified `iss` only chooses which keys to try; it is compared exactly with
         // the configured issuers before anything is fetched.
@@ -156,13 +222,17 @@ impl Verifier {
             return Err(AuthError::BadSignature);
         }
 
-        check_claims(&claims, &issuer.config, unix_now())?;
+        let dates = check_claims(&claims, &issuer.config, self.clock.now_millis())?;
+        let payload_start = header_b64.len() + 1;
         Ok(Verified {
             claims,
             kid: facts.kid.clone(),
             alg,
             key_fingerprint: key.fingerprint,
-            leeway: issuer.config.leeway.as_secs_f64(),
+            exp: dates.exp,
+            nbf: dates.nbf,
+            leeway_ms: issuer.config.leeway_millis(),
+            payload: payload_start..payload_start + payload_b64.len(),
         })
     }
 
@@ -186,54 +256,6 @@ impl Verifier {
     }
 }
 
-/// A NumericDate as issuers write it: whole seconds, from 0 to 2^53 (exactly representable
-/// in the `f64` the clock comparison uses). RFC 7519 allows fractions, but no mainstream
-/// issuer emits them, and refusing them, like numbers past 2^64, leaves no two readings of
-/// when a token expires.
-fn numeric_date(value: &Value) -> Option<f64> {
-    const MAX: u64 = 1 << 53;
-    value.as_u64().filter(|&n| n <= MAX).map(|n| n as f64)
-}
-
-/// Seconds since the Unix epoch, as `exp` and `nbf` count them.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// A JSON object that refuses duplicate top-level names, for the JOSE header and the
-/// claims. RFC 7515 §4 and RFC 7519 §4 let a parser either reject them or keep the last;
-/// two parsers picking differently (an upstream reading the forwarded payload, say) would
-/// disagree on what the token says, so reject.
-struct StrictObject(Claims);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Claims;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Claims, A::Error> {
-                let mut claims = Claims::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    let value: Value = map.next_value()?;
-                    if claims.insert(name, value).is_some() {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                }
-                Ok(claims)
-            }
-        }
-        deserializer.deserialize_map(Visitor).map(StrictObject)
-    }
-}
-
 fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
     if segment.is_empty() {
         return Err(AuthError::Malformed);
@@ -246,7 +268,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
 /// Maps a header `alg` to an asymmetric algorithm. `none` in any casing, HMAC and anything
 /// unknown are refused here, before any key is looked at.
 fn asymmetric_algorithm(name: &str) -> Result<Algorithm, AuthError> {
-    crate::jwks::asymmetric_algorithm(name).ok_or(AuthError::DisallowedAlgorithm)
+    crate::alg::asymmetric_algorithm(name).ok_or(AuthError::DisallowedAlgorithm)
 }
 
 /// RFC 9068 §2.1: `at+jwt`, optionally with the `application/` prefix, case-insensitive.
@@ -257,37 +279,48 @@ fn is_access_token_type(typ: Option<&str>) -> bool {
     })
 }
 
-/// Checks `exp`, `nbf`, `iss` and `aud` against the issuer's configuration at time `now`.
-pub fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: f64) -> Result<(), AuthError> {
-    let leeway = issuer.leeway.as_secs_f64();
+/// The validity window a token's claims state, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dates {
+    pub exp: u64,
+    pub nbf: Option<u64>,
+}
+
+/// Checks `exp`, `nbf`, `iss` and `aud` against the issuer's configuration at `now_ms`
+/// (Unix milliseconds), and returns the dates it read.
+pub fn check_claims(
+    claims: &Claims,
+    issuer: &IssuerConfig,
+    now_ms: u64,
+) -> Result<Dates, AuthError> {
+    let leeway_ms = issuer.leeway_millis();
     let exp = claims
         .get("exp")
-        .and_then(numeric_date)
+        .and_then(claims::numeric_date)
         .ok_or(AuthError::MissingClaim)?;
-    if exp + leeway <= now {
+    if !before_expiry(exp, leeway_ms, now_ms) {
         return Err(AuthError::Expired);
     }
-    match claims.get("nbf") {
-        None => {}
-        Some(nbf) => {
-            let nbf = numeric_date(nbf).ok_or(AuthError::MissingClaim)?;
-            if nbf - leeway > now {
-                return Err(AuthError::NotYetValid);
-            }
-        }
+    let nbf = match claims.get("nbf") {
+        None => None,
+        Some(nbf) => Some(claims::numeric_date(nbf).ok_or(AuthError::MissingClaim)?),
+    };
+    if !after_not_before(nbf, leeway_ms, now_ms) {
+        return Err(AuthError::NotYetValid);
     }
+    let dates = Dates { exp, nbf };
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(AuthError::WrongIssuer);
     }
     let accepted = |aud: &str| issuer.audiences.iter().any(|a| a == aud);
     match claims.get("aud") {
-        Some(Value::String(aud)) if accepted(aud) => Ok(()),
+        Some(Value::String(aud)) if accepted(aud) => Ok(dates),
         Some(Value::String(_)) => Err(AuthError::WrongAudience),
         Some(Value::Array(auds)) => {
             if auds.iter().any(|a| !a.is_string()) {
                 Err(AuthError::MissingClaim)
             } else if auds.iter().filter_map(Value::as_str).any(accepted) {
-                Ok(())
+                Ok(dates)
             } else {
                 Err(AuthError::WrongAudience)
             }
@@ -297,203 +330,4 @@ pub fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: f64) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::JwksSource;
-    use serde_json::json;
-    use std::time::Duration;
-
-    const NOW: u64 = 1_800_000_000;
-    const NOW_F: f64 = NOW as f64;
-
-    fn issuer() -> IssuerConfig {
-        IssuerConfig {
-            issuer: "https://idp.example/".into(),
-            issuer_url: "https://idp.example/".parse().unwrap(),
-            audiences: vec!["api".into(), "other".into()],
-            jwks: JwksSource::Discover,
-            algorithms: vec![Algorithm::RS256],
-            leeway: Duration::from_secs(60),
-            require_access_token_type: false,
-        }
-    }
-
-    fn claims(value: Value) -> Claims {
-        value.as_object().unwrap().clone()
-    }
-
-    fn base() -> Value {
-        json!({"iss": "https://idp.example/", "aud": "api", "exp": NOW + 300, "sub": "u1"})
-    }
-
-    fn with(key: &str, value: Value) -> Claims {
-        let mut c = claims(base());
-        c.insert(key.into(), value);
-        c
-    }
-
-    fn without(key: &str) -> Claims {
-        let mut c = claims(base());
-        c.remove(key);
-        c
-    }
-
-    #[test]
-    fn valid_claims_pass() {
-        assert_eq!(check_claims(&claims(base()), &issuer(), NOW_F), Ok(()));
-    }
-
-    #[test]
-    fn expired_token_is_rejected_past_the_leeway_only() {
-        let i = issuer();
-        assert_eq!(
-            check_claims(&with("exp", json!(NOW - 59)), &i, NOW_F),
-            Ok(())
-        );
-        assert_eq!(
-            check_claims(&with("exp", json!(NOW - 61)), &i, NOW_F),
-            Err(AuthError::Expired)
-        );
-    }
-
-    #[test]
-    fn future_nbf_is_rejected() {
-        let i = issuer();
-        assert_eq!(
-            check_claims(&with("nbf", json!(NOW + 30)), &i, NOW_F),
-            Ok(())
-        );
-        assert_eq!(
-            check_claims(&with("nbf", json!(NOW + 120)), &i, NOW_F),
-            Err(AuthError::NotYetValid)
-        );
-        assert_eq!(
-            check_claims(&with("nbf", json!("soon")), &i, NOW_F),
-            Err(AuthError::MissingClaim)
-        );
-    }
-
-    #[test]
-    fn numeric_dates_are_whole_seconds() {
-        let i = issuer();
-        for bad in [
-            json!(NOW_F + 300.5),
-            json!(18446744073709551616.0_f64),
-            json!(-5),
-            json!(1e300),
-        ] {
-            assert_eq!(
-                check_claims(&with("exp", bad.clone()), &i, NOW_F),
-                Err(AuthError::MissingClaim),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn exp_and_aud_are_required() {
-        let i = issuer();
-        assert_eq!(
-            check_claims(&without("exp"), &i, NOW_F),
-            Err(AuthError::MissingClaim)
-        );
-        assert_eq!(
-            check_claims(&without("aud"), &i, NOW_F),
-            Err(AuthError::MissingClaim)
-        );
-        assert_eq!(
-            check_claims(&with("exp", json!("1800000300")), &i, NOW_F),
-            Err(AuthError::MissingClaim)
-        );
-    }
-
-    #[test]
-    fn aud_may_be_a_string_or_an_array() {
-        let i = issuer();
-        assert_eq!(
-            check_claims(&with("aud", json!(["x", "other"])), &i, NOW_F),
-            Ok(())
-        );
-        assert_eq!(
-            check_claims(&with("aud", json!(["x", "y"])), &i, NOW_F),
-            Err(AuthError::WrongAudience)
-        );
-        assert_eq!(
-            check_claims(&with("aud", json!([])), &i, NOW_F),
-            Err(AuthError::WrongAudience)
-        );
-        assert_eq!(
-            check_claims(&with("aud", json!("nope")), &i, NOW_F),
-            Err(AuthError::WrongAudience)
-        );
-        assert_eq!(
-            check_claims(&with("aud", json!(["api", 7])), &i, NOW_F),
-            Err(AuthError::MissingClaim)
-        );
-    }
-
-    #[test]
-    fn wrong_issuer_is_rejected() {
-        assert_eq!(
-            check_claims(
-                &with("iss", json!("https://evil.example/")),
-                &issuer(),
-                NOW_F
-            ),
-            Err(AuthError::WrongIssuer)
-        );
-    }
-
-    #[test]
-    fn none_and_hmac_algorithms_are_refused() {
-        for alg in [
-            "none", "None", "NONE", "HS256", "HS384", "HS512", "rs256", "",
-        ] {
-            assert_eq!(
-                asymmetric_algorithm(alg),
-                Err(AuthError::DisallowedAlgorithm),
-                "{alg}"
-            );
-        }
-        assert_eq!(asymmetric_algorithm("ES384"), Ok(Algorithm::ES384));
-    }
-
-    #[test]
-    fn duplicate_claims_are_refused() {
-        let parse = |s: &str| serde_json::from_str::<StrictObject>(s).map(|c| c.0);
-        assert!(parse(r#"{"sub":"a","sub":"b"}"#).is_err());
-        assert!(parse(r#"[1,2]"#).is_err());
-        assert!(parse(r#""text""#).is_err());
-        assert_eq!(parse(r#"{"sub":"a","n":{"x":1}}"#).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn header_must_be_a_strict_object() {
-        let parse = |s: &str| JoseHeader::parse(s.as_bytes()).map(|h| h.alg);
-        assert_eq!(parse(r#"{"alg":"RS256","kid":"a"}"#), Ok("RS256".into()));
-        for bad in [
-            r#"{"alg":"none","alg":"RS256"}"#,
-            r#"["RS256","rsa-1"]"#,
-            r#"{"kid":"a"}"#,
-            r#"{"alg":7}"#,
-            r#"{"alg":"RS256","kid":7}"#,
-            r#"{"alg":"RS256","typ":null}"#,
-        ] {
-            assert_eq!(parse(bad), Err(AuthError::Malformed), "{bad}");
-        }
-        let deep = format!(
-            r#"{{"alg":"RS256","x":{}1{}}}"#,
-            "[".repeat(10_000),
-            "]".repeat(10_000)
-        );
-        assert_eq!(parse(&deep), Err(AuthError::Malformed));
-    }
-
-    #[test]
-    fn access_token_type_follows_rfc9068() {
-        assert!(is_access_token_type(Some("at+jwt")));
-        assert!(is_access_token_type(Some("application/AT+JWT")));
-        assert!(!is_access_token_type(Some("JWT")));
-        assert!(!is_access_token_type(None));
-    }
-}
+mod tests;

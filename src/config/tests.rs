@@ -1,4 +1,8 @@
 use super::*;
+use crate::jwks::JwksSource;
+use crate::policy::{Action, ScopeRule};
+use clap::Parser;
+use jsonwebtoken::Algorithm;
 
 fn from_flags(extra: &[&str]) -> Result<Config, ConfigErrors> {
     from(extra, "")

@@ -39,7 +39,7 @@ pub fn parse_algorithms<S: AsRef<str>>(names: &[S]) -> Result<Vec<Algorithm>, St
         if name.is_empty() {
             continue;
         }
-        let alg = match crate::jwks::asymmetric_algorithm(name) {
+        let alg = match crate::alg::asymmetric_algorithm(name) {
             Some(alg) => alg,
             None if name.eq_ignore_ascii_case("none")
                 || name.to_ascii_uppercase().starts_with("HS") =>
@@ -50,7 +50,8 @@ pub fn parse_algorithms<S: AsRef<str>>(names: &[S]) -> Result<Vec<Algorithm>, St
             }
             None => {
                 return Err(format!(
-                    "unknown algorithm `{name}` (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                    "unknown algorithm `{name}` ({})",
+                    crate::alg::names()
                 ));
             }
         };

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use jsonwebtoken::Algorithm;
@@ -16,8 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 use url::Url;
 
-use super::{KeySet, KeySetError};
-use crate::config::{IssuerConfig, JwksSettings, JwksSource};
+use super::{JwksSettings, JwksSource, KeySet, KeySetError};
 use crate::error::AuthError;
 
 /// Why a JWKS could not be fetched. Startup and log use only: names the URL and the cause.
@@ -49,8 +48,19 @@ struct FetchState {
 pub struct JwksStats {
     pub fetch_ok: AtomicU64,
     pub fetch_error: AtomicU64,
-    /// Unix seconds of the last successful fetch, 0 before the first.
-    pub last_success_unix: AtomicU64,
+    /// When the last fetch succeeded; `None` before the first. Monotonic, so an age
+    /// computed from it never goes negative when the wall clock steps.
+    pub last_success: std::sync::Mutex<Option<Instant>>,
+}
+
+impl JwksStats {
+    /// Time since the last successful fetch, `None` before the first.
+    pub fn last_success_age(&self) -> Option<Duration> {
+        self.last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|t| t.elapsed())
+    }
 }
 
 /// Keys of one issuer, kept fresh in the background.
@@ -78,7 +88,14 @@ struct Discovery {
 }
 
 impl JwksCache {
-    pub fn new(issuer: &IssuerConfig, settings: &JwksSettings) -> Result<Arc<Self>, JwksError> {
+    /// The cache of `issuer`'s keys, found at `source` (discovery is relative to
+    /// `issuer_url`). Nothing is fetched until [`JwksCache::refresh`] or the refresher runs.
+    pub fn new(
+        issuer: &str,
+        issuer_url: &Url,
+        source: &JwksSource,
+        settings: &JwksSettings,
+    ) -> Result<Arc<Self>, JwksError> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -97,13 +114,13 @@ impl JwksCache {
             .user_agent(concat!("jwt-authz/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| JwksError::Http {
-                url: issuer.issuer_url.clone(),
+                url: issuer_url.clone(),
                 reason: format!("cannot build HTTP client: {e}"),
             })?;
         Ok(Arc::new(JwksCache {
-            issuer: issuer.issuer.clone(),
-            issuer_url: issuer.issuer_url.clone(),
-            source: issuer.jwks.clone(),
+            issuer: issuer.to_owned(),
+            issuer_url: issuer_url.clone(),
+            source: source.clone(),
             settings: settings.clone(),
             client,
             keys: ArcSwapOption::empty(),
@@ -122,11 +139,13 @@ impl JwksCache {
     /// A cache holding `keys` for good: it is ready at once and never fetches, not even
     /// for an unknown `kid`. For benchmarks, fuzzing and embedding without a network.
     pub fn with_fixed_keys(
-        issuer: &IssuerConfig,
+        issuer: &str,
+        issuer_url: &Url,
         settings: &JwksSettings,
         keys: KeySet,
     ) -> Result<Arc<Self>, JwksError> {
-        let mut cache = Arc::into_inner(Self::new(issuer, settings)?)
+        let source = JwksSource::Discover;
+        let mut cache = Arc::into_inner(Self::new(issuer, issuer_url, &source, settings)?)
             .expect("invariant: the Arc was just created and is not shared");
         cache.fixed = true;
         cache.keys = ArcSwapOption::from_pointee(keys);
@@ -211,9 +230,11 @@ impl JwksCache {
                 self.keys.store(Some(set));
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 self.stats.fetch_ok.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .last_success_unix
-                    .store(unix_now(), Ordering::Relaxed);
+                *self
+                    .stats
+                    .last_success
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                 self.ready.send_if_modified(|r| !std::mem::replace(r, true));
                 if self.failing.swap(false, Ordering::AcqRel) {
                     tracing::info!(issuer = %self.issuer, keys = count, "JWKS fetch recovered");
@@ -381,12 +402,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

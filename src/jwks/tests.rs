@@ -1,4 +1,5 @@
 use super::*;
+use crate::alg::KeyType;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

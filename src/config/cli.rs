@@ -1,0 +1,192 @@
+//! The command line: subcommands and the flags of `serve` and `demo`. Each `serve` flag
+//! has a `JWT_AUTHZ_*` environment twin and overrides the file; its `--help` line shows the
+//! default from [`super::defaults`], the one place defaults are written.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::LogFormat;
+use super::defaults::{self, help};
+
+/// Command line of the `jwt-authz` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "jwt-authz",
+    version,
+    about = "Envoy ext_authz service that verifies JWT access tokens against a cached JWKS"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve envoy.service.auth.v3.Authorization/Check over gRPC.
+    Serve(Box<ServeArgs>),
+    /// Run a self-contained demo: a development issuer, the Check service, an echo
+    /// upstream and, when `envoy` is found, Envoy in front of them.
+    Demo(Box<DemoArgs>),
+    /// Validate a configuration file and exit: 0 when it is good, 64 with one line per
+    /// problem when it is not.
+    CheckConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+}
+
+/// Flags of `jwt-authz serve`. `None` (or empty) means "not given": the file's value, else
+/// the default, applies.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// YAML configuration file (issuers, route rules, claim headers, and every flag below).
+    #[arg(long, env = "JWT_AUTHZ_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Expected `iss`, compared exactly (Auth0: `https://TENANT.auth0.com/`, trailing slash
+    /// included). Replaces the file's `issuers` when given.
+    #[arg(long, env = "JWT_AUTHZ_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// Accepted `aud` value; repeat the flag (or comma-separate the env var) for several.
+    /// A token passes when any of its audiences is one of these.
+    #[arg(long = "audience", env = "JWT_AUTHZ_AUDIENCE", value_delimiter = ',')]
+    pub audiences: Vec<String>,
+
+    /// JWKS URL. Default: `jwks_uri` from the issuer's OpenID discovery document, else
+    /// `<issuer>/.well-known/jwks.json`.
+    #[arg(long, env = "JWT_AUTHZ_JWKS_URI")]
+    pub jwks_uri: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_ALGORITHMS", value_delimiter = ',', help = help(
+        "Accepted signing algorithms, comma-separated; `none` and HS* are always refused",
+        defaults::ALGORITHM,
+    ))]
+    pub algorithms: Vec<String>,
+
+    /// Accept only RFC 9068 access tokens (`typ: at+jwt`), so ID tokens are refused.
+    #[arg(long, env = "JWT_AUTHZ_REQUIRE_ACCESS_TOKEN_TYPE")]
+    pub require_access_token_type: bool,
+
+    #[arg(long, env = "JWT_AUTHZ_LISTEN", help = help("gRPC listen address", defaults::LISTEN))]
+    pub listen: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_ADMIN_LISTEN", help = help(
+        "Admin HTTP listen address for /metrics, /healthz and /readyz; `off` disables it",
+        defaults::ADMIN_LISTEN,
+    ))]
+    pub admin_listen: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_LEEWAY", help = help(
+        "Clock skew tolerated on `exp` and `nbf` (`60s`, `2m`; a bare number is seconds)",
+        defaults::LEEWAY,
+    ))]
+    pub leeway: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_JWKS_REFRESH", help = help(
+        "How often the JWKS is refetched in the background",
+        defaults::JWKS_REFRESH,
+    ))]
+    pub jwks_refresh: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_JWKS_COOLDOWN", help = help(
+        "Minimum time between two fetches triggered by unknown `kid`s; lower values let a \
+         flood of forged `kid`s reach the identity provider more often",
+        defaults::JWKS_COOLDOWN,
+    ))]
+    pub jwks_cooldown: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_JWKS_TIMEOUT", help = help(
+        "Timeout of one JWKS or discovery fetch",
+        defaults::JWKS_TIMEOUT,
+    ))]
+    pub jwks_timeout: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_JWKS_MAX_BYTES", help = help(
+        "Largest JWKS or discovery body accepted, in bytes",
+        defaults::JWKS_MAX_BYTES,
+    ))]
+    pub jwks_max_bytes: Option<usize>,
+
+    #[arg(long, env = "JWT_AUTHZ_SCOPE_CLAIMS", value_delimiter = ',', help = help(
+        "Claims read for scopes, comma-separated",
+        defaults::SCOPE_CLAIMS.join(","),
+    ))]
+    pub scope_claims: Vec<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_MAX_HEADER_BYTES", help = help(
+        "Largest `authorization` header accepted, in bytes; longer ones are `invalid_header`",
+        defaults::MAX_HEADER_BYTES,
+    ))]
+    pub max_header_bytes: Option<usize>,
+
+    #[arg(long, env = "JWT_AUTHZ_TOKEN_CACHE", help = help(
+        "Cache the claims of verified tokens, keyed by a hash of the token",
+        defaults::TOKEN_CACHE,
+    ))]
+    pub token_cache: Option<bool>,
+
+    #[arg(long, env = "JWT_AUTHZ_TOKEN_CACHE_MAX_ENTRIES", help = help(
+        "Most verified tokens kept in the cache",
+        defaults::TOKEN_CACHE_MAX_ENTRIES,
+    ))]
+    pub token_cache_max_entries: Option<u64>,
+
+    #[arg(long, env = "JWT_AUTHZ_REALM", help = help(
+        "`realm` sent in `WWW-Authenticate`",
+        defaults::REALM,
+    ))]
+    pub realm: Option<String>,
+
+    /// Allow `http://` issuer and JWKS URLs on hosts other than loopback. Risky: keys fetched
+    /// over plain HTTP can be replaced by anyone on the path.
+    #[arg(long, env = "JWT_AUTHZ_INSECURE_ALLOW_HTTP")]
+    pub insecure_allow_http: bool,
+
+    #[arg(long, env = "JWT_AUTHZ_LOG_LEVEL", help = help(
+        "Log filter (`info`, `debug`, or a tracing directive such as `jwt_authz=debug`)",
+        defaults::LOG_LEVEL,
+    ))]
+    pub log_level: Option<String>,
+
+    #[arg(long, env = "JWT_AUTHZ_LOG_FORMAT", value_enum, help = help("Log format", "human"))]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Flags of `jwt-authz demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// gRPC Check listen address.
+    #[arg(long, default_value = "127.0.0.1:9191")]
+    pub listen: SocketAddr,
+    /// Development issuer (JWKS, discovery, `/token`) listen address.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub issuer_listen: SocketAddr,
+    /// Echo upstream listen address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub upstream_listen: SocketAddr,
+    /// Envoy binary; default: `envoy` on the PATH, if any.
+    #[arg(long)]
+    pub envoy: Option<PathBuf>,
+    /// Do not start Envoy, even when one is found.
+    #[arg(long)]
+    pub no_envoy: bool,
+    /// Envoy bootstrap to run.
+    #[arg(long, default_value = "envoy/envoy.yaml")]
+    pub envoy_config: PathBuf,
+    /// Port of Envoy's HTTP listener (the bootstrap says 8080).
+    #[arg(long, default_value_t = 8080)]
+    pub envoy_port: u16,
+    /// Port of Envoy's admin interface (the bootstrap says 9901).
+    #[arg(long, default_value_t = 9901)]
+    pub envoy_admin_port: u16,
+    /// Optional configuration file for route rules and claim headers; its issuers are
+    /// replaced by the demo issuer.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log filter.
+    #[arg(long, default_value = defaults::LOG_LEVEL)]
+    pub log_level: String,
+}

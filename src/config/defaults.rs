@@ -1,0 +1,36 @@
+//! Every default setting, written once: the merge in [`super::Config::from_sources`] uses
+//! these values and `--help` shows them.
+
+/// gRPC listen address.
+pub const LISTEN: &str = "0.0.0.0:9191";
+/// Admin HTTP listen address.
+pub const ADMIN_LISTEN: &str = "0.0.0.0:9192";
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY: &str = "60s";
+/// Background JWKS refetch interval.
+pub const JWKS_REFRESH: &str = "10m";
+/// Least time between two unknown-`kid` refetches.
+pub const JWKS_COOLDOWN: &str = "5s";
+/// Timeout of one JWKS or discovery fetch.
+pub const JWKS_TIMEOUT: &str = "5s";
+/// Largest JWKS or discovery body, in bytes.
+pub const JWKS_MAX_BYTES: usize = 1024 * 1024;
+/// Claims read for granted scopes.
+pub const SCOPE_CLAIMS: [&str; 3] = ["scope", "scp", "permissions"];
+/// Largest `authorization` header, in bytes.
+pub const MAX_HEADER_BYTES: usize = 8192;
+/// Whether verified tokens are cached.
+pub const TOKEN_CACHE: bool = true;
+/// Most verified tokens cached.
+pub const TOKEN_CACHE_MAX_ENTRIES: u64 = 100_000;
+/// `realm` of `WWW-Authenticate`.
+pub const REALM: &str = "jwt-authz";
+/// Log filter.
+pub const LOG_LEVEL: &str = "info";
+/// Signing algorithm an issuer allows when it names none.
+pub const ALGORITHM: &str = "RS256";
+
+/// A `--help` line: `text` followed by the default it shows.
+pub fn help(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
+}
