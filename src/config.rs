@@ -99,6 +99,7 @@ impl Config {
     /// Merges defaults < `file` < `args` into a checked configuration.
     pub fn from_sources(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigErrors> {
         let mut e = Errors(Vec::new());
+        let settings = rules::parse_policy_settings(&mut e, &file);
         let log_file = file.log.unwrap_or_default();
         let allow_http = args.insecure_allow_http || file.insecure_allow_http.unwrap_or(false);
 
@@ -156,7 +157,8 @@ impl Config {
             ),
         };
         let issuers = issuers::parse_issuers(&mut e, args, file.issuers, leeway, allow_http);
-        let policy = rules::parse_routes(&mut e, file.routes);
+        let issuer_names: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
+        let policy = rules::parse_routes(&mut e, file.routes, settings, &issuer_names);
         let upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
 
         match (listen, admin_listen, jwks, log_format) {

@@ -65,9 +65,17 @@ pub enum AuthError {
         /// The scopes the route requires, space-separated, for `WWW-Authenticate`.
         required: String,
     },
-    /// The route is configured to deny every request.
+    /// The route is configured to deny every request, or no rule matched and the default
+    /// action is `deny`.
     #[error("route denies all requests")]
     RouteDenied,
+    /// The path, host or method could be read two ways by the servers behind the proxy
+    /// (dot segments, encoded separators, case, a method override...).
+    #[error("ambiguous request: {0}")]
+    AmbiguousRequest(&'static str),
+    /// The token is valid but a claim condition of the route does not hold.
+    #[error("claim condition not satisfied")]
+    ClaimsNotSatisfied,
     /// The issuer's keys have never been loaded: the service cannot verify anything yet.
     #[error("signing keys are not available")]
     JwksUnavailable,
@@ -83,6 +91,7 @@ pub enum Code {
     TokenExpired,
     InvalidClaims,
     InsufficientScope,
+    InsufficientClaims,
     AccessDenied,
     JwksUnavailable,
 }
@@ -104,13 +113,14 @@ const UNAVAILABLE: i32 = 14;
 
 impl Code {
     /// Every code, in the order metrics list them.
-    pub const ALL: [Code; 8] = [
+    pub const ALL: [Code; 9] = [
         Code::AuthorizationHeaderMissing,
         Code::InvalidHeader,
         Code::InvalidToken,
         Code::TokenExpired,
         Code::InvalidClaims,
         Code::InsufficientScope,
+        Code::InsufficientClaims,
         Code::AccessDenied,
         Code::JwksUnavailable,
     ];
@@ -124,6 +134,7 @@ impl Code {
             Code::TokenExpired => "token_expired",
             Code::InvalidClaims => "invalid_claims",
             Code::InsufficientScope => "insufficient_scope",
+            Code::InsufficientClaims => "insufficient_claims",
             Code::AccessDenied => "access_denied",
             Code::JwksUnavailable => "jwks_unavailable",
         }
@@ -137,7 +148,7 @@ impl Code {
             | Code::InvalidToken
             | Code::TokenExpired
             | Code::InvalidClaims => 401,
-            Code::InsufficientScope | Code::AccessDenied => 403,
+            Code::InsufficientScope | Code::InsufficientClaims | Code::AccessDenied => 403,
             Code::JwksUnavailable => 503,
         }
     }
@@ -159,7 +170,11 @@ impl Code {
                 Challenge::Bearer(Some("invalid_token"))
             }
             Code::InsufficientScope => Challenge::Bearer(Some("insufficient_scope")),
-            Code::AccessDenied | Code::JwksUnavailable => Challenge::None,
+            // RFC 6750 has no error code for a claim condition; RFC 9470's step-up errors
+            // are for authentication strength only. No challenge is better than a wrong one.
+            Code::InsufficientClaims | Code::AccessDenied | Code::JwksUnavailable => {
+                Challenge::None
+            }
         }
     }
 
@@ -231,6 +246,14 @@ impl AuthError {
                 (InsufficientScope, "You don't have access to this resource.")
             }
             AuthError::RouteDenied => (AccessDenied, "This resource is not accessible."),
+            AuthError::AmbiguousRequest(_) => (
+                AccessDenied,
+                "The request path or host is ambiguous and was refused.",
+            ),
+            AuthError::ClaimsNotSatisfied => (
+                InsufficientClaims,
+                "The token's claims do not grant access to this resource.",
+            ),
             AuthError::JwksUnavailable => (
                 JwksUnavailable,
                 "Signing keys are not available yet. Retry later",
@@ -341,6 +364,8 @@ mod tests {
                 required: "a".into(),
             },
             AuthError::RouteDenied,
+            AuthError::AmbiguousRequest("dot segment in path"),
+            AuthError::ClaimsNotSatisfied,
             AuthError::JwksUnavailable,
         ];
         for error in all {

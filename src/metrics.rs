@@ -29,16 +29,28 @@ pub struct Metrics {
     latency_sum_ns: AtomicU64,
     caches: Vec<Arc<JwksCache>>,
     token_cache: Option<Arc<TokenCache>>,
+    /// Shadow rule names, and per rule one counter per decision label.
+    shadow_rules: Vec<String>,
+    shadow_decisions: Box<[AtomicU64]>,
 }
 
 impl Metrics {
-    pub fn new(caches: Vec<Arc<JwksCache>>, token_cache: Option<Arc<TokenCache>>) -> Metrics {
+    /// Metrics over these key caches, token cache and shadow rules (by name).
+    pub fn new(
+        caches: Vec<Arc<JwksCache>>,
+        token_cache: Option<Arc<TokenCache>>,
+        shadow_rules: Vec<String>,
+    ) -> Metrics {
         Metrics {
             decisions: Default::default(),
             buckets: Default::default(),
             latency_sum_ns: AtomicU64::new(0),
             caches,
             token_cache,
+            shadow_decisions: (0..shadow_rules.len() * DECISIONS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            shadow_rules,
         }
     }
 
@@ -54,6 +66,14 @@ impl Metrics {
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Records the would-be decision of shadow rule `rule` (`None` for an allow).
+    pub fn record_shadow(&self, rule: &str, error: Option<&AuthError>) {
+        if let Some(i) = self.shadow_rules.iter().position(|r| r == rule) {
+            let index = i * DECISIONS + error.map_or(0, |e| 1 + e.code().index());
+            self.shadow_decisions[index].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether every issuer's keys are loaded.
@@ -72,14 +92,32 @@ impl Metrics {
             "counter",
             "Check decisions by result and JSON code.",
         );
-        let labels =
-            std::iter::once(("allow", "ok")).chain(Code::ALL.iter().map(|c| ("deny", c.as_str())));
-        for ((decision, code), count) in labels.zip(&self.decisions) {
+        for ((decision, code), count) in labels().zip(&self.decisions) {
             let _ = writeln!(
                 out,
                 "jwt_authz_decisions_total{{decision=\"{decision}\",code=\"{code}\"}} {}",
                 load(count)
             );
+        }
+
+        if !self.shadow_rules.is_empty() {
+            header(
+                &mut out,
+                "jwt_authz_shadow_decisions_total",
+                "counter",
+                "Would-be decisions of shadow (report-only) rules, by rule, result and JSON code.",
+            );
+            let counters = self.shadow_decisions.chunks(DECISIONS);
+            for (rule, counts) in self.shadow_rules.iter().zip(counters) {
+                let rule = escape(rule);
+                for ((decision, code), count) in labels().zip(counts) {
+                    let _ = writeln!(
+                        out,
+                        "jwt_authz_shadow_decisions_total{{rule=\"{rule}\",decision=\"{decision}\",code=\"{code}\"}} {}",
+                        load(count)
+                    );
+                }
+            }
         }
 
         header(
@@ -204,6 +242,11 @@ impl Metrics {
     }
 }
 
+/// The `decision` and `code` labels, in counter order.
+fn labels() -> impl Iterator<Item = (&'static str, &'static str)> {
+    std::iter::once(("allow", "ok")).chain(Code::ALL.iter().map(|c| ("deny", c.as_str())))
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -223,7 +266,12 @@ mod tests {
 
     #[test]
     fn decisions_and_latency_are_rendered() {
-        let metrics = Metrics::new(Vec::new(), Some(Arc::new(TokenCache::new(10))));
+        let metrics = Metrics::new(
+            Vec::new(),
+            Some(Arc::new(TokenCache::new(10))),
+            vec!["new-admin-rule".into()],
+        );
+        metrics.record_shadow("new-admin-rule", Some(&AuthError::ClaimsNotSatisfied));
         metrics.record(None, Duration::from_micros(30));
         metrics.record(Some(&AuthError::Expired), Duration::from_millis(2));
         metrics.record(Some(&AuthError::Expired), Duration::from_secs(3));
@@ -243,11 +291,20 @@ mod tests {
         assert!(text.contains("jwt_authz_check_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("jwt_authz_check_duration_seconds_count 3"));
         assert!(text.contains("jwt_authz_token_cache_entries 0"));
+        assert!(
+            text.contains(
+                "jwt_authz_shadow_decisions_total{rule=\"new-admin-rule\",decision=\"deny\",code=\"insufficient_claims\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "jwt_authz_shadow_decisions_total{rule=\"new-admin-rule\",decision=\"deny\",code=\"insufficient_claims\"} 1"
+        ), "{text}");
     }
 
     #[test]
     fn every_wire_code_has_a_counter() {
-        let text = Metrics::new(Vec::new(), None).render();
+        let text = Metrics::new(Vec::new(), None, Vec::new()).render();
         for error in [
             AuthError::MissingHeader,
             AuthError::Malformed,

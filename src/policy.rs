@@ -3,16 +3,24 @@
 //!
 //! Envoy names a route's scopes in the per-route `check_settings.context_extensions`
 //! under `required_scopes` (space-separated, all required); when present it wins. Without
-//! it, the configured route rules ([`route`]) decide, first match wins; with no matching
-//! rule a valid token is enough. Scopes granted by a token are read from the configured
-//! claims: `scope` (space-separated string, RFC 8693/9068), `scp` (array or string) and
-//! `permissions` (Auth0 RBAC array).
+//! it, the configured route rules ([`route`]) decide, first match wins, on the path and
+//! host the request model ([`request`]) normalised; a request that matches no rule gets
+//! the default action (deny once rules exist). Scopes granted by a token are read from the
+//! configured claims: `scope` (space-separated string, RFC 8693/9068), `scp` (array or
+//! string) and `permissions` (Auth0 RBAC array). Claim conditions live in [`condition`].
 
+pub mod condition;
+pub mod request;
 pub mod route;
 
 use serde_json::Value;
 
-pub use route::{Action, HostPattern, PathPattern, Policy, Rule};
+pub use condition::{ClaimCondition, ClaimTest};
+pub use request::{Ambiguity, PathParameters, normalize_host, normalize_path};
+pub use route::{
+    AMBIGUOUS_RULE, Action, DefaultAction, HostPattern, Mode, PathPattern, Policy, PolicySettings,
+    Request, Requirement, Rule, TokenRule,
+};
 
 use crate::claims::Claims;
 use crate::error::AuthError;

@@ -14,7 +14,7 @@ use crate::bearer::BearerToken;
 use crate::config::Config;
 use crate::error::AuthError;
 use crate::metrics::Metrics;
-use crate::policy::{Action, Policy, REQUIRED_SCOPES_KEY, granted_scopes};
+use crate::policy::{self, Action, Policy, REQUIRED_SCOPES_KEY, TokenRule, granted_scopes};
 use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
 use crate::proto::google::rpc;
 use crate::proto::{
@@ -23,7 +23,7 @@ use crate::proto::{
 };
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
-use crate::verify::{TokenFacts, Verified, Verifier};
+use crate::verify::{TokenFacts, Verified, Verifier, accept_audience};
 
 /// What the decision log line carries besides the outcome.
 #[derive(Debug, Default)]
@@ -33,6 +33,18 @@ struct LogFields<'s> {
     /// The token's entry, when it verified now or earlier.
     entry: Option<Arc<CachedToken>>,
 }
+
+/// The token of one request, verified at most once however many rules (shadow and
+/// deciding) ask for it.
+type TokenOutcome = Option<Result<Arc<CachedToken>, AuthError>>;
+
+/// Method-override headers some frameworks obey; a request carrying one could be read as
+/// either method.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Settings the Check path reads on every request.
 #[derive(Debug, Clone)]
@@ -61,6 +73,8 @@ enum Allowed {
     Token(Arc<CachedToken>),
     /// A route open to anonymous requests.
     Anonymous,
+    /// A CORS preflight let through without a token.
+    Preflight,
 }
 
 impl AuthzService {
@@ -73,6 +87,11 @@ impl AuthzService {
         let metrics = Arc::new(Metrics::new(
             verifier.caches().cloned().collect(),
             cache.clone(),
+            settings
+                .policy
+                .shadow_rules()
+                .map(|r| r.name.clone())
+                .collect(),
         ));
         AuthzService {
             verifier,
@@ -119,27 +138,82 @@ impl AuthzService {
         let context_scopes = attributes
             .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
             .map(String::as_str);
-        let (method, host, path) = http.map_or(("", "", ""), |h| {
-            (h.method.as_str(), h.host.as_str(), h.path.as_str())
-        });
-        let requirement = self
-            .settings
-            .policy
-            .requirement(method, host, path, context_scopes);
+        let view = request_view(http);
+        let requirement = self.settings.policy.requirement(&view, context_scopes);
         log.rule = requirement.rule;
-        let scopes = match requirement.action.as_ref() {
+        let mut token: TokenOutcome = None;
+        for shadow in &requirement.shadows {
+            let outcome = self.evaluate(&shadow.action, http, &mut token, log).await;
+            self.metrics
+                .record_shadow(&shadow.name, outcome.as_ref().err());
+            log_shadow(&shadow.name, &outcome);
+        }
+        if let Some(why) = requirement.ambiguity {
+            return Err(AuthError::AmbiguousRequest(why.reason()));
+        }
+        self.evaluate(&requirement.action, http, &mut token, log)
+            .await
+    }
+
+    /// What `action` gives this request. The token is read and verified only when the
+    /// action needs it, and only once per request (`token` keeps the outcome).
+    async fn evaluate(
+        &self,
+        action: &Action,
+        http: Option<&HttpRequest>,
+        token: &mut TokenOutcome,
+        log: &mut LogFields<'_>,
+    ) -> Result<Allowed, AuthError> {
+        let rule = match action {
             Action::Deny => return Err(AuthError::RouteDenied),
             Action::Anonymous => return Ok(Allowed::Anonymous),
-            Action::Token(scopes) => scopes,
+            Action::Preflight => return Ok(Allowed::Preflight),
+            Action::Token(rule) => rule,
         };
+        let entry = match token {
+            Some(outcome) => outcome.clone(),
+            None => {
+                let outcome = self.token_entry(http, log).await;
+                *token = Some(outcome.clone());
+                outcome
+            }
+        }?;
+        self.check_route(&entry, rule)?;
+        Ok(Allowed::Token(entry))
+    }
+
+    /// The request's token, verified (or found in the cache).
+    async fn token_entry(
+        &self,
+        http: Option<&HttpRequest>,
+        log: &mut LogFields<'_>,
+    ) -> Result<Arc<CachedToken>, AuthError> {
         let token = BearerToken::from_header_values(
             authorization_values(http),
             self.settings.max_header_bytes,
         )?;
         let entry = self.verified_entry(token, log).await?;
         log.entry = Some(Arc::clone(&entry));
-        scopes.check_granted(entry.scopes())?;
-        Ok(Allowed::Token(entry))
+        Ok(entry)
+    }
+
+    /// Checks a verified token against the route it is used on, whether it verified now or
+    /// came from the cache: issuers, audiences, scopes, claim conditions, in that order.
+    fn check_route(&self, entry: &CachedToken, rule: &TokenRule) -> Result<(), AuthError> {
+        if !rule.issuers.is_empty() && !rule.issuers.iter().any(|i| i == entry.iss()) {
+            return Err(AuthError::WrongIssuer);
+        }
+        let accepted = match &rule.audiences {
+            Some(audiences) => audiences.as_slice(),
+            None => self.verifier.audiences(entry.iss()).unwrap_or_default(),
+        };
+        accept_audience(entry.audiences(), accepted)?;
+        rule.scopes.check_granted(entry.scopes())?;
+        let conditions = rule.first_condition..rule.first_condition + rule.conditions.len();
+        if !conditions.into_iter().all(|i| entry.condition(i)) {
+            return Err(AuthError::ClaimsNotSatisfied);
+        }
+        Ok(())
     }
 
     /// The entry of a token that verifies: from the cache when it holds one that is still
@@ -191,6 +265,13 @@ impl AuthzService {
             scopes: granted_scopes(claims, &self.settings.scope_claims).collect(),
             payload: upstream.forward_payload_header.is_some().then_some(payload),
             header_values: upstream.header_values(claims),
+            audiences: verified.audiences.iter().map(String::as_str).collect(),
+            conditions: self
+                .settings
+                .policy
+                .conditions()
+                .map(|c| c.holds(claims))
+                .collect(),
             metadata: upstream.metadata(claims),
         })
     }
@@ -202,7 +283,7 @@ impl AuthzService {
                 upstream.mutations(|i| entry.header_value(i), entry.payload()),
                 entry.metadata.as_deref().cloned(),
             ),
-            Allowed::Anonymous => (upstream.for_anonymous(), None),
+            Allowed::Anonymous | Allowed::Preflight => (upstream.for_anonymous(), None),
         };
         let ok = OkHttpResponse {
             headers: mutations.set.iter().map(|(k, v)| header(k, v)).collect(),
@@ -279,6 +360,45 @@ impl Authorization for AuthzService {
     }
 }
 
+/// The parts of the request that select a rule.
+fn request_view(http: Option<&HttpRequest>) -> policy::Request<'_> {
+    let Some(h) = http else {
+        return policy::Request::default();
+    };
+    let preflight_method =
+        header_value(h, "origin").and_then(|_| header_value(h, "access-control-request-method"));
+    let method_override = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .find_map(|name| header_value(h, name));
+    policy::Request {
+        method: &h.method,
+        host: &h.host,
+        path: &h.path,
+        preflight_method,
+        method_override,
+    }
+}
+
+/// A header's value from `headers` (lower-case keys) or, when Envoy sent raw headers,
+/// from `header_map`.
+fn header_value<'r>(http: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    if let Some(v) = http.headers.get(name) {
+        return Some(v);
+    }
+    http.header_map
+        .as_ref()?
+        .headers
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case(name))
+        .and_then(|h| {
+            if h.raw_value.is_empty() {
+                Some(h.value.as_str())
+            } else {
+                std::str::from_utf8(&h.raw_value).ok()
+            }
+        })
+}
+
 /// Every `authorization` value Envoy forwarded: from `headers` (lower-case keys, repeats
 /// joined by a comma) and from `header_map` (raw headers, repeats kept apart).
 fn authorization_values(http: Option<&HttpRequest>) -> impl Iterator<Item = &[u8]> {
@@ -331,7 +451,7 @@ fn log_decision(
     let method = http.map_or("", |h| h.method.as_str());
     let path = http.map_or("", |h| h.path.split('?').next().unwrap_or(""));
     let latency_us = elapsed.as_micros() as u64;
-    let rule = fields.rule;
+    let rule = fields.rule.unwrap_or(DEFAULT_RULE);
     // Verified facts when the token verified; else the unverified ones, for debugging.
     let (kid, iss) = match &fields.entry {
         Some(entry) => (entry.kid(), Some(entry.iss())),
@@ -346,9 +466,25 @@ fn log_decision(
         Ok(Allowed::Anonymous) => {
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, anonymous = true, latency_us);
         }
+        Ok(Allowed::Preflight) => {
+            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, preflight = true, latency_us);
+        }
         Err(error) => {
             let code = error.code().as_str();
             tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
+        }
+    }
+}
+
+/// The rule name logged for a request that matched no rule.
+const DEFAULT_RULE: &str = "default";
+
+/// The would-be decision of a shadow rule: logged, never sent.
+fn log_shadow(rule: &str, outcome: &Result<Allowed, AuthError>) {
+    match outcome {
+        Ok(_) => tracing::info!(shadow = true, rule, decision = "allow", code = "ok"),
+        Err(error) => {
+            tracing::info!(shadow = true, rule, decision = "deny", code = error.code().as_str(), reason = %error)
         }
     }
 }

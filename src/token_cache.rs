@@ -38,9 +38,14 @@ pub struct CachedToken {
     pub nbf: Option<u64>,
     pub leeway_ms: u64,
     /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
-    /// it is forwarded, then one value per configured claim header. Empty means absent.
+    /// it is forwarded, one value per configured claim header, then the audiences. Empty
+    /// means absent.
     text: Box<str>,
     ends: Box<[u32]>,
+    /// Index in `ends` of the first audience.
+    first_audience: u32,
+    /// Bit `i` is set when the policy's condition `i` holds for the token's claims.
+    conditions: Box<[u64]>,
     pub metadata: Option<Box<prost_types::Struct>>,
 }
 
@@ -66,6 +71,10 @@ pub struct EntryParts<'a> {
     pub scopes: Vec<&'a str>,
     pub payload: Option<&'a str>,
     pub header_values: Vec<Option<String>>,
+    /// The token's `aud` values.
+    pub audiences: Vec<&'a str>,
+    /// Whether each of the policy's claim conditions holds, in policy order.
+    pub conditions: Vec<bool>,
     pub metadata: Option<prost_types::Struct>,
 }
 
@@ -93,9 +102,12 @@ impl CachedToken {
                 .header_values
                 .iter()
                 .map(|v| v.as_deref().unwrap_or("")),
-        );
+        )
+        .chain(parts.audiences.iter().copied());
+        let first_audience = u32::try_from(HEADERS + parts.header_values.len()).unwrap_or(u32::MAX);
         let mut text = String::new();
-        let mut ends = Vec::with_capacity(HEADERS + parts.header_values.len());
+        let mut ends =
+            Vec::with_capacity(HEADERS + parts.header_values.len() + parts.audiences.len());
         for field in fields {
             text.push_str(field);
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
@@ -108,6 +120,8 @@ impl CachedToken {
             leeway_ms: parts.leeway_ms,
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
+            first_audience,
+            conditions: bits(&parts.conditions),
             metadata: parts.metadata.map(Box::new),
         }
     }
@@ -149,7 +163,22 @@ impl CachedToken {
 
     /// The value of the `i`-th configured claim header.
     pub fn header_value(&self, i: usize) -> Option<&str> {
+        if HEADERS + i >= self.first_audience as usize {
+            return None;
+        }
         self.optional(HEADERS + i)
+    }
+
+    /// The token's audiences.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        (self.first_audience as usize..self.ends.len()).map(|i| self.field(i))
+    }
+
+    /// Whether the policy's claim condition `i` holds for the token.
+    pub fn condition(&self, i: usize) -> bool {
+        self.conditions
+            .get(i / 64)
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
     }
 
     /// Whether `exp` and `nbf` still hold at `now_ms` (Unix milliseconds, leeway
@@ -170,6 +199,14 @@ impl std::fmt::Debug for CachedToken {
             .field("nbf", &self.nbf)
             .finish_non_exhaustive()
     }
+}
+
+fn bits(flags: &[bool]) -> Box<[u64]> {
+    let mut words = vec![0u64; flags.len().div_ceil(64)];
+    for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f) {
+        words[i / 64] |= 1 << (i % 64);
+    }
+    words.into_boxed_slice()
 }
 
 /// A bounded map from token hash to [`CachedToken`].
@@ -275,6 +312,8 @@ mod tests {
             scopes: Vec::new(),
             payload: None,
             header_values: Vec::new(),
+            audiences: vec!["api"],
+            conditions: Vec::new(),
             metadata: None,
         }
     }
@@ -302,6 +341,26 @@ mod tests {
         assert_eq!(e.header_value(1), None);
         assert_eq!(e.header_value(2), Some("v3"));
         assert_eq!(e.header_value(3), None);
+        assert_eq!(e.audiences().collect::<Vec<_>>(), ["api"]);
+    }
+
+    #[test]
+    fn audiences_and_conditions_round_trip() {
+        let mut flags = vec![false; 130];
+        flags[0] = true;
+        flags[64] = true;
+        flags[129] = true;
+        let e = CachedToken::new(EntryParts {
+            audiences: vec!["a", "", "https://b"],
+            conditions: flags,
+            header_values: vec![Some("h".into())],
+            ..parts(10)
+        });
+        assert_eq!(e.audiences().collect::<Vec<_>>(), ["a", "", "https://b"]);
+        assert_eq!(e.header_value(0), Some("h"));
+        assert_eq!(e.header_value(1), None);
+        let held: Vec<usize> = (0..200).filter(|&i| e.condition(i)).collect();
+        assert_eq!(held, [0, 64, 129]);
     }
 
     #[test]

@@ -103,12 +103,17 @@ impl UpstreamConfig {
         m
     }
 
-    /// Mutations for a request allowed without a token: every identity header removed.
+    /// Mutations for a request allowed without a token: every identity header removed,
+    /// and `authorization` too when it is stripped (an unverified token must not reach
+    /// the upstream either).
     pub fn for_anonymous(&self) -> Mutations<'_> {
         let mut m = Mutations::default();
         m.remove
             .extend(self.claim_headers.iter().map(|c| c.header.as_str()));
         m.remove.extend(self.forward_payload_header.as_deref());
+        if self.strip_authorization {
+            m.remove.push("authorization");
+        }
         m
     }
 }
@@ -252,7 +257,8 @@ mod tests {
                 "x-jwt-org",
                 "x-jwt-roles",
                 "x-jwt-email",
-                "x-jwt-payload"
+                "x-jwt-payload",
+                "authorization"
             ]
         );
         assert!(m.set.is_empty());

@@ -78,6 +78,9 @@ pub struct Verified {
     pub leeway_ms: u64,
     /// Where the payload segment sits in the token.
     pub payload: Range<usize>,
+    /// The token's `aud` values. Verification does not judge them: the route does, against
+    /// its own audiences or the issuer's ([`Verifier::audiences`], [`accept_audience`]).
+    pub audiences: Vec<String>,
 }
 
 /// Whether a token expiring at `exp` (Unix seconds) is still valid at `now_ms` (Unix
@@ -157,6 +160,11 @@ impl Verifier {
         }
     }
 
+    /// The audiences `iss` accepts, when it is a configured issuer.
+    pub fn audiences(&self, iss: &str) -> Option<&[String]> {
+        self.issuers.get(iss).map(|i| i.config.audiences.as_slice())
+    }
+
     /// The clock verification reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -167,8 +175,9 @@ impl Verifier {
         self.issuers.values().map(|i| &i.jwks)
     }
 
-    /// Verifies `token`. `facts` is filled with the unverified `kid` and `iss` as soon as
-    /// they are known, for the decision log.
+    /// Verifies `token`: header, key, signature, `exp`, `nbf`, `iss`, and the shape of
+    /// `aud` (which audiences are accepted is a route decision). `facts` is filled with the
+    /// unverified `kid` and `iss` as soon as they are known, for the decision log.
     pub async fn verify(
         &self,
         token: BearerToken<'_>,
@@ -222,9 +231,12 @@ impl Verifier {
             return Err(AuthError::BadSignature);
         }
 
-        let dates = check_claims(&claims, &issuer.config, self.clock.now_millis())?;
+        let (dates, audiences) =
+            check_registered_claims(&claims, &issuer.config, self.clock.now_millis())?;
+        let audiences = audiences.into_iter().map(str::to_owned).collect();
         let payload_start = header_b64.len() + 1;
         Ok(Verified {
+            audiences,
             claims,
             kid: facts.kid.clone(),
             alg,
@@ -279,8 +291,9 @@ fn is_access_token_type(typ: Option<&str>) -> bool {
     })
 }
 
-/// The validity window a token's claims state, in Unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a token's registered claims say, once checked: its validity window (Unix
+/// seconds) and its audiences.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dates {
     pub exp: u64,
     pub nbf: Option<u64>,
@@ -293,6 +306,19 @@ pub fn check_claims(
     issuer: &IssuerConfig,
     now_ms: u64,
 ) -> Result<Dates, AuthError> {
+    let (dates, audiences) = check_registered_claims(claims, issuer, now_ms)?;
+    accept_audience(audiences.iter().copied(), &issuer.audiences)?;
+    Ok(dates)
+}
+
+/// Checks `exp`, `nbf` and `iss`, and that `aud` is a string or an array of strings;
+/// returns the dates and the audiences. Which audiences are accepted is the route's
+/// choice ([`accept_audience`]).
+fn check_registered_claims<'c>(
+    claims: &'c Claims,
+    issuer: &IssuerConfig,
+    now_ms: u64,
+) -> Result<(Dates, Vec<&'c str>), AuthError> {
     let leeway_ms = issuer.leeway_millis();
     let exp = claims
         .get("exp")
@@ -308,24 +334,30 @@ pub fn check_claims(
     if !after_not_before(nbf, leeway_ms, now_ms) {
         return Err(AuthError::NotYetValid);
     }
-    let dates = Dates { exp, nbf };
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(AuthError::WrongIssuer);
     }
-    let accepted = |aud: &str| issuer.audiences.iter().any(|a| a == aud);
-    match claims.get("aud") {
-        Some(Value::String(aud)) if accepted(aud) => Ok(dates),
-        Some(Value::String(_)) => Err(AuthError::WrongAudience),
-        Some(Value::Array(auds)) => {
-            if auds.iter().any(|a| !a.is_string()) {
-                Err(AuthError::MissingClaim)
-            } else if auds.iter().filter_map(Value::as_str).any(accepted) {
-                Ok(dates)
-            } else {
-                Err(AuthError::WrongAudience)
-            }
-        }
-        _ => Err(AuthError::MissingClaim),
+    let audiences = match claims.get("aud") {
+        Some(Value::String(aud)) => vec![aud.as_str()],
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<Vec<&str>>>()
+            .ok_or(AuthError::MissingClaim)?,
+        _ => return Err(AuthError::MissingClaim),
+    };
+    Ok((Dates { exp, nbf }, audiences))
+}
+
+/// Passes when one of the token's `audiences` is `accepted`.
+pub fn accept_audience<'a>(
+    mut audiences: impl Iterator<Item = &'a str>,
+    accepted: &[String],
+) -> Result<(), AuthError> {
+    if audiences.any(|aud| accepted.iter().any(|a| a == aud)) {
+        Ok(())
+    } else {
+        Err(AuthError::WrongAudience)
     }
 }
 

@@ -23,6 +23,12 @@ pub struct FileConfig {
     pub issuers: Vec<FileIssuer>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// `deny` or `authenticated`: what a request matching no rule gets.
+    pub default_action: Option<String>,
+    /// `allow` or `deny`: whether CORS preflights pass without a token.
+    pub cors_preflight: Option<String>,
+    /// `reject` or `strip`: what `;` path parameters do.
+    pub path_parameters: Option<String>,
     pub upstream: Option<FileUpstream>,
 }
 
@@ -77,6 +83,27 @@ pub struct FileRoute {
     pub scopes: Option<FileScopes>,
     pub allow_anonymous: Option<bool>,
     pub deny: Option<bool>,
+    /// Configured issuers admitted on the route.
+    pub issuers: Option<Vec<String>>,
+    /// Audiences replacing the issuer's on the route.
+    pub audiences: Option<Vec<String>>,
+    pub claims: Option<Vec<FileClaimCondition>>,
+    /// `allow` or `deny`, overriding the top-level `cors_preflight`.
+    pub cors_preflight: Option<String>,
+    /// `enforce` or `shadow`.
+    pub mode: Option<String>,
+}
+
+/// One claim condition: `claim` and exactly one operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClaimCondition {
+    pub claim: String,
+    pub equals: Option<serde_json::Value>,
+    pub contains: Option<serde_json::Value>,
+    pub contains_any: Option<Vec<serde_json::Value>>,
+    pub matches: Option<String>,
+    pub present: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,13 +1,70 @@
 //! Route rules and upstream mutations, parsed from the file into the types `policy` and
 //! `upstream` own. Each problem is recorded with its field path (`routes[2].path`).
 
-use super::file::{FileRoute, FileUpstream};
+use serde_json::Value;
+
+use super::file::{FileClaimCondition, FileConfig, FileRoute, FileUpstream};
 use super::values::parse_header_name;
 use super::{Errors, trimmed};
-use crate::policy::{Action, HostPattern, PathPattern, Policy, Rule, ScopeRule};
+use crate::policy::{
+    Action, ClaimCondition, ClaimTest, DefaultAction, HostPattern, Mode, PathParameters,
+    PathPattern, Policy, PolicySettings, Rule, ScopeRule, TokenRule,
+};
 use crate::upstream::{ClaimHeader, UpstreamConfig};
 
-pub(super) fn parse_routes(e: &mut Errors, routes: Vec<FileRoute>) -> Policy {
+/// The policy-wide settings from the file's top level.
+pub(super) fn parse_policy_settings(e: &mut Errors, file: &FileConfig) -> PolicySettings {
+    let default_action = file.default_action.as_deref().and_then(|v| {
+        e.check(
+            "default_action",
+            match v {
+                "deny" => Ok(DefaultAction::Deny),
+                "authenticated" => Ok(DefaultAction::Authenticated),
+                other => Err(format!("`{other}` is not deny or authenticated")),
+            },
+        )
+    });
+    let cors_preflight = file
+        .cors_preflight
+        .as_deref()
+        .and_then(|v| e.check("cors_preflight", allow_or_deny(v)))
+        .unwrap_or(false);
+    let path_parameters = file
+        .path_parameters
+        .as_deref()
+        .and_then(|v| {
+            e.check(
+                "path_parameters",
+                match v {
+                    "reject" => Ok(PathParameters::Reject),
+                    "strip" => Ok(PathParameters::Strip),
+                    other => Err(format!("`{other}` is not reject or strip")),
+                },
+            )
+        })
+        .unwrap_or_default();
+    PolicySettings {
+        default_action,
+        cors_preflight,
+        path_parameters,
+    }
+}
+
+fn allow_or_deny(value: &str) -> Result<bool, String> {
+    match value {
+        "allow" => Ok(true),
+        "deny" => Ok(false),
+        other => Err(format!("`{other}` is not allow or deny")),
+    }
+}
+
+/// The route table. `issuers` are the configured issuers a rule's `issuers` may name.
+pub(super) fn parse_routes(
+    e: &mut Errors,
+    routes: Vec<FileRoute>,
+    settings: PolicySettings,
+    issuers: &[&str],
+) -> Policy {
     let mut rules = Vec::new();
     for (i, route) in routes.into_iter().enumerate() {
         let field = |name: &str| format!("routes[{i}].{name}");
@@ -17,6 +74,7 @@ pub(super) fn parse_routes(e: &mut Errors, routes: Vec<FileRoute>) -> Policy {
             .and_then(|h| e.check(&field("host"), HostPattern::parse(h)));
         let methods: Vec<String> = route
             .methods
+            .as_deref()
             .unwrap_or_default()
             .iter()
             .map(|m| m.trim().to_ascii_uppercase())
@@ -38,44 +96,182 @@ pub(super) fn parse_routes(e: &mut Errors, routes: Vec<FileRoute>) -> Policy {
         };
         let anonymous = route.allow_anonymous.unwrap_or(false);
         let deny = route.deny.unwrap_or(false);
-        let action = match (anonymous, deny, route.scopes) {
-            (true, false, None) => Some(Action::Anonymous),
-            (false, true, None) => Some(Action::Deny),
-            (false, false, None) => Some(Action::Token(ScopeRule::None)),
-            (false, false, Some(scopes)) => match (scopes.all_of, scopes.any_of) {
-                (Some(all), None) if !trimmed(&all).is_empty() => {
-                    Some(Action::Token(ScopeRule::AllOf(trimmed(&all))))
-                }
-                (None, Some(any)) if !trimmed(&any).is_empty() => {
-                    Some(Action::Token(ScopeRule::AnyOf(trimmed(&any))))
-                }
-                _ => {
-                    e.push(
-                        &field("scopes"),
-                        "give a non-empty `all_of` or `any_of`, not both",
-                    );
-                    None
-                }
-            },
+        let token_keys = route.scopes.is_some()
+            || route.issuers.is_some()
+            || route.audiences.is_some()
+            || route.claims.is_some();
+        let action = match (anonymous, deny, token_keys) {
+            (true, false, false) => Some(Action::Anonymous),
+            (false, true, false) => Some(Action::Deny),
+            (false, false, _) => parse_token_rule(e, i, &route, issuers).map(Action::Token),
             _ => {
                 e.push(
                     &field("allow_anonymous"),
-                    "`allow_anonymous`, `deny` and `scopes` exclude each other",
+                    "`allow_anonymous`, `deny` and the token keys (`scopes`, `issuers`, `audiences`, `claims`) exclude each other",
                 );
                 None
             }
         };
-        if let (Some(path), Some(action)) = (path, action) {
+        let mode = match route.mode.as_deref() {
+            None | Some("enforce") => Some(Mode::Enforce),
+            Some("shadow") => Some(Mode::Shadow),
+            Some(other) => {
+                e.push(
+                    &field("mode"),
+                    format!("`{other}` is not enforce or shadow"),
+                );
+                None
+            }
+        };
+        let cors_preflight = route
+            .cors_preflight
+            .as_deref()
+            .and_then(|v| e.check(&field("cors_preflight"), allow_or_deny(v)));
+        let name = route.name.unwrap_or_else(|| format!("routes[{i}]"));
+        if rules.iter().any(|r: &Rule| r.name == name) {
+            e.push(&field("name"), format!("`{name}` names two rules"));
+        }
+        if let (Some(path), Some(action), Some(mode)) = (path, action, mode) {
             rules.push(Rule {
-                name: route.name.unwrap_or_else(|| format!("routes[{i}]")),
+                name,
                 host,
                 methods,
                 path,
                 action,
+                mode,
+                cors_preflight,
             });
         }
     }
-    Policy::new(rules)
+    Policy::with_settings(rules, settings)
+}
+
+/// The token requirements of rule `i`: scopes, issuers, audiences and claim conditions.
+fn parse_token_rule(
+    e: &mut Errors,
+    i: usize,
+    route: &FileRoute,
+    issuers: &[&str],
+) -> Option<TokenRule> {
+    let field = |name: &str| format!("routes[{i}].{name}");
+    let scopes = match &route.scopes {
+        None => Some(ScopeRule::None),
+        Some(scopes) => match (&scopes.all_of, &scopes.any_of) {
+            (Some(all), None) if !trimmed(all).is_empty() => Some(ScopeRule::AllOf(trimmed(all))),
+            (None, Some(any)) if !trimmed(any).is_empty() => Some(ScopeRule::AnyOf(trimmed(any))),
+            _ => {
+                e.push(
+                    &field("scopes"),
+                    "give a non-empty `all_of` or `any_of`, not both",
+                );
+                None
+            }
+        },
+    };
+    let route_issuers = trimmed(route.issuers.as_deref().unwrap_or_default());
+    if route.issuers.is_some() && route_issuers.is_empty() {
+        e.push(
+            &field("issuers"),
+            "list at least one issuer, or leave it out",
+        );
+    }
+    for (j, issuer) in route_issuers.iter().enumerate() {
+        if !issuers.contains(&issuer.as_str()) {
+            e.push(
+                &field(&format!("issuers[{j}]")),
+                format!("`{issuer}` is not a configured issuer"),
+            );
+        }
+    }
+    let audiences = route.audiences.as_deref().map(trimmed);
+    if audiences.as_ref().is_some_and(Vec::is_empty) {
+        e.push(
+            &field("audiences"),
+            "list at least one audience, or leave it out",
+        );
+    }
+    let mut conditions = Vec::new();
+    for (j, condition) in route.claims.iter().flatten().enumerate() {
+        if let Some(c) = parse_condition(e, &field(&format!("claims[{j}]")), condition) {
+            conditions.push(c);
+        }
+    }
+    let failed = route
+        .claims
+        .as_ref()
+        .is_some_and(|c| c.len() != conditions.len());
+    if failed {
+        return None;
+    }
+    Some(TokenRule {
+        scopes: scopes?,
+        issuers: route_issuers,
+        audiences,
+        conditions,
+        first_condition: 0,
+    })
+}
+
+fn parse_condition(e: &mut Errors, field: &str, c: &FileClaimCondition) -> Option<ClaimCondition> {
+    let claim = c.claim.trim();
+    if claim.is_empty() || claim.split('.').any(str::is_empty) {
+        e.push(
+            &format!("{field}.claim"),
+            "must be a claim name or dot path",
+        );
+        return None;
+    }
+    let operators = [
+        c.equals.is_some(),
+        c.contains.is_some(),
+        c.contains_any.is_some(),
+        c.matches.is_some(),
+        c.present.is_some(),
+    ];
+    if operators.iter().filter(|o| **o).count() != 1 {
+        e.push(
+            field,
+            "give exactly one of `equals`, `contains`, `contains_any`, `matches`, `present`",
+        );
+        return None;
+    }
+    let scalar = |e: &mut Errors, name: &str, v: &Value| -> Option<Value> {
+        if matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            Some(v.clone())
+        } else {
+            e.push(
+                &format!("{field}.{name}"),
+                "must be a string, number or boolean",
+            );
+            None
+        }
+    };
+    let test = if let Some(v) = &c.equals {
+        ClaimTest::Equals(scalar(e, "equals", v)?)
+    } else if let Some(v) = &c.contains {
+        ClaimTest::Contains(scalar(e, "contains", v)?)
+    } else if let Some(values) = &c.contains_any {
+        if values.is_empty() {
+            e.push(&format!("{field}.contains_any"), "list at least one value");
+            return None;
+        }
+        let values: Option<Vec<Value>> = values
+            .iter()
+            .map(|v| scalar(e, "contains_any", v))
+            .collect();
+        ClaimTest::ContainsAny(values?)
+    } else if let Some(pattern) = &c.matches {
+        ClaimTest::Matches(e.check(
+            &format!("{field}.matches"),
+            ClaimCondition::pattern(pattern),
+        )?)
+    } else {
+        ClaimTest::Present(c.present?)
+    };
+    Some(ClaimCondition {
+        claim: claim.to_owned(),
+        test,
+    })
 }
 
 pub(super) fn parse_upstream(e: &mut Errors, file: FileUpstream) -> UpstreamConfig {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::jwks::JwksSource;
-use crate::policy::{Action, ScopeRule};
+use crate::policy::{Action, ScopeRule, TokenRule};
 use clap::Parser;
 use jsonwebtoken::Algorithm;
 
@@ -159,11 +159,16 @@ routes:
     assert_eq!(rules[1].methods, ["GET"]);
     assert_eq!(
         rules[1].action,
-        Action::Token(ScopeRule::AllOf(vec!["read:messages".into()]))
+        Action::Token(TokenRule::scopes(ScopeRule::AllOf(vec![
+            "read:messages".into()
+        ])))
     );
     assert_eq!(
         rules[2].action,
-        Action::Token(ScopeRule::AnyOf(vec!["admin".into(), "root".into()]))
+        Action::Token(TokenRule::scopes(ScopeRule::AnyOf(vec![
+            "admin".into(),
+            "root".into()
+        ])))
     );
     assert_eq!(rules[3].action, Action::Deny);
 }

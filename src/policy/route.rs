@@ -1,22 +1,95 @@
 //! Route rules: match a request's host, method and path, in order, to an [`Action`].
 //!
 //! Paths are matched exactly, by segment-aware prefix, or by pattern, where `{name}` or
-//! `*` stands for one non-empty segment and a final `**` for any rest. The query string is
-//! never part of the match.
+//! `*` stands for one non-empty segment and a final `**` for any rest. Rules see the path
+//! and host that [`super::request`] normalised, never the raw ones, and a request that
+//! could be read two ways (its path compared case-insensitively, or its method-override
+//! header, selects another rule) is refused rather than matched to either.
 
 use std::borrow::Cow;
 
 use super::ScopeRule;
+use super::condition::ClaimCondition;
+use super::request::{Ambiguity, PathParameters, normalize_host, normalize_path};
 
 /// What a matched rule asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// No token needed; identity headers are stripped.
     Anonymous,
     /// Refused whatever the token.
     Deny,
-    /// A valid token with these scopes.
-    Token(ScopeRule),
+    /// A valid token that satisfies these requirements.
+    Token(TokenRule),
+    /// A CORS preflight let through without a token; identity headers are stripped.
+    Preflight,
+}
+
+/// What a token must satisfy on a route, beyond a valid signature and dates.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRule {
+    pub scopes: ScopeRule,
+    /// Issuers admitted on this route (exact `iss`); empty admits every configured one.
+    pub issuers: Vec<String>,
+    /// Audiences accepted on this route, replacing the issuer's; `None` keeps the issuer's.
+    pub audiences: Option<Vec<String>>,
+    /// Claim conditions, all of which must hold.
+    pub conditions: Vec<ClaimCondition>,
+    /// Index of the first of [`TokenRule::conditions`] in the policy's condition list
+    /// ([`Policy::conditions`]); set by [`Policy::new`].
+    pub first_condition: usize,
+}
+
+impl TokenRule {
+    /// Only scopes, as Envoy's `required_scopes` context extension asks.
+    pub fn scopes(scopes: ScopeRule) -> TokenRule {
+        TokenRule {
+            scopes,
+            ..TokenRule::default()
+        }
+    }
+}
+
+impl PartialEq for Action {
+    /// Equal kinds with equal scopes, issuers, audiences and condition positions (patterns
+    /// have no equality of their own).
+    fn eq(&self, other: &Action) -> bool {
+        match (self, other) {
+            (Action::Anonymous, Action::Anonymous)
+            | (Action::Deny, Action::Deny)
+            | (Action::Preflight, Action::Preflight) => true,
+            (Action::Token(a), Action::Token(b)) => {
+                a.scopes == b.scopes
+                    && a.issuers == b.issuers
+                    && a.audiences == b.audiences
+                    && a.conditions.len() == b.conditions.len()
+                    && a.first_condition == b.first_condition
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Action {}
+
+/// Whether a rule decides or only reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The rule decides the requests it matches.
+    #[default]
+    Enforce,
+    /// The rule's would-be decision is logged and counted; the request gets what the rules
+    /// after it give.
+    Shadow,
+}
+
+/// What a request that matches no rule gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// 403 `access_denied`: the default once any route rule is configured.
+    Deny,
+    /// Any valid token: the default without route rules.
+    Authenticated,
 }
 
 /// A host to match, compared case-insensitively and without the port.
@@ -45,36 +118,108 @@ pub enum PathPattern {
 }
 
 /// One rule of the route table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    /// Name for logs; defaults to `routes[i]`.
+    /// Name for logs and metrics; defaults to `routes[i]`.
     pub name: String,
     pub host: Option<HostPattern>,
-    /// Upper-case methods; empty matches any.
+    /// Upper-case methods; empty matches any. `GET` also matches `HEAD`, which servers
+    /// answer with the `GET` handler.
     pub methods: Vec<String>,
     pub path: PathPattern,
     pub action: Action,
+    pub mode: Mode,
+    /// Whether CORS preflights matching this rule pass without a token; `None` follows the
+    /// policy's setting.
+    pub cors_preflight: Option<bool>,
+}
+
+impl Rule {
+    /// An enforcing rule with no host or method condition.
+    pub fn new(name: impl Into<String>, path: PathPattern, action: Action) -> Rule {
+        Rule {
+            name: name.into(),
+            host: None,
+            methods: Vec::new(),
+            path,
+            action,
+            mode: Mode::Enforce,
+            cors_preflight: None,
+        }
+    }
+}
+
+/// Policy-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicySettings {
+    /// `None`: [`DefaultAction::Deny`] with rules, [`DefaultAction::Authenticated`] without.
+    pub default_action: Option<DefaultAction>,
+    /// CORS preflights pass without a token (rules may override).
+    pub cors_preflight: bool,
+    pub path_parameters: PathParameters,
 }
 
 /// The ordered route table.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    default_action: DefaultAction,
+    settings: PolicySettings,
+    /// Some rule has a literal with an upper-case letter, or any rule at all: whether a
+    /// case-insensitive reading must be compared.
+    check_case: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy::new(Vec::new())
+    }
+}
+
+/// The parts of a request that select a rule, as Envoy forwarded them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// `:authority`, possibly with a port.
+    pub host: &'a str,
+    /// `:path`, with its query.
+    pub path: &'a str,
+    /// `access-control-request-method`, when the request also has an `origin` header.
+    pub preflight_method: Option<&'a str>,
+    /// The value of a method-override header (`x-http-method-override` and the like).
+    pub method_override: Option<&'a str>,
 }
 
 /// The outcome of matching a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement<'p> {
-    /// The matched rule's name, `None` when no rule matched.
+    /// The matched rule's name, `None` for the default.
     pub rule: Option<&'p str>,
     pub action: Cow<'p, Action>,
+    /// Why the request was refused as ambiguous.
+    pub ambiguity: Option<Ambiguity>,
+    /// Shadow rules that matched before the deciding one, in order.
+    pub shadows: Vec<&'p Rule>,
 }
 
-const DEFAULT_ACTION: Action = Action::Token(ScopeRule::None);
+/// The rule name logged for a request refused as ambiguous.
+pub const AMBIGUOUS_RULE: &str = "ambiguous-path";
+
+impl Requirement<'_> {
+    fn ambiguous(why: Ambiguity) -> Requirement<'static> {
+        Requirement {
+            rule: Some(AMBIGUOUS_RULE),
+            action: Cow::Owned(Action::Deny),
+            ambiguity: Some(why),
+            shadows: Vec::new(),
+        }
+    }
+}
 
 impl HostPattern {
     pub fn parse(value: &str) -> Result<HostPattern, String> {
         let host = value.trim().to_ascii_lowercase();
+        let host = host.strip_suffix('.').map(str::to_owned).unwrap_or(host);
         if host.is_empty() || host.contains(['/', ' ', ':']) {
             return Err(format!("`{value}` is not a host name (no scheme or port)"));
         }
@@ -88,12 +233,15 @@ impl HostPattern {
         }
     }
 
-    fn matches(&self, host: &str) -> bool {
+    /// Whether the pattern matches `host`. Ports are ignored; the Check path passes hosts
+    /// [`normalize_host`] has already lowered and stripped.
+    pub fn matches(&self, host: &str) -> bool {
         // Strip a port; IPv6 literals keep their brackets.
         let host = match host.rfind(':') {
             Some(i) if !host[i..].contains(']') => &host[..i],
             _ => host,
         };
+        let host = host.strip_suffix('.').unwrap_or(host);
         match self {
             HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
             HostPattern::Suffix(s) => {
@@ -114,6 +262,7 @@ impl PathPattern {
         if value.contains('?') || value.contains('#') {
             return Err(format!("`{value}`: query strings are not matched"));
         }
+        let value = &*normal_pattern(value)?;
         if !value.contains(['{', '}', '*']) {
             return Ok(PathPattern::Exact(value.to_owned()));
         }
@@ -154,15 +303,31 @@ impl PathPattern {
                 "`{value}`: a prefix is literal; use `path` for patterns"
             ));
         }
-        Ok(PathPattern::Prefix(value.to_owned()))
+        Ok(PathPattern::Prefix(normal_pattern(value)?.into_owned()))
     }
 
-    fn matches(&self, path: &str) -> bool {
+    /// Whether the pattern matches `path`, literals compared exactly.
+    pub fn matches(&self, path: &str) -> bool {
+        self.matches_with(path, false)
+    }
+
+    /// Whether the pattern matches `path`; with `fold`, literals are compared
+    /// case-insensitively (the reading of a server that ignores case).
+    fn matches_with(&self, path: &str, fold: bool) -> bool {
+        let eq = |a: &str, b: &str| {
+            if fold {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         match self {
             PathPattern::Any => true,
-            PathPattern::Exact(p) => path == p,
+            PathPattern::Exact(p) => eq(path, p),
             PathPattern::Prefix(p) => {
-                path.starts_with(p.as_str())
+                path.len() >= p.len()
+                    && path.is_char_boundary(p.len())
+                    && eq(&path[..p.len()], p)
                     && (p.ends_with('/')
                         || path.len() == p.len()
                         || path.as_bytes()[p.len()] == b'/')
@@ -180,7 +345,7 @@ impl PathPattern {
                             _ => return false,
                         },
                         Segment::Literal(l) => {
-                            if parts.next() != Some(l.as_str()) {
+                            if !parts.next().is_some_and(|p| eq(p, l)) {
                                 return false;
                             }
                         }
@@ -190,81 +355,224 @@ impl PathPattern {
             }
         }
     }
+    /// Whether any literal of the pattern has an upper-case letter.
+    fn has_upper_case(&self) -> bool {
+        let upper = |s: &str| s.bytes().any(|b| b.is_ascii_uppercase());
+        match self {
+            PathPattern::Any => false,
+            PathPattern::Exact(p) | PathPattern::Prefix(p) => upper(p),
+            PathPattern::Segments(s) => s
+                .iter()
+                .any(|s| matches!(s, Segment::Literal(l) if upper(l))),
+        }
+    }
+}
+
+/// A configured path in the form requests are matched in: escapes normalised, no
+/// trailing slash; refused when a request could never have that form (dot segments...).
+fn normal_pattern(value: &str) -> Result<Cow<'_, str>, String> {
+    normalize_path(value, PathParameters::Reject)
+        .map_err(|why| format!("`{value}` is not a normal path: {}", why.reason()))
 }
 
 impl Rule {
-    fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, host: &str, path: &str, fold: bool) -> bool {
         self.host.as_ref().is_none_or(|h| h.matches(host))
             && (self.methods.is_empty()
-                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-            && self.path.matches(path)
+                || self.methods.iter().any(|m| {
+                    m.eq_ignore_ascii_case(method)
+                        || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+                }))
+            && self.path.matches_with(path, fold)
+    }
+
+    /// Whether CORS preflights for this rule pass without a token.
+    fn allows_preflight(&self, policy: &PolicySettings) -> bool {
+        self.cors_preflight.unwrap_or(policy.cors_preflight)
     }
 }
 
 impl Policy {
+    /// The rules with the default settings.
     pub fn new(rules: Vec<Rule>) -> Policy {
-        Policy { rules }
+        Policy::with_settings(rules, PolicySettings::default())
+    }
+
+    /// The rules with `settings`; numbers every rule's claim conditions.
+    pub fn with_settings(mut rules: Vec<Rule>, settings: PolicySettings) -> Policy {
+        let mut next = 0;
+        for rule in &mut rules {
+            if let Action::Token(token) = &mut rule.action {
+                token.first_condition = next;
+                next += token.conditions.len();
+            }
+        }
+        let default_action = settings.default_action.unwrap_or(if rules.is_empty() {
+            DefaultAction::Authenticated
+        } else {
+            DefaultAction::Deny
+        });
+        let check_case = rules.iter().any(|r| !matches!(r.path, PathPattern::Any));
+        Policy {
+            rules,
+            default_action,
+            settings,
+            check_case,
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
+    pub fn default_action(&self) -> DefaultAction {
+        self.default_action
+    }
+
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
+    }
+
+    /// Every rule's claim conditions, in rule order: a token's cache entry records which
+    /// of them hold, by this position.
+    pub fn conditions(&self) -> impl Iterator<Item = &ClaimCondition> {
+        self.rules.iter().flat_map(|r| match &r.action {
+            Action::Token(t) => t.conditions.as_slice(),
+            _ => &[],
+        })
+    }
+
+    /// Shadow rules, in order: metrics count their would-be decisions by this position.
+    pub fn shadow_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.mode == Mode::Shadow)
+    }
+
+    fn default_requirement(&self) -> Requirement<'_> {
+        let action = match self.default_action {
+            DefaultAction::Deny => Action::Deny,
+            DefaultAction::Authenticated => Action::Token(TokenRule::default()),
+        };
+        Requirement {
+            rule: None,
+            action: Cow::Owned(action),
+            ambiguity: None,
+            shadows: Vec::new(),
+        }
+    }
+
     /// What a request needs. `context_scopes` is Envoy's `required_scopes` context
     /// extension, which wins over the rules when present.
     pub fn requirement<'p>(
         &'p self,
-        method: &str,
-        host: &str,
-        path: &str,
+        request: &Request<'_>,
         context_scopes: Option<&str>,
     ) -> Requirement<'p> {
+        let preflight = request
+            .preflight_method
+            .filter(|_| request.method.eq_ignore_ascii_case("OPTIONS"));
         if let Some(scopes) = context_scopes {
+            let action = if preflight.is_some() && self.settings.cors_preflight {
+                Action::Preflight
+            } else {
+                Action::Token(TokenRule::scopes(ScopeRule::from_context_extension(scopes)))
+            };
             return Requirement {
                 rule: None,
-                action: Cow::Owned(Action::Token(ScopeRule::from_context_extension(scopes))),
+                action: Cow::Owned(action),
+                ambiguity: None,
+                shadows: Vec::new(),
             };
         }
         if self.rules.is_empty() {
-            return Requirement {
-                rule: None,
-                action: Cow::Borrowed(&DEFAULT_ACTION),
-            };
+            let mut requirement = self.default_requirement();
+            if preflight.is_some() && self.settings.cors_preflight {
+                requirement.action = Cow::Owned(Action::Preflight);
+            }
+            return requirement;
         }
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        if is_ambiguous(path) {
-            // Dot segments and encoded separators could make an upstream that normalises
-            // paths serve another route than the one matched here: refuse them outright.
-            return Requirement {
-                rule: Some("ambiguous-path"),
-                action: Cow::Owned(Action::Deny),
-            };
-        }
-        for rule in &self.rules {
-            if rule.matches(method, host, path) {
-                return Requirement {
-                    rule: Some(&rule.name),
-                    action: Cow::Borrowed(&rule.action),
-                };
+        let (host, path) = match (
+            normalize_host(request.host),
+            normalize_path(request.path, self.settings.path_parameters),
+        ) {
+            (Ok(host), Ok(path)) => (host, path),
+            (Err(why), _) | (_, Err(why)) => return Requirement::ambiguous(why),
+        };
+        // A preflight is matched as the request it announces; where that rule (or the
+        // default) does not let preflights through, it is an ordinary OPTIONS request.
+        if let Some(announced) = preflight {
+            let requirement = self.matched(request, announced, &host, &path, true);
+            if requirement.action.as_ref() == &Action::Preflight || requirement.ambiguity.is_some()
+            {
+                return requirement;
             }
         }
-        Requirement {
-            rule: None,
-            action: Cow::Borrowed(&DEFAULT_ACTION),
-        }
+        self.matched(request, request.method, &host, &path, false)
     }
-}
 
-/// Whether a path holds dot segments, encoded dots or slashes, backslashes or empty
-/// segments, any of which an upstream might resolve to a different path.
-fn is_ambiguous(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains('\\')
-        || lower.contains("//")
-        || lower.split('/').any(|s| s == "." || s == "..")
+    /// The requirement of the rule that `method`, `host` and `path` select, refused when
+    /// another reading of the request selects another rule. With `preflight`, a rule that
+    /// lets preflights through answers [`Action::Preflight`].
+    fn matched<'p>(
+        &'p self,
+        request: &Request<'_>,
+        method: &str,
+        host: &str,
+        path: &str,
+        preflight: bool,
+    ) -> Requirement<'p> {
+        let deciding = self.first_enforcing(method, host, path, false);
+        if self.check_case
+            && (path.bytes().any(|b| b.is_ascii_uppercase())
+                || self.rules.iter().any(|r| r.path.has_upper_case()))
+            && self.first_enforcing(method, host, path, true) != deciding
+        {
+            return Requirement::ambiguous(Ambiguity::Case);
+        }
+        if let Some(other) = request
+            .method_override
+            .filter(|m| !m.eq_ignore_ascii_case(method))
+            && self.first_enforcing(other, host, path, false) != deciding
+        {
+            return Requirement::ambiguous(Ambiguity::MethodOverride);
+        }
+        let end = deciding.unwrap_or(self.rules.len());
+        let shadows = self.rules[..end]
+            .iter()
+            .filter(|r| r.mode == Mode::Shadow && r.matches(method, host, path, false))
+            .collect();
+        let mut requirement = match deciding {
+            Some(i) => {
+                let rule = &self.rules[i];
+                let action = if preflight && rule.allows_preflight(&self.settings) {
+                    Cow::Owned(Action::Preflight)
+                } else {
+                    Cow::Borrowed(&rule.action)
+                };
+                Requirement {
+                    rule: Some(&rule.name),
+                    action,
+                    ambiguity: None,
+                    shadows: Vec::new(),
+                }
+            }
+            None => {
+                let mut requirement = self.default_requirement();
+                if preflight && self.settings.cors_preflight {
+                    requirement.action = Cow::Owned(Action::Preflight);
+                }
+                requirement
+            }
+        };
+        requirement.shadows = shadows;
+        requirement
+    }
+
+    /// Index of the first enforcing rule that matches.
+    fn first_enforcing(&self, method: &str, host: &str, path: &str, fold: bool) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|r| r.mode == Mode::Enforce && r.matches(method, host, path, fold))
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,47 @@
 use super::*;
 
 fn rule(path: PathPattern, action: Action) -> Rule {
-    Rule {
-        name: "r".into(),
-        host: None,
-        methods: vec![],
+    Rule::new("r", path, action)
+}
+
+fn named(name: &str, path: PathPattern, action: Action) -> Rule {
+    Rule::new(name, path, action)
+}
+
+fn prefix(p: &str) -> PathPattern {
+    PathPattern::parse_prefix(p).unwrap()
+}
+
+fn token(scopes: &[&str]) -> Action {
+    Action::Token(TokenRule::scopes(if scopes.is_empty() {
+        ScopeRule::None
+    } else {
+        ScopeRule::AllOf(scopes.iter().map(|s| (*s).to_owned()).collect())
+    }))
+}
+
+fn get<'a>(host: &'a str, path: &'a str) -> Request<'a> {
+    Request {
+        method: "GET",
+        host,
         path,
-        action,
+        ..Request::default()
     }
+}
+
+fn with_default(rules: Vec<Rule>, default_action: DefaultAction) -> Policy {
+    Policy::with_settings(
+        rules,
+        PolicySettings {
+            default_action: Some(default_action),
+            ..PolicySettings::default()
+        },
+    )
+}
+
+/// The name of the rule that decides `request`, `"default"` or `"ambiguous-path"`.
+fn decided<'p>(policy: &'p Policy, request: &Request<'_>) -> &'p str {
+    policy.requirement(request, None).rule.unwrap_or("default")
 }
 
 fn pattern(p: &str) -> PathPattern {
@@ -68,56 +102,51 @@ fn hosts_match_without_port_and_case() {
 
 #[test]
 fn first_matching_rule_wins_and_query_is_ignored() {
-    let policy = Policy::new(vec![
-        rule(
-            PathPattern::parse_prefix("/api/public").unwrap(),
-            Action::Anonymous,
-        ),
-        rule(PathPattern::parse_prefix("/api").unwrap(), Action::Deny),
-    ]);
-    let r = policy.requirement("GET", "h", "/api/public?x=/admin", None);
+    let policy = with_default(
+        vec![
+            rule(prefix("/api/public"), Action::Anonymous),
+            rule(prefix("/api"), Action::Deny),
+        ],
+        DefaultAction::Authenticated,
+    );
+    let r = policy.requirement(&get("h", "/api/public?x=/admin"), None);
     assert_eq!(*r.action, Action::Anonymous);
     assert_eq!(
-        *policy.requirement("GET", "h", "/api/admin", None).action,
+        *policy.requirement(&get("h", "/api/admin"), None).action,
         Action::Deny
     );
     assert_eq!(
-        *policy.requirement("GET", "h", "/other", None).action,
-        Action::Token(ScopeRule::None)
+        *policy.requirement(&get("h", "/other"), None).action,
+        token(&[])
     );
 }
 
 #[test]
 fn context_extension_wins_over_rules() {
     let policy = Policy::new(vec![rule(PathPattern::Any, Action::Deny)]);
-    let r = policy.requirement("GET", "h", "/x", Some("read:a"));
-    assert_eq!(
-        *r.action,
-        Action::Token(ScopeRule::AllOf(vec!["read:a".into()]))
-    );
+    let r = policy.requirement(&get("h", "/x"), Some("read:a"));
+    assert_eq!(*r.action, token(&["read:a"]));
 }
 
 #[test]
 fn methods_filter_rules() {
     let mut r = rule(PathPattern::Any, Action::Deny);
     r.methods = vec!["POST".into()];
-    let policy = Policy::new(vec![r]);
+    let policy = with_default(vec![r], DefaultAction::Authenticated);
+    let post = Request {
+        method: "post",
+        ..get("h", "/x")
+    };
+    assert_eq!(*policy.requirement(&post, None).action, Action::Deny);
     assert_eq!(
-        *policy.requirement("post", "h", "/x", None).action,
-        Action::Deny
-    );
-    assert_eq!(
-        *policy.requirement("GET", "h", "/x", None).action,
-        Action::Token(ScopeRule::None)
+        *policy.requirement(&get("h", "/x"), None).action,
+        token(&[])
     );
 }
 
 #[test]
 fn ambiguous_paths_are_denied_when_rules_exist() {
-    let policy = Policy::new(vec![rule(
-        PathPattern::parse_prefix("/api/public").unwrap(),
-        Action::Anonymous,
-    )]);
+    let policy = Policy::new(vec![rule(prefix("/api/public"), Action::Anonymous)]);
     for path in [
         "/api/public/../admin",
         "/api/public/%2e%2e/admin",
@@ -125,13 +154,257 @@ fn ambiguous_paths_are_denied_when_rules_exist() {
         "/api/public//x",
         "/api/public\\..\\admin",
         "/api/public/./x",
+        "/api/public/..;/admin",
+        "/api/public/.;/admin",
+        "/api/public/..;x=1/admin",
+        "/api/public/%2E%2e;/admin",
+        "/api/public;x",
+        "/api/public/%00",
+        "/api/public/%252e%252e/admin",
+    ] {
+        let r = policy.requirement(&get("h", path), None);
+        assert_eq!(*r.action, Action::Deny, "{path}");
+        assert_eq!(r.rule, Some(AMBIGUOUS_RULE), "{path}");
+        assert!(r.ambiguity.is_some(), "{path}");
+    }
+}
+
+#[test]
+fn requests_matching_no_rule_are_denied_once_rules_exist() {
+    let policy = Policy::new(vec![rule(prefix("/api/admin"), token(&["admin"]))]);
+    assert_eq!(policy.default_action(), DefaultAction::Deny);
+    let r = policy.requirement(&get("h", "/other"), None);
+    assert_eq!((r.rule, &*r.action), (None, &Action::Deny));
+    // Without rules a valid token is enough, as in the quickstart.
+    let open = Policy::new(Vec::new());
+    assert_eq!(open.default_action(), DefaultAction::Authenticated);
+    assert_eq!(
+        *open.requirement(&get("h", "/other"), None).action,
+        token(&[])
+    );
+    // An explicit default wins.
+    let explicit = with_default(
+        vec![rule(prefix("/a"), Action::Deny)],
+        DefaultAction::Authenticated,
+    );
+    assert_eq!(
+        *explicit.requirement(&get("h", "/b"), None).action,
+        token(&[])
+    );
+}
+
+#[test]
+fn no_spelling_of_a_protected_path_reaches_another_rule() {
+    let mut exact = named("exact", pattern("/api/exact"), token(&["exact"]));
+    exact.methods = vec!["GET".into()];
+    let mut host_rule = named("host", prefix("/"), token(&["host"]));
+    host_rule.host = Some(HostPattern::parse("api.example.com").unwrap());
+    let policy = with_default(
+        vec![
+            named("admin", prefix("/api/admin"), token(&["admin"])),
+            named("internal", prefix("/internal"), Action::Deny),
+            exact,
+            host_rule,
+            named("public", prefix("/"), Action::Anonymous),
+        ],
+        DefaultAction::Authenticated,
+    );
+    // Each spelling either reaches the protected rule or is refused: never `public`.
+    for (path, expected) in [
+        ("/api/admin", "admin"),
+        ("/api/admin/", "admin"),
+        ("/api/admin?x", "admin"),
+        ("/api/%61dmin", "admin"),
+        ("/api/%61%64%6D%69%6E/x", "admin"),
+        ("/API/ADMIN", AMBIGUOUS_RULE),
+        ("/Api/Admin/x", AMBIGUOUS_RULE),
+        ("/api/admin;x=1", AMBIGUOUS_RULE),
+        ("/internal;x", AMBIGUOUS_RULE),
+        ("/INTERNAL", AMBIGUOUS_RULE),
+        ("/internal/", "internal"),
+        ("/api/exact", "exact"),
+        ("/api/exact/", "exact"),
+        ("/api/exact/?q=1", "exact"),
+        ("/api/EXACT", AMBIGUOUS_RULE),
     ] {
         assert_eq!(
-            *policy.requirement("GET", "h", path, None).action,
-            Action::Deny,
+            decided(&policy, &get("other.example", path)),
+            expected,
             "{path}"
         );
     }
+    for host in [
+        "api.example.com",
+        "API.EXAMPLE.COM",
+        "api.example.com.",
+        "api.example.com:8443",
+        "Api.Example.Com.:443",
+    ] {
+        assert_eq!(decided(&policy, &get(host, "/x")), "host", "{host}");
+    }
+    for host in [
+        "api.example.com..",
+        "api.example.com@evil",
+        "api example.com",
+    ] {
+        assert_eq!(decided(&policy, &get(host, "/x")), AMBIGUOUS_RULE, "{host}");
+    }
+    // HEAD is served by GET handlers: a GET rule covers it.
+    let head = Request {
+        method: "HEAD",
+        ..get("other.example", "/api/exact")
+    };
+    assert_eq!(decided(&policy, &head), "exact");
+    let post = Request {
+        method: "POST",
+        ..get("other.example", "/api/exact")
+    };
+    assert_eq!(decided(&policy, &post), "public");
+}
+
+#[test]
+fn method_overrides_that_select_another_rule_are_refused() {
+    let mut delete = named("delete", prefix("/items"), token(&["delete"]));
+    delete.methods = vec!["DELETE".into()];
+    let policy = Policy::new(vec![delete, named("items", prefix("/items"), token(&[]))]);
+    let overridden = |m: &'static str| Request {
+        method: "POST",
+        method_override: Some(m),
+        ..get("h", "/items/1")
+    };
+    assert_eq!(decided(&policy, &overridden("DELETE")), AMBIGUOUS_RULE);
+    assert_eq!(decided(&policy, &overridden("delete")), AMBIGUOUS_RULE);
+    assert_eq!(decided(&policy, &overridden("PUT")), "items");
+    assert_eq!(decided(&policy, &overridden("POST")), "items");
+}
+
+#[test]
+fn upper_case_literals_match_themselves_without_ambiguity() {
+    let policy = Policy::new(vec![
+        named("readme", pattern("/docs/README"), Action::Anonymous),
+        named("user", pattern("/users/{id}"), token(&[])),
+    ]);
+    assert_eq!(decided(&policy, &get("h", "/docs/README")), "readme");
+    assert_eq!(decided(&policy, &get("h", "/docs/readme")), AMBIGUOUS_RULE);
+    assert_eq!(decided(&policy, &get("h", "/users/JohnDoe")), "user");
+}
+
+#[test]
+fn stripped_path_parameters_match_the_bare_path() {
+    let policy = Policy::with_settings(
+        vec![named("admin", prefix("/admin"), token(&["admin"]))],
+        PolicySettings {
+            path_parameters: PathParameters::Strip,
+            ..PolicySettings::default()
+        },
+    );
+    assert_eq!(
+        decided(&policy, &get("h", "/admin;jsessionid=1/x")),
+        "admin"
+    );
+    assert_eq!(decided(&policy, &get("h", "/x/..;/admin")), AMBIGUOUS_RULE);
+}
+
+#[test]
+fn cors_preflights_pass_only_where_allowed() {
+    let mut get_rule = named("messages", prefix("/api/messages"), token(&["read"]));
+    get_rule.methods = vec!["GET".into()];
+    let mut closed = named("closed", prefix("/api/closed"), token(&[]));
+    closed.cors_preflight = Some(false);
+    let rules = vec![get_rule, closed];
+    let preflight = |path: &'static str, method: &'static str| Request {
+        method: "OPTIONS",
+        preflight_method: Some(method),
+        ..get("h", path)
+    };
+    let on = Policy::with_settings(
+        rules.clone(),
+        PolicySettings {
+            cors_preflight: true,
+            ..PolicySettings::default()
+        },
+    );
+    let r = on.requirement(&preflight("/api/messages", "GET"), None);
+    assert_eq!((r.rule, &*r.action), (Some("messages"), &Action::Preflight));
+    let r = on.requirement(&preflight("/api/closed", "GET"), None);
+    assert_eq!(*r.action, token(&[]));
+    // A preflight for a method no rule covers gets the default (preflights allowed).
+    let r = on.requirement(&preflight("/api/messages", "DELETE"), None);
+    assert_eq!((r.rule, &*r.action), (None, &Action::Preflight));
+    // Ambiguous paths are refused for preflights too.
+    let r = on.requirement(&preflight("/api/messages/../x", "GET"), None);
+    assert_eq!(*r.action, Action::Deny);
+    // An OPTIONS request that is not a preflight is an ordinary request.
+    let plain = Request {
+        method: "OPTIONS",
+        ..get("h", "/api/messages")
+    };
+    assert_eq!(*on.requirement(&plain, None).action, Action::Deny);
+
+    let off = Policy::new(rules);
+    let r = off.requirement(&preflight("/api/messages", "GET"), None);
+    assert_eq!(*r.action, Action::Deny);
+}
+
+#[test]
+fn shadow_rules_report_but_do_not_decide() {
+    let mut new_rule = named("new-admin", prefix("/api/admin"), token(&["admin"]));
+    new_rule.mode = Mode::Shadow;
+    let mut late = named("late", prefix("/api"), Action::Deny);
+    late.mode = Mode::Shadow;
+    let policy = Policy::new(vec![
+        new_rule,
+        named("api", prefix("/api"), token(&[])),
+        late,
+    ]);
+    let r = policy.requirement(&get("h", "/api/admin/x"), None);
+    assert_eq!(r.rule, Some("api"));
+    assert_eq!(*r.action, token(&[]));
+    let shadows: Vec<&str> = r.shadows.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(shadows, ["new-admin"]);
+    assert!(
+        policy
+            .requirement(&get("h", "/api/x"), None)
+            .shadows
+            .is_empty()
+    );
+    assert_eq!(
+        policy
+            .shadow_rules()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["new-admin", "late"]
+    );
+}
+
+#[test]
+fn conditions_are_numbered_across_rules() {
+    use crate::policy::{ClaimCondition, ClaimTest};
+    let condition = |claim: &str| ClaimCondition {
+        claim: claim.into(),
+        test: ClaimTest::Present(true),
+    };
+    let with = |conditions: Vec<ClaimCondition>| {
+        Action::Token(TokenRule {
+            conditions,
+            ..TokenRule::default()
+        })
+    };
+    let policy = Policy::new(vec![
+        named(
+            "a",
+            prefix("/a"),
+            with(vec![condition("x"), condition("y")]),
+        ),
+        named("b", prefix("/b"), Action::Anonymous),
+        named("c", prefix("/c"), with(vec![condition("z")])),
+    ]);
+    let claims: Vec<&str> = policy.conditions().map(|c| c.claim.as_str()).collect();
+    assert_eq!(claims, ["x", "y", "z"]);
+    let Action::Token(c) = &policy.rules()[2].action else {
+        panic!("token rule expected")
+    };
+    assert_eq!(c.first_condition, 2);
 }
 
 mod proptests {
@@ -145,31 +418,37 @@ mod proptests {
         method_rule.methods = vec!["POST".into(), "PUT".into()];
         let mut exact_host = rule(pattern("/static/**"), Action::Anonymous);
         exact_host.host = Some(HostPattern::parse("cdn.example.com").unwrap());
-        Policy::new(vec![
-            host_rule,
-            method_rule,
-            exact_host,
-            rule(
-                PathPattern::parse_prefix("/api/public").unwrap(),
-                Action::Anonymous,
-            ),
-            rule(
-                pattern("/api/*/items/{item}"),
-                Action::Token(ScopeRule::AllOf(vec!["read".into()])),
-            ),
-            rule(
-                PathPattern::parse_path("/health").unwrap(),
-                Action::Anonymous,
-            ),
-        ])
+        let numbered = |(i, mut r): (usize, Rule)| {
+            r.name = format!("rule-{i}");
+            r
+        };
+        Policy::new(
+            vec![
+                host_rule,
+                method_rule,
+                exact_host,
+                rule(prefix("/api/public"), Action::Anonymous),
+                rule(pattern("/api/*/items/{item}"), token(&["read"])),
+                rule(
+                    PathPattern::parse_path("/health").unwrap(),
+                    Action::Anonymous,
+                ),
+                rule(pattern("/Docs/**"), Action::Anonymous),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(numbered)
+            .collect(),
+        )
     }
 
-    /// Paths built from segments that route matching and the ambiguity check care
-    /// about, and arbitrary strings.
+    /// Paths built from segments that route matching and the request model care about,
+    /// and arbitrary strings.
     fn path() -> impl Strategy<Value = String> {
         let segment = prop::sample::select(vec![
-            "", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "\\", "api", "public", "admin", "static",
-            "items", "edit", "7", "é", "日本", "*", "{id}", "?", "#", "?a=/b",
+            "", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "\\", "api", "API", "public", "admin",
+            "static", "items", "edit", "7", "é", "日本", "*", "{id}", "?", "#", "?a=/b", "%61dmin",
+            "Docs", "docs", ";x=1", "..;", "%25", "health",
         ]);
         prop_oneof![
             any::<String>(),
@@ -187,6 +466,7 @@ mod proptests {
                 "[::1]:80",
                 "a.example.com",
                 "A.EXAMPLE.COM:443",
+                "a.example.com.",
                 "example.com",
                 "cdn.example.com",
                 "é.example.com",
@@ -200,32 +480,38 @@ mod proptests {
     fn method() -> impl Strategy<Value = String> {
         prop_oneof![
             any::<String>(),
-            prop::sample::select(vec!["GET", "post", "PUT", "", "ÉTÉ"]).prop_map(str::to_owned),
+            prop::sample::select(vec!["GET", "post", "PUT", "HEAD", "", "ÉTÉ"])
+                .prop_map(str::to_owned),
         ]
     }
 
     proptest! {
         #[test]
-        fn requirement_never_panics_and_refuses_ambiguous_paths(
+        fn requirement_never_panics_and_normal_forms_decide_alike(
             method in method(),
             host in host(),
             path in path(),
             query in "[?#][ -~]{0,10}",
         ) {
             let policy = policy();
-            let r = policy.requirement(&method, &host, &path, None);
-            let before_query = path.split(['?', '#']).next().unwrap_or("");
-            if is_ambiguous(before_query) {
-                prop_assert_eq!(r.rule, Some("ambiguous-path"));
-                prop_assert_eq!(&*r.action, &Action::Deny);
+            let request = Request { method: &method, host: &host, path: &path, ..Request::default() };
+            let r = policy.requirement(&request, None);
+            // A generated path is refused, or decides exactly as its normal form does.
+            match normalize_path(&path, PathParameters::Reject) {
+                Err(_) => prop_assert_eq!(r.rule, Some(AMBIGUOUS_RULE)),
+                Ok(normal) => {
+                    let n = Request { path: &normal, ..request };
+                    let from_normal = policy.requirement(&n, None);
+                    prop_assert_eq!(&from_normal, &r);
+                }
             }
             // A query string or fragment never changes the decision.
             let with_query = format!("{path}{query}");
-            let q = policy.requirement(&method, &host, &with_query, None);
+            let q = policy.requirement(&Request { path: &with_query, ..request }, None);
             prop_assert_eq!(q, r);
             // Envoy's `required_scopes` wins over every rule.
-            let ext = policy.requirement(&method, &host, &path, Some("read"));
-            prop_assert_eq!(&*ext.action, &Action::Token(ScopeRule::AllOf(vec!["read".into()])));
+            let ext = policy.requirement(&request, Some("read"));
+            prop_assert_eq!(&*ext.action, &token(&["read"]));
         }
     }
 }

@@ -1,0 +1,208 @@
+use super::*;
+
+fn path(p: &str) -> Result<String, Ambiguity> {
+    normalize_path(p, PathParameters::Reject).map(Cow::into_owned)
+}
+
+fn stripped(p: &str) -> Result<String, Ambiguity> {
+    normalize_path(p, PathParameters::Strip).map(Cow::into_owned)
+}
+
+#[test]
+fn plain_paths_are_borrowed_unchanged() {
+    for p in [
+        "/",
+        "/api/admin",
+        "/a-b_c~d.e/f",
+        "/users/JohnDoe",
+        "/x:y@z!$&'()*+,=",
+    ] {
+        assert!(matches!(
+            normalize_path(p, PathParameters::Reject),
+            Ok(Cow::Borrowed(b)) if b == p
+        ));
+    }
+}
+
+#[test]
+fn query_and_fragment_are_cut_by_hand() {
+    assert_eq!(path("/x?y"), Ok("/x".into()));
+    assert_eq!(path("/x?/../admin"), Ok("/x".into()));
+    assert_eq!(path("/x#/../admin"), Ok("/x".into()));
+    assert_eq!(path("/x?a=1#f"), Ok("/x".into()));
+    // `//admin` is a path with an empty segment here, never an authority.
+    assert_eq!(path("//admin"), Err(Ambiguity::EmptySegment));
+}
+
+#[test]
+fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+    assert_eq!(path("/api/%61dmin"), Ok("/api/admin".into()));
+    assert_eq!(path("/api/%41%44MIN"), Ok("/api/ADMIN".into()));
+    assert_eq!(path("/%7euser/%2d"), Ok("/~user/-".into()));
+    assert_eq!(path("/a%20b/%c3%a9"), Ok("/a%20b/%C3%A9".into()));
+    assert_eq!(path("/a%3bb"), Ok("/a%3Bb".into()));
+    assert_eq!(path("/100%25"), Ok("/100%25".into()));
+}
+
+#[test]
+fn dot_segments_are_refused_in_every_spelling() {
+    for p in [
+        "/.",
+        "/..",
+        "/a/./b",
+        "/a/../b",
+        "/a/..",
+        "/a/.",
+        "/%2e/a",
+        "/%2E%2E/a",
+        "/.%2e/a",
+        "/%2e./a",
+        "/a/%2e%2E",
+        "/a/..;/b",
+        "/a/.;/b",
+        "/a/..;x=1/b",
+        "/a/%2e%2e;x/b",
+    ] {
+        let expected = if p.contains(';') {
+            Err(Ambiguity::PathParameter)
+        } else {
+            Err(Ambiguity::DotSegment)
+        };
+        assert_eq!(path(p), expected, "{p}");
+        assert_eq!(stripped(p), Err(Ambiguity::DotSegment), "{p}");
+    }
+    // Not dot segments.
+    assert_eq!(path("/.well-known/x"), Ok("/.well-known/x".into()));
+    assert_eq!(path("/a/.../b"), Ok("/a/.../b".into()));
+    assert_eq!(path("/a/..b"), Ok("/a/..b".into()));
+}
+
+#[test]
+fn encoded_separators_controls_and_raw_bytes_are_refused() {
+    for (p, why) in [
+        ("/a%2fb", Ambiguity::EncodedSeparator),
+        ("/a%2Fb", Ambiguity::EncodedSeparator),
+        ("/a%5cb", Ambiguity::EncodedSeparator),
+        ("/a%00", Ambiguity::EncodedSeparator),
+        ("/a%0a", Ambiguity::EncodedControl),
+        ("/a%7F", Ambiguity::EncodedControl),
+        ("/a%252e%252e", Ambiguity::DoubleEncoding),
+        ("/a%252F", Ambiguity::DoubleEncoding),
+        ("/a%2", Ambiguity::BadEscape),
+        ("/a%zz", Ambiguity::BadEscape),
+        ("/a%", Ambiguity::BadEscape),
+        ("/a\\..\\b", Ambiguity::Backslash),
+        ("/a\\b", Ambiguity::Backslash),
+        ("/a b", Ambiguity::RawByte),
+        ("/a\tb", Ambiguity::RawByte),
+        ("/a\u{0}b", Ambiguity::RawByte),
+        ("/a\u{7f}", Ambiguity::RawByte),
+        ("/é", Ambiguity::RawByte),
+        ("/a//b", Ambiguity::EmptySegment),
+        ("//", Ambiguity::EmptySegment),
+        ("*", Ambiguity::NotOriginForm),
+        ("", Ambiguity::NotOriginForm),
+        ("http://h/x", Ambiguity::NotOriginForm),
+        ("?x", Ambiguity::NotOriginForm),
+    ] {
+        assert_eq!(path(p), Err(why), "{p:?}");
+    }
+}
+
+#[test]
+fn path_parameters_are_refused_or_stripped() {
+    assert_eq!(path("/a;jsessionid=1/b"), Err(Ambiguity::PathParameter));
+    assert_eq!(path("/internal;x"), Err(Ambiguity::PathParameter));
+    assert_eq!(stripped("/a;jsessionid=1/b"), Ok("/a/b".into()));
+    assert_eq!(stripped("/internal;x"), Ok("/internal".into()));
+    assert_eq!(stripped("/a/b;x=1;y=2"), Ok("/a/b".into()));
+    assert_eq!(stripped("/a/;x"), Ok("/a".into()));
+    assert_eq!(stripped("/;x/admin"), Err(Ambiguity::EmptySegment));
+}
+
+#[test]
+fn a_trailing_slash_does_not_change_the_path_rules_see() {
+    assert_eq!(path("/api/exact/"), Ok("/api/exact".into()));
+    assert_eq!(path("/"), Ok("/".into()));
+    assert_eq!(path("/a/?q"), Ok("/a".into()));
+}
+
+#[test]
+fn hosts_lose_case_port_and_one_trailing_dot() {
+    let host = |h: &str| normalize_host(h).map(Cow::into_owned);
+    assert_eq!(host("API.Example.com"), Ok("api.example.com".into()));
+    assert_eq!(host("api.example.com."), Ok("api.example.com".into()));
+    assert_eq!(host("api.example.com.:8443"), Ok("api.example.com".into()));
+    assert_eq!(host("api.example.com:443"), Ok("api.example.com".into()));
+    assert_eq!(host("[::1]:8080"), Ok("[::1]".into()));
+    assert_eq!(host("[2001:DB8::1]"), Ok("[2001:db8::1]".into()));
+    assert_eq!(host("127.0.0.1:80"), Ok("127.0.0.1".into()));
+    assert_eq!(host(""), Ok("".into()));
+    for bad in [
+        "api.example.com..",
+        "a..b",
+        ".a",
+        "a b",
+        "a/b",
+        "user@a",
+        "a%2eb",
+        "é.example.com",
+        "a:b:c",
+        "a:",
+        "a:123456",
+        "[::1",
+        "[::1]x",
+        "[zz]",
+    ] {
+        assert_eq!(host(bad), Err(Ambiguity::Host), "{bad:?}");
+    }
+}
+
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "%00", "%61", "%41", "%25", "%252e",
+                "%20", "%c3%a9", ";", ";x=1", "..;", "\\", "api", "Admin", "a", "?", "#", "é",
+            ])
+            .prop_map(str::to_owned),
+            "[ -~]{0,4}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn normalisation_is_idempotent_and_leaves_nothing_ambiguous(
+            pieces in prop::collection::vec(piece(), 0..6),
+            strip in any::<bool>(),
+        ) {
+            let raw = format!("/{}", pieces.concat());
+            let params = if strip { PathParameters::Strip } else { PathParameters::Reject };
+            if let Ok(normal) = normalize_path(&raw, params) {
+                let again = normalize_path(&normal, params).map(Cow::into_owned);
+                prop_assert_eq!(again.as_deref(), Ok(&*normal));
+                prop_assert!(normal.starts_with('/'));
+                prop_assert!(!normal.contains("//"));
+                prop_assert!(!normal.contains(['\\', '?', '#', ';']));
+                prop_assert!(normal.bytes().all(|b| b.is_ascii_graphic()));
+                for segment in normal.split('/') {
+                    prop_assert!(segment != "." && segment != "..");
+                }
+                let lower = normal.to_ascii_lowercase();
+                prop_assert!(!lower.contains("%2e") && !lower.contains("%2f") && !lower.contains("%5c"));
+            }
+        }
+
+        #[test]
+        fn hosts_never_panic_and_normalise_idempotently(host in "[ -~]{0,24}") {
+            if let Ok(normal) = normalize_host(&host) {
+                let again = normalize_host(&normal).map(Cow::into_owned);
+                prop_assert_eq!(again.as_deref(), Ok(&*normal));
+                prop_assert!(!normal.bytes().any(|b| b.is_ascii_uppercase()));
+            }
+        }
+    }
+}
