@@ -8,11 +8,12 @@ use serde_json::{Map, Value};
 /// The payload of a token (or a JOSE header): a JSON object.
 pub type Claims = Map<String, Value>;
 
-/// Parses a JSON object that has no duplicate top-level names.
+/// Parses a JSON object that has no duplicate names, at the top level or in any nested
+/// object.
 ///
 /// RFC 7515 §4 and RFC 7519 §4 let a parser either reject duplicates or keep the last; two
-/// parsers picking differently (an upstream reading the forwarded payload, say) would
-/// disagree on what the token says, so reject.
+/// parsers picking differently (an upstream reading the forwarded payload, or a claim
+/// condition on `org.id`, say) would disagree on what the token says, so reject.
 pub fn parse_object(json: &[u8]) -> Option<Claims> {
     serde_json::from_slice::<StrictObject>(json)
         .ok()
@@ -44,29 +45,81 @@ pub fn numeric_date(value: &Value) -> Option<u64> {
 
 struct StrictObject(Claims);
 
+/// A JSON value whose objects, at any depth, have no duplicate names.
+struct StrictValue(Value);
+
 impl<'de> Deserialize<'de> for StrictObject {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Claims;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Claims, A::Error> {
-                let mut claims = Claims::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    let value: Value = map.next_value()?;
-                    if claims.insert(name, value).is_some() {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                }
-                Ok(claims)
+        deserializer
+            .deserialize_map(StrictVisitor)
+            .and_then(|v| match v {
+                Value::Object(map) => Ok(StrictObject(map)),
+                _ => Err(serde::de::Error::custom("not an object")),
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+/// Builds a `Value` like serde_json's own visitor, refusing a repeated object member.
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Claims::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let StrictValue(value) = map.next_value()?;
+            if members.insert(name, value).is_some() {
+                return Err(serde::de::Error::custom("duplicate member"));
             }
         }
-        deserializer.deserialize_map(Visitor).map(StrictObject)
+        Ok(Value::Object(members))
     }
 }
 
@@ -82,6 +135,19 @@ mod tests {
         assert!(parse(r#"[1,2]"#).is_none());
         assert!(parse(r#""text""#).is_none());
         assert_eq!(parse(r#"{"sub":"a","n":{"x":1}}"#).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn duplicates_are_refused_at_any_depth() {
+        let parse = |s: &str| parse_object(s.as_bytes());
+        assert!(parse(r#"{"org":{"id":"acme","id":"evil"}}"#).is_none());
+        assert!(parse(r#"{"a":[{"x":1,"x":2}]}"#).is_none());
+        assert!(parse(r#"{"a":{"b":{"c":{"d":1,"d":1}}}}"#).is_none());
+        let ok = parse(r#"{"a":[1,"x",true,null,1.5,{"y":[{}]}],"b":{"c":-3}}"#).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(ok),
+            json!({"a":[1,"x",true,null,1.5,{"y":[{}]}],"b":{"c":-3}})
+        );
     }
 
     #[test]

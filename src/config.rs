@@ -23,7 +23,7 @@ use crate::jwks::JwksSettings;
 use crate::policy::Policy;
 use crate::upstream::UpstreamConfig;
 use crate::verify::IssuerConfig;
-pub use cli::{Cli, Command, DemoArgs, ServeArgs};
+pub use cli::{Cli, Command, DemoArgs, ExplainArgs, ServeArgs};
 pub use file::FileConfig;
 pub use values::{parse_algorithms, parse_duration};
 

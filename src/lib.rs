@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod health;
 pub mod httpd;
 pub mod jwks;

@@ -26,6 +26,16 @@ fn main() -> ExitCode {
             }
             block_on(jwt_authz::demo::run(*args))
         }
+        Command::Explain(args) => match block_on_value(jwt_authz::explain::run(&args)) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("jwt-authz: {e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::CheckConfig { file } => {
             let args = ServeArgs {
                 config: Some(file.clone()),
@@ -56,21 +66,21 @@ fn config_error(lines: Vec<String>) -> ExitCode {
 }
 
 fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("jwt-authz: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(task) {
+    match block_on_value(task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jwt-authz: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on_value<T>(
+    task: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start runtime: {e}"))?;
+    runtime.block_on(task)
 }

@@ -361,7 +361,7 @@ impl Authorization for AuthzService {
 }
 
 /// The parts of the request that select a rule.
-fn request_view(http: Option<&HttpRequest>) -> policy::Request<'_> {
+pub fn request_view(http: Option<&HttpRequest>) -> policy::Request<'_> {
     let Some(h) = http else {
         return policy::Request::default();
     };
@@ -401,7 +401,7 @@ fn header_value<'r>(http: &'r HttpRequest, name: &str) -> Option<&'r str> {
 
 /// Every `authorization` value Envoy forwarded: from `headers` (lower-case keys, repeats
 /// joined by a comma) and from `header_map` (raw headers, repeats kept apart).
-fn authorization_values(http: Option<&HttpRequest>) -> impl Iterator<Item = &[u8]> {
+pub fn authorization_values(http: Option<&HttpRequest>) -> impl Iterator<Item = &[u8]> {
     let joined = http
         .and_then(|h| h.headers.get("authorization"))
         .map(|v| v.as_bytes());

@@ -29,6 +29,9 @@ pub enum Command {
     /// Run a self-contained demo: a development issuer, the Check service, an echo
     /// upstream and, when `envoy` is found, Envoy in front of them.
     Demo(Box<DemoArgs>),
+    /// Explain, offline, how the service decides one request under a configuration file:
+    /// each step, and the exact response.
+    Explain(Box<ExplainArgs>),
     /// Validate a configuration file and exit: 0 when it is good, 64 with one line per
     /// problem when it is not.
     CheckConfig {
@@ -189,4 +192,37 @@ pub struct DemoArgs {
     /// Log filter.
     #[arg(long, default_value = defaults::LOG_LEVEL)]
     pub log_level: String,
+}
+
+/// Flags of `jwt-authz explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The configuration file to explain.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Request host (`:authority`).
+    #[arg(long, default_value = "")]
+    pub host: String,
+    /// Request path, with its query if any, as the client sent it.
+    #[arg(long)]
+    pub path: String,
+    /// A request header, `name: value`; repeat for several.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// The access token, sent as `authorization: Bearer <token>`. Prefer --token-file:
+    /// a command line is visible to other users of the machine.
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the access token (`-` for standard input).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// A JWKS file whose keys are trusted for every configured issuer.
+    #[arg(long, conflicts_with = "fetch_keys")]
+    pub jwks: Option<PathBuf>,
+    /// Fetch each issuer's keys as the service would (network access).
+    #[arg(long)]
+    pub fetch_keys: bool,
 }

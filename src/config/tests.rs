@@ -1,6 +1,6 @@
 use super::*;
 use crate::jwks::JwksSource;
-use crate::policy::{Action, ScopeRule, TokenRule};
+use crate::policy::{Action, DefaultAction, Mode, PathParameters, ScopeRule, TokenRule};
 use clap::Parser;
 use jsonwebtoken::Algorithm;
 
@@ -238,4 +238,127 @@ fn admin_port_can_be_turned_off() {
     ])
     .unwrap();
     assert_eq!(config.admin_listen, None);
+}
+
+#[test]
+fn route_policy_keys_are_parsed() {
+    let yaml = r#"
+issuers:
+  - {issuer: https://a.example/, audiences: [x]}
+  - {issuer: https://b.example/, audiences: [y]}
+default_action: authenticated
+cors_preflight: allow
+path_parameters: strip
+routes:
+  - name: admin
+    path_prefix: /api/admin
+    scopes: { all_of: [read:messages] }
+    issuers: [https://b.example/]
+    audiences: [https://admin.example]
+    cors_preflight: deny
+    mode: shadow
+    claims:
+      - { claim: org.id, equals: acme }
+      - { claim: groups, contains: admin }
+      - { claim: amr, contains_any: [mfa, hwk] }
+      - { claim: email_verified, equals: true }
+      - { claim: sub, matches: '^auth0\|[0-9a-f]{24}$' }
+      - { claim: act, present: false }
+"#;
+    let config = from(&[], yaml).unwrap();
+    let policy = &config.policy;
+    assert_eq!(policy.default_action(), DefaultAction::Authenticated);
+    assert!(policy.settings().cors_preflight);
+    assert_eq!(policy.settings().path_parameters, PathParameters::Strip);
+    let rule = &policy.rules()[0];
+    assert_eq!(rule.mode, Mode::Shadow);
+    assert_eq!(rule.cors_preflight, Some(false));
+    let Action::Token(token) = &rule.action else {
+        panic!("token rule expected")
+    };
+    assert_eq!(token.issuers, ["https://b.example/"]);
+    assert_eq!(
+        token.audiences.as_deref(),
+        Some(&["https://admin.example".to_owned()][..])
+    );
+    let operators: Vec<&str> = token.conditions.iter().map(|c| c.operator()).collect();
+    assert_eq!(
+        operators,
+        [
+            "equals",
+            "contains",
+            "contains_any",
+            "equals",
+            "matches",
+            "absent"
+        ]
+    );
+    assert_eq!(policy.conditions().count(), 6);
+}
+
+#[test]
+fn route_policy_errors_name_their_field() {
+    let yaml = r#"
+issuers: [{issuer: https://a.example/, audiences: [x]}]
+default_action: allow
+cors_preflight: yes-please
+path_parameters: keep
+routes:
+  - path: /a
+    issuers: [https://unknown.example/]
+  - path: /b
+    audiences: []
+  - path: /c
+    mode: audit
+  - path: /d
+    cors_preflight: maybe
+  - path: /e
+    claims:
+      - { claim: org.id }
+      - { claim: org.id, equals: a, contains: b }
+      - { claim: "", present: true }
+      - { claim: x, equals: [1, 2] }
+      - { claim: x, matches: "(" }
+      - { claim: x, contains_any: [] }
+  - path: /f
+    allow_anonymous: true
+    claims: [{ claim: x, present: true }]
+  - name: twice
+    path: /g
+  - name: twice
+    path: /h
+  - path: /a/../b
+"#;
+    let errors = from(&[], yaml).unwrap_err().0;
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "default_action",
+            "cors_preflight",
+            "path_parameters",
+            "routes[0].issuers[0]",
+            "routes[1].audiences",
+            "routes[2].mode",
+            "routes[3].cors_preflight",
+            "routes[4].claims[0]",
+            "routes[4].claims[1]",
+            "routes[4].claims[2].claim",
+            "routes[4].claims[3].equals",
+            "routes[4].claims[4].matches",
+            "routes[4].claims[5].contains_any",
+            "routes[5].allow_anonymous",
+            "routes[7].name",
+            "routes[8].path",
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors[3].contains("is not a configured issuer"),
+        "{}",
+        errors[3]
+    );
 }
