@@ -17,11 +17,15 @@ WORKDIR /src
 # Dependency layer: build all dependencies against placeholder sources, so that editing
 # src/ does not recompile them. Rebuilt only when the manifest, lockfile, build script
 # or protos change.
+# The workspace's other member (bench/) only needs a manifest and placeholder targets to
+# load: nothing of it is built here.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY bench/Cargo.toml ./bench/
 COPY proto ./proto
-RUN mkdir src \
+RUN mkdir -p src bench/loadgen bench/benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
+ && for f in loadgen/main.rs benches/check.rs benches/verify.rs; do echo 'fn main() {}' > "bench/$f"; done \
  && cargo build --release --locked --bin jwt-authz \
  && rm -rf src
 

@@ -18,11 +18,13 @@ BASE_PORT=${BASE_PORT:-18400}
 OUT=${OUT:-$ROOT/target/bench/callgrind-$(date -u +%Y%m%dT%H%M%SZ)}
 ISSUER="http://127.0.0.1:$BASE_PORT/"
 AUTHZ=$ROOT/target/release/jwt-authz
-LOADGEN=$ROOT/target/release/examples/loadgen
+LOADGEN=$ROOT/target/release/loadgen
 
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 mkdir -p "$OUT"
-cargo build --release --quiet --bin jwt-authz --example loadgen
+# Two builds: the server without the test kit that the load generator's build enables.
+cargo build --release --quiet --bin jwt-authz
+cargo build --release --quiet -p jwt-authz-bench --bin loadgen
 
 PIDS=()
 cleanup() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs grpcurl and Envoy (scripts/install-test-tools.sh), then
-# runs every unit, integration and end-to-end test with one cargo build, and closes with
-# the totals over all test binaries.
+# runs every unit, integration and end-to-end test of the workspace (the service and bench/)
+# with one cargo build, and closes with the totals over all test binaries.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +13,7 @@ export ENVOY="$root/.tools/venv/bin/envoy"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
 passed=$(awk '/^test result:/ { sum += $4 } END { print sum + 0 }' "$log")
 failed=$(awk '/^test result:/ { sum += $6 } END { print sum + 0 }' "$log")
 echo "tests: $passed passed, $failed failed"

@@ -23,6 +23,7 @@ pub mod proto;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod testkit;
 pub mod token_cache;
 pub mod upstream;
 pub mod verify;

@@ -3,20 +3,17 @@
 //! answer: never a panic, never an RPC error, never an allow that should be a deny.
 //!
 //! Distinct hostile inputs covered here: 115. Each `hostile!` row is one; the other tests
-//! count one per request shape they send, as their comments say. Rows that `tests/check.rs`
-//! already covers (`alg: none`, HS256 with the public key, truncations, a flipped signature
-//! byte, a payload swapped under a valid signature, one comma-joined or doubled raw
-//! `authorization`) are not repeated here.
-
-mod common;
+//! count one per request shape they send, as their comments say. Rows that
+//! `tests/service/check.rs` already covers (`alg: none`, HS256 with the public key,
+//! truncations, a flipped signature byte, a payload swapped under a valid signature, one
+//! comma-joined or doubled raw `authorization`) are not repeated here.
 
 use std::time::Duration;
 
-use common::*;
 use jsonwebtoken::Algorithm;
 use jwt_authz::proto::CheckRequest;
 use jwt_authz::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
-use jwt_authz::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
+use jwt_authz::testkit::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::{Value, json};
@@ -427,17 +424,8 @@ async fn deeply_nested_header_member_is_invalid_header() {
     assert_denied(&fx.authz.check_token(&token).await, 401, "invalid_header");
 }
 
-/// The HTTP attributes of a request built by `request` or `raw_request`.
-fn http(req: &mut CheckRequest) -> &mut HttpRequest {
-    req.attributes
-        .as_mut()
-        .and_then(|a| a.request.as_mut())
-        .and_then(|r| r.http.as_mut())
-        .expect("request has HTTP attributes")
-}
-
 fn with_many_headers(mut req: CheckRequest, count: usize) -> CheckRequest {
-    let headers = &mut http(&mut req).headers;
+    let headers = &mut http_mut(&mut req).headers;
     for i in 0..count {
         headers.insert(format!("x-h-{i}"), format!("v{i}"));
     }
@@ -450,7 +438,7 @@ async fn thousands_of_headers_change_nothing() {
     let fx = Fx::start(&[]).await;
     let auth = bearer(&fx.valid());
     let mut many = with_many_headers(request(Some(&auth), None), 5_000);
-    assert_eq!(http(&mut many).headers.len(), 5_006);
+    assert_eq!(http_mut(&mut many).headers.len(), 5_006);
     assert_allowed(&fx.authz.check(many).await);
     let none = with_many_headers(request(None, None), 5_000);
     assert_denied(
@@ -465,7 +453,7 @@ type RawEntries<'a> = Vec<(&'a str, Vec<u8>)>;
 
 fn raw_entries(entries: RawEntries<'_>) -> CheckRequest {
     let mut req = raw_request(&[]);
-    http(&mut req).header_map = Some(HeaderMap {
+    http_mut(&mut req).header_map = Some(HeaderMap {
         headers: entries
             .into_iter()
             .map(|(key, raw)| HeaderValue {
@@ -553,7 +541,7 @@ async fn hostile_raw_header_maps_are_refused() {
 
     // The same header in both `headers` and `header_map`: two values, refused.
     let mut both = raw_entries(vec![("authorization", auth.clone())]);
-    http(&mut both).headers.insert(
+    http_mut(&mut both).headers.insert(
         "authorization".into(),
         String::from_utf8(auth.clone()).unwrap(),
     );
@@ -1009,12 +997,11 @@ async fn bad_keys_among_good_ones_leave_the_good_ones_working() {
 
     let mut hs = jsonwebtoken::Header::new(Algorithm::HS256);
     hs.kid = Some("hs".into());
-    let hmac = jsonwebtoken::encode(
+    let hmac = mint_header(
         &hs,
         &c,
         &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),
-    )
-    .unwrap();
+    );
     assert_denied(&authz.check_token(&hmac).await, 401, "invalid_header");
     for kid in ["enc-1", "rsa-no-e", "rsa-as-es"] {
         let token = mint_with(&key("rsa-2"), Algorithm::RS256, Some(kid), &c);

@@ -10,16 +10,14 @@
 //! Runs ~10 s by default (CI); `SOAK_SECONDS=60 cargo test --test soak -- --nocapture` is
 //! the long run.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use jsonwebtoken::Algorithm;
 use jwt_authz::proto::{AuthorizationClient, CheckRequest};
+use jwt_authz::testkit::*;
 use serde_json::json;
 use tonic::transport::Channel;
 

@@ -13,37 +13,27 @@
 
 #![no_main]
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use jwt_authz::config::{IssuerConfig, JwksSettings, JwksSource};
-use jwt_authz::jwks::{JwksCache, KeySet};
 use jwt_authz::policy::{Action, PathPattern, Policy, Rule, ScopeRule};
-use jwt_authz::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
-use jwt_authz::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use jwt_authz::proto::{AttributeContext, Authorization, CheckRequest, HttpResponse};
+use jwt_authz::proto::{Authorization, CheckRequest, HttpResponse};
 use jwt_authz::service::{AuthzService, CheckSettings};
+use jwt_authz::testkit::{self, AUDIENCE};
 use jwt_authz::token_cache::TokenCache;
 use jwt_authz::upstream::UpstreamConfig;
-use jwt_authz::verify::{Issuer, Verifier};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 const ISSUER: &str = "https://idp.fuzz.example/";
-const AUDIENCE: &str = "https://api.example.com";
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
 
 struct State {
     runtime: tokio::runtime::Runtime,
     service: AuthzService,
     /// Tokens that verify: the only ones an allow may carry.
     valid: Vec<String>,
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture readable")
 }
 
 fn state() -> &'static State {
@@ -70,12 +60,7 @@ fn state() -> &'static State {
             timeout: Duration::from_secs(5),
             max_bytes: 1 << 20,
         };
-        let (keys, _) = KeySet::parse(&fixture("jwks.json")).expect("fixture JWKS parses");
-        let jwks = JwksCache::with_fixed_keys(&issuer, &settings, keys).expect("cache");
-        let verifier = Arc::new(Verifier::new(vec![Issuer {
-            config: issuer,
-            jwks,
-        }]));
+        let verifier = testkit::fixed_verifier(&issuer, &settings);
         let policy = Policy::new(vec![
             Rule {
                 name: "admin".into(),
@@ -104,31 +89,19 @@ fn state() -> &'static State {
             },
             Some(Arc::new(TokenCache::new(1024))),
         );
-        let claims = serde_json::json!({
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "fuzz|user",
-            "exp": 4_102_444_800u64, // 2100-01-01
-            "scope": "openid read:items",
-        });
-        let sign = |pem: &str, alg: Algorithm, kid: Option<&str>| {
-            let pem = fixture(pem);
-            let key = match alg {
-                Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
-                Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
-                _ => EncodingKey::from_rsa_pem(&pem),
-            }
-            .expect("fixture key");
-            let mut header = Header::new(alg);
-            header.kid = kid.map(str::to_owned);
-            jsonwebtoken::encode(&header, &claims, &key).expect("signs")
+        let mut claims = testkit::claims(ISSUER);
+        claims["sub"] = "fuzz|user".into();
+        claims["exp"] = 4_102_444_800u64.into(); // 2100-01-01
+        claims["scope"] = "openid read:items".into();
+        let sign = |kid: &str, alg: Algorithm, named: bool| {
+            testkit::mint_with(&testkit::key(kid), alg, named.then_some(kid), &claims)
         };
         let valid = vec![
-            sign("rsa1.pem", Algorithm::RS256, Some("rsa-1")),
-            sign("rsa2.pem", Algorithm::PS256, Some("rsa-2")),
-            sign("ec256.pem", Algorithm::ES256, Some("ec-256")),
-            sign("ed25519.pem", Algorithm::EdDSA, Some("ed-1")),
-            sign("ec256.pem", Algorithm::ES256, None),
+            sign("rsa-1", Algorithm::RS256, true),
+            sign("rsa-2", Algorithm::PS256, true),
+            sign("ec-256", Algorithm::ES256, true),
+            sign("ed-1", Algorithm::EdDSA, true),
+            sign("ec-256", Algorithm::ES256, false),
         ];
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -145,35 +118,11 @@ fn state() -> &'static State {
 /// A GET of `/api/private` as Envoy builds it, with `authorization` in `headers` or, raw,
 /// in `header_map`.
 fn request_with(authorization: &[u8], raw: bool) -> CheckRequest {
-    let mut http = HttpRequest {
-        method: "GET".into(),
-        path: "/api/private".into(),
-        host: "api.example.com".into(),
-        ..Default::default()
-    };
     if raw {
-        http.header_map = Some(HeaderMap {
-            headers: vec![HeaderValue {
-                key: "authorization".into(),
-                raw_value: authorization.to_vec(),
-                ..Default::default()
-            }],
-        });
+        testkit::raw_request(&[authorization])
     } else {
         // `headers` is a string map: Envoy sends UTF-8 there.
-        http.headers = HashMap::from([(
-            "authorization".to_owned(),
-            String::from_utf8_lossy(authorization).into_owned(),
-        )]);
-    }
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                time: None,
-                http: Some(http),
-            }),
-            ..Default::default()
-        }),
+        testkit::request(Some(&String::from_utf8_lossy(authorization)), None)
     }
 }
 

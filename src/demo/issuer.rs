@@ -65,14 +65,7 @@ impl DemoIssuer {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".into());
-        let claims = json!({
-            "iss": self.issuer,
-            "sub": sub,
-            "aud": DEMO_AUDIENCE,
-            "iat": now,
-            "exp": now + 3600,
-            "scope": scope,
-        });
+        let claims = access_token_claims(&self.issuer, DEMO_AUDIENCE, sub, scope, now, now + 3600);
         Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
     }
 
@@ -112,6 +105,27 @@ impl DemoIssuer {
             _ => httpd::json(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
         }
     }
+}
+
+/// The claims of an access token as Auth0 issues them; `scope` is space-separated and
+/// `iat`/`exp` are seconds since the Unix epoch. Shared with the test kit, so the tokens the
+/// tests mint have the demo's shape.
+pub fn access_token_claims(
+    issuer: &str,
+    audience: &str,
+    sub: &str,
+    scope: &str,
+    iat: u64,
+    exp: u64,
+) -> Value {
+    json!({
+        "iss": issuer,
+        "sub": sub,
+        "aud": audience,
+        "iat": iat,
+        "exp": exp,
+        "scope": scope,
+    })
 }
 
 /// The echo upstream: answers every request with the method, path and headers it got.

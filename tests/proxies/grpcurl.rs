@@ -1,11 +1,9 @@
 //! The real `grpcurl` 1.8.6 (reflection v1alpha only) against the running server, with no
 //! proto files: what an operator types to poke at the service.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use jwt_authz::testkit::*;
 
 fn grpcurl(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(tool("GRPCURL", "bin/grpcurl"))

@@ -1,11 +1,9 @@
 //! The JWKS cache against a real HTTP identity provider on loopback: discovery, rotation,
 //! outages, a flood of unknown `kid`s, health and the 503 before the first load.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use jwt_authz::testkit::*;
 use serde_json::json;
 use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -1,11 +1,9 @@
 //! The admin port (Prometheus `/metrics`, `/healthz`, `/readyz`) scraped over real HTTP,
 //! and the verified-token cache seen through it: hits, expiry and key removal.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use jwt_authz::testkit::*;
 use serde_json::json;
 
 async fn scrape(authz: &Authz, path: &str) -> (u16, String) {

@@ -3,7 +3,7 @@
 //! the HTTP benchmarks replay, serves a static JWKS on loopback, and times a cold start.
 //!
 //! ```text
-//! cargo run --release --example loadgen -- check --addr 127.0.0.1:9191 \
+//! cargo run --release -p jwt-authz-bench --bin loadgen -- check --addr 127.0.0.1:9191 \
 //!     --issuer http://127.0.0.1:18000/ --connections 2 --streams 16 --duration 10s
 //! ```
 //!
@@ -38,7 +38,8 @@ enum Cmd {
     Check(Box<CheckArgs>),
     /// Mint tokens and write them to a file, one per line.
     Tokens(TokensArgs),
-    /// Serve a JWKS file over HTTP/1.1 (any path ending in `jwks.json`) until SIGTERM.
+    /// Serve a JWKS file over HTTP/1.1 (at `/jwks.json` and `/.well-known/jwks.json`)
+    /// until SIGTERM.
     Jwks(JwksArgs),
     /// Time a server from exec to grpc.health.v1 SERVING, several times.
     Coldstart(ColdstartArgs),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use jwt_authz::proto::CheckResponse;
+use jwt_authz::testkit::allows;
 use prost::Message;
 use tonic::transport::Endpoint;
 
@@ -52,11 +53,7 @@ impl Tally {
         match outcome {
             Err(_) => self.rpc_errors += 1,
             Ok(response) => {
-                let allowed = response
-                    .get_ref()
-                    .status
-                    .as_ref()
-                    .is_none_or(|s| s.code == 0);
+                let allowed = allows(response.get_ref());
                 if allowed {
                     self.allow += 1;
                 } else {

@@ -1,10 +1,8 @@
 //! The Check RPC over a real socket against a real HTTP JWKS: every row of the bearer and
 //! verification tables, scopes, claim headers and raw headers.
 
-mod common;
-
-use common::*;
 use jsonwebtoken::Algorithm;
+use jwt_authz::testkit::*;
 use serde_json::json;
 
 async fn setup() -> (Idp, Authz) {
@@ -132,7 +130,7 @@ async fn disallowed_algorithms_are_invalid_header() {
     let es = mint(&key("ec-256"), &c);
     assert_denied(&authz.check_token(&es).await, 401, "invalid_header");
     for alg in ["none", "None", "NONE", "nOnE"] {
-        let token = common::forge(&json!({"alg": alg, "kid": "rsa-1"}), &c, b"");
+        let token = forge(&json!({"alg": alg, "kid": "rsa-1"}), &c, b"");
         assert_denied(&authz.check_token(&token).await, 401, "invalid_header");
         let token = format!("{}.", &token[..token.len() - 1]);
         assert_denied(&authz.check_token(&token).await, 401, "invalid_header");
@@ -148,7 +146,7 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let secret = jsonwebtoken::EncodingKey::from_secret(n.as_bytes()).unwrap();
     let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".into());
-    let token = jsonwebtoken::encode(&header, &c, &secret).unwrap();
+    let token = mint_header(&header, &c, &secret);
     assert_denied(&authz.check_token(&token).await, 401, "invalid_header");
 }
 
@@ -355,7 +353,7 @@ async fn key_material_in_the_token_header_is_ignored() {
     header.jku = Some(attacker.jwks_uri());
     header.x5u = Some(attacker.jwks_uri());
     header.jwk = Some(serde_json::from_value(rsa2.jwk.clone()).unwrap());
-    let token = jsonwebtoken::encode(&header, &c, &rsa2.encoding).unwrap();
+    let token = mint_header(&header, &c, &rsa2.encoding);
     assert_denied(&authz.check_token(&token).await, 401, "invalid_header");
     assert_eq!(attacker.jwks_hits(), 0, "jku/x5u must never be fetched");
 }
@@ -368,7 +366,7 @@ async fn unknown_critical_header_is_refused() {
     header.kid = Some("rsa-1".into());
     header.crit = Some(vec!["exp-ext".into()]);
     header.extras.insert("exp-ext", json!(true));
-    let token = jsonwebtoken::encode(&header, &c, &key("rsa-1").encoding).unwrap();
+    let token = mint_header(&header, &c, &key("rsa-1").encoding);
     assert_denied(&authz.check_token(&token).await, 401, "invalid_header");
 }
 

@@ -1,13 +1,11 @@
 //! `jwt-authz demo`, the README's first command: run as a user would, with a real Envoy,
 //! then the printed tokens are used through Envoy and Ctrl-C stops everything.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, tool};
+use jwt_authz::testkit::{free_port, tool};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_protects_an_api_through_envoy_and_stops_on_ctrl_c() {

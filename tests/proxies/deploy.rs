@@ -112,3 +112,51 @@ fn find_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
         _ => None,
     }
 }
+
+/// The benchmark's ext_authz bootstrap is `envoy/envoy.yaml` except for what makes it a
+/// benchmark: `@…@` port placeholders, a loopback listener, no access log, one route that
+/// Envoy answers itself with the check settings of `/api/private-scoped`, and no upstream
+/// cluster. Any other edit to either file fails here, so the bench measures what ships.
+#[test]
+fn bench_ext_authz_bootstrap_is_the_shipped_one() {
+    let mut expected = docs("envoy/envoy.yaml").remove(0);
+    let listener = &mut expected["static_resources"]["listeners"][0];
+    listener["address"]["socket_address"]["address"] = "127.0.0.1".into();
+    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm.as_mapping_mut()
+        .unwrap()
+        .remove("access_log")
+        .expect("the shipped listener logs access");
+    let routes = &mut hcm["route_config"]["virtual_hosts"][0]["routes"];
+    let scoped = routes
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["match"]["prefix"] == "/api/private-scoped")
+        .expect("a /api/private-scoped route")["typed_per_filter_config"]
+        .clone();
+    let mut route: Value = serde_yaml_ng::from_str(
+        "{match: {prefix: /}, direct_response: {status: 200, body: {inline_string: \"ok\\n\"}}}",
+    )
+    .unwrap();
+    route["typed_per_filter_config"] = scoped;
+    *routes = Value::Sequence(vec![route]);
+    expected["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .retain(|c| c["name"] == "jwt_authz");
+
+    // bench/run.sh substitutes the ports; the shipped ones make the rest comparable.
+    let text = std::fs::read_to_string(format!("{ROOT}/bench/envoy-ext-authz.yaml"))
+        .unwrap()
+        .replace("@ADMIN_PORT@", "9901")
+        .replace("@LISTEN_PORT@", "8080")
+        .replace("@AUTHZ_PORT@", "9191");
+    let bench: Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert!(
+        bench == expected,
+        "bench/envoy-ext-authz.yaml drifted from envoy/envoy.yaml:\n--- bench\n{}\n--- expected\n{}",
+        serde_yaml_ng::to_string(&bench).unwrap(),
+        serde_yaml_ng::to_string(&expected).unwrap(),
+    );
+}

@@ -1,11 +1,9 @@
 //! Several issuers from the configuration file, RFC 9068 access-token typing, and the
 //! claims forwarded as dynamic metadata, over the real gRPC API.
 
-mod common;
-
-use common::*;
 use jsonwebtoken::{Algorithm, Header};
 use jwt_authz::proto::HttpResponse;
+use jwt_authz::testkit::*;
 use prost_types::value::Kind;
 use serde_json::json;
 
@@ -82,11 +80,11 @@ async fn issuer_requiring_at_jwt_refuses_id_tokens() {
     header.typ = Some("at+jwt".into());
     assert_allowed(
         &authz
-            .check_token(&jsonwebtoken::encode(&header, &c, &rsa.encoding).unwrap())
+            .check_token(&mint_header(&header, &c, &rsa.encoding))
             .await,
     );
     header.typ = Some("JWT".into());
-    let id_token = jsonwebtoken::encode(&header, &c, &rsa.encoding).unwrap();
+    let id_token = mint_header(&header, &c, &rsa.encoding);
     assert_denied(&authz.check_token(&id_token).await, 401, "invalid_claims");
 }
 

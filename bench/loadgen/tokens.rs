@@ -2,11 +2,11 @@
 //! file, with a configurable fraction made invalid by one changed signature character.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
+use jsonwebtoken::Algorithm;
+use jwt_authz::demo::issuer::access_token_claims;
+use jwt_authz::testkit::{self, TestKey};
 
 use crate::MintArgs;
 
@@ -37,7 +37,13 @@ impl Pool {
         let tokens = tokens
             .into_iter()
             .zip(&valid)
-            .map(|(t, ok)| if *ok { t } else { corrupt(&t) })
+            .map(|(t, ok)| {
+                if *ok {
+                    t
+                } else {
+                    testkit::corrupt_signature(&t)
+                }
+            })
             .collect();
         Ok(Pool { tokens, valid })
     }
@@ -93,35 +99,20 @@ fn algorithm(name: &str) -> anyhow::Result<Algorithm> {
     })
 }
 
-/// The signing key for `alg` from a PEM file.
-pub fn encoding_key(pem: &[u8], alg: Algorithm) -> anyhow::Result<EncodingKey> {
-    Ok(match alg {
-        Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(pem)?,
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem)?,
-        _ => EncodingKey::from_ec_pem(pem)?,
-    })
-}
-
 fn mint(args: &MintArgs) -> anyhow::Result<Vec<String>> {
     let alg = algorithm(&args.alg)?;
     let pem =
         std::fs::read(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
-    let key = encoding_key(&pem, alg)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let key = TestKey::from_pem(&args.kid, alg, &pem)
+        .with_context(|| format!("{} is not a {} key", args.key.display(), args.alg))?;
+    let now = testkit::now();
     let exp = now + args.ttl.as_secs();
-    let mut header = Header::new(alg);
-    header.kid = Some(args.kid.clone());
     let sign = |i: usize| -> anyhow::Result<String> {
-        let claims = json!({
-            "iss": args.issuer,
-            "aud": args.audience,
-            "sub": format!("loadgen|user-{i}"),
-            "jti": format!("{now:x}-{i}"),
-            "iat": now,
-            "exp": exp,
-            "scope": args.scope,
-        });
-        Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+        let sub = format!("loadgen|user-{i}");
+        let mut claims =
+            access_token_claims(&args.issuer, &args.audience, &sub, &args.scope, now, exp);
+        claims["jti"] = format!("{now:x}-{i}").into();
+        Ok(testkit::mint(&key, &claims))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = args.tokens.div_ceil(threads);
@@ -151,13 +142,4 @@ fn mint(args: &MintArgs) -> anyhow::Result<Vec<String>> {
         );
     }
     Ok(tokens)
-}
-
-/// The same token with one signature character changed: well-formed, but its signature
-/// no longer verifies, so the server pays for a full verification before refusing it.
-fn corrupt(token: &str) -> String {
-    let mut bytes = token.as_bytes().to_vec();
-    let at = bytes.len() - 10;
-    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
-    String::from_utf8(bytes).expect("invariant: a JWS is ASCII")
 }

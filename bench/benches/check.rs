@@ -10,6 +10,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use jwt_authz::proto::Authorization;
 use jwt_authz::service::AuthzService;
+use jwt_authz::testkit::allows;
 
 fn check(c: &mut Criterion) {
     let rt = common::runtime();
@@ -24,22 +25,19 @@ fn check(c: &mut Criterion) {
     ] {
         let config = common::config(cache);
         let service = AuthzService::from_config(&config, common::verifier(&config));
-        let allowed = |response: &jwt_authz::proto::CheckResponse| {
-            response.status.as_ref().is_none_or(|s| s.code == 0)
-        };
         // One call first: it must answer as expected, and it fills the cache.
         let first = rt
             .block_on(service.check(tonic::Request::new(request.clone())))
             .expect("Check answers");
         assert_eq!(
-            allowed(first.get_ref()),
+            allows(first.get_ref()),
             name != "no_authorization_401",
             "{name}"
         );
         group.bench_function(name, |b| {
             b.iter_batched(
                 || tonic::Request::new(request.clone()),
-                |r| rt.block_on(service.check(r)).map(|r| allowed(r.get_ref())),
+                |r| rt.block_on(service.check(r)).map(|r| allows(r.get_ref())),
                 BatchSize::SmallInput,
             )
         });

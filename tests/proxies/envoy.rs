@@ -2,18 +2,16 @@
 //! swapped only), the real service, a loopback JWKS and an echo upstream that reports the
 //! headers it received. A missing `envoy` binary fails these tests.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use jwt_authz::demo::{EnvoyPorts, bootstrap_with_ports};
+use jwt_authz::testkit::*;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-const SHIPPED: &str = include_str!("../envoy/envoy.yaml");
+const SHIPPED: &str = include_str!("../../envoy/envoy.yaml");
 
 /// A running Envoy process, stopped by its own PID on drop.
 struct Envoy {

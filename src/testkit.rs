@@ -1,0 +1,30 @@
+//! The test kit: everything the tests, benches, fuzz targets and the load generator need to
+//! drive the service as Envoy and an identity provider would, written once so they all
+//! exercise the same shapes. Fixture keys and minting ([`key`], [`mint`]), Envoy-shaped
+//! `CheckRequest`s ([`request`]), a loopback identity provider with faults ([`Idp`]), the
+//! real server on a loopback port ([`Authz`]), reading its answers ([`decision`]) and
+//! external processes ([`tool`], [`free_port`]).
+//!
+//! Compiled only for the crate's own unit tests and with the `test-util` feature, so the
+//! production binary never carries it. Helpers panic on failure: a broken fixture is a
+//! failed test, not an error to handle.
+
+#![cfg(any(test, feature = "test-util"))]
+
+mod decision;
+mod harness;
+mod idp;
+mod keys;
+mod mint;
+mod request;
+mod tools;
+
+pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
+pub use harness::{Authz, config, wait_serving};
+pub use idp::{Idp, IdpState, StreamingServer};
+pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
+pub use mint::{
+    AUDIENCE, claims, corrupt_signature, forge, mint, mint_header, mint_with, now, sign_raw,
+};
+pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
+pub use tools::{free_port, tool, unused_addr, wait_until};

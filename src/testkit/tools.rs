@@ -1,0 +1,52 @@
+//! Ports, external programs and bounded waits for tests that drive processes: a missing
+//! tool is a failure, never a skip, and no wait is unbounded.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A port that was free a moment ago, for processes that bind it themselves (Envoy, the
+/// demo binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Path of an external tool the tests drive: `$VAR`, else `.tools/<rel>`. Panics with the
+/// install command when it is missing: a missing tool is a failure, never a skip.
+pub fn tool(var: &str, rel: &str) -> std::path::PathBuf {
+    let path = std::env::var_os(var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".tools")
+                .join(rel)
+        });
+    assert!(
+        path.is_file(),
+        "{} not found (set ${var} or run scripts/install-test-tools.sh)",
+        path.display()
+    );
+    path
+}
+
+/// A loopback address nothing listens on: bound, read and released, so a connection to
+/// it is refused until someone binds it again.
+pub fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Polls `done` every 10 ms until it holds, failing after `limit`.
+pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

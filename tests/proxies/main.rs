@@ -1,0 +1,9 @@
+//! The service as its neighbours see it: the `jwt-authz` binary and its `demo`, a real
+//! Envoy, a real `grpcurl`, and the deployment files that wire them together. A missing
+//! Envoy or grpcurl fails these tests (scripts/install-test-tools.sh installs both).
+
+mod cli;
+mod demo;
+mod deploy;
+mod envoy;
+mod grpcurl;

@@ -1,0 +1,8 @@
+//! The service over its real gRPC and admin ports, in process, against a loopback identity
+//! provider: the Check RPC, several issuers, the JWKS cache and the metrics. One binary so
+//! the crate is linked once for all of them.
+
+mod check;
+mod issuers;
+mod jwks;
+mod metrics;
