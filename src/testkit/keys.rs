@@ -7,9 +7,8 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::Value;
 
-use crate::config::{IssuerConfig, JwksSettings};
-use crate::jwks::{JwksCache, KeySet};
-use crate::verify::{Issuer, Verifier};
+use crate::jwks::{JwksSettings, KeySet};
+use crate::verify::{Issuer, IssuerConfig, Verifier};
 
 /// The fixture directory, absolute, so any crate's test or bench finds it.
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -84,7 +83,9 @@ pub fn fixture_jwks() -> Vec<u8> {
 /// Check path without the network, for benches and fuzzing.
 pub fn fixed_verifier(issuer: &IssuerConfig, settings: &JwksSettings) -> Arc<Verifier> {
     let (keys, _) = KeySet::parse(&fixture_jwks()).expect("the fixture JWKS parses");
-    let jwks = JwksCache::with_fixed_keys(issuer, settings, keys).expect("fixed keys");
+    let jwks = issuer
+        .fixed_jwks_cache(settings, keys)
+        .expect("fixed keys");
     Arc::new(Verifier::new(vec![Issuer {
         config: issuer.clone(),
         jwks,
