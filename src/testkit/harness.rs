@@ -21,6 +21,7 @@ use crate::proto::{AuthorizationClient, CheckRequest, CheckResponse};
 
 /// A running jwt-authz on a loopback port, with a connected client.
 pub struct Authz {
+    /// The gRPC address (Check, health, reflection).
     pub addr: SocketAddr,
     /// The admin HTTP endpoints (/metrics, /healthz, /readyz).
     pub admin: SocketAddr,
@@ -113,6 +114,7 @@ impl Authz {
         wait_serving(&self.channel).await;
     }
 
+    /// Calls Check; an RPC error fails the test.
     pub async fn check(&self, request: CheckRequest) -> CheckResponse {
         self.client
             .clone()

@@ -39,6 +39,7 @@ pub struct Idp {
 }
 
 impl Idp {
+    /// Serves `keys` as the JWKS on a free loopback port.
     pub async fn start(keys: Vec<Value>) -> Idp {
         Idp::on(TcpListener::bind("127.0.0.1:0").await.unwrap(), keys)
     }
@@ -78,10 +79,12 @@ impl Idp {
         format!("http://{}/", self.addr)
     }
 
+    /// The JWKS URL, at `/jwks.json`.
     pub fn jwks_uri(&self) -> String {
         format!("http://{}/jwks.json", self.addr)
     }
 
+    /// Changes what the provider answers from the next request on.
     pub fn update(&self, f: impl FnOnce(&mut IdpState)) {
         f(&mut self.state.lock().unwrap());
     }
@@ -94,6 +97,30 @@ impl Idp {
     /// Requests received for any JWKS path.
     pub fn jwks_hits(&self) -> usize {
         self.hits("/jwks.json") + self.hits("/.well-known/jwks.json")
+    }
+
+    /// Like [`Idp::start`], on a given address (an identity provider that comes up where
+    /// the service already looks for it). Retries the bind for a few seconds in case the
+    /// address is briefly taken.
+    pub async fn start_at(addr: SocketAddr, keys: Vec<Value>) -> Idp {
+        let mut attempt = 0;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    eprintln!("bind {addr}: {e}, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
+        Idp::on(listener, keys)
+    }
+
+    /// Requests received for any path.
+    pub fn total_hits(&self) -> usize {
+        self.hits.lock().unwrap().values().sum()
     }
 }
 
@@ -163,32 +190,6 @@ async fn serve_one(
     let _ = stream.shutdown().await;
 }
 
-impl Idp {
-    /// Like [`Idp::start`], on a given address (an identity provider that comes up where
-    /// the service already looks for it). Retries the bind for a few seconds in case the
-    /// address is briefly taken.
-    pub async fn start_at(addr: SocketAddr, keys: Vec<Value>) -> Idp {
-        let mut attempt = 0;
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break listener,
-                Err(e) if attempt < 50 => {
-                    attempt += 1;
-                    eprintln!("bind {addr}: {e}, retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("bind {addr}: {e}"),
-            }
-        };
-        Idp::on(listener, keys)
-    }
-
-    /// Requests received for any path.
-    pub fn total_hits(&self) -> usize {
-        self.hits.lock().unwrap().values().sum()
-    }
-}
-
 /// A loopback HTTP server that answers every request with the same status line and body,
 /// sent without `content-length` and ended by closing the connection: a body whose size
 /// the client learns only while reading it.
@@ -199,6 +200,7 @@ pub struct StreamingServer {
 }
 
 impl StreamingServer {
+    /// Serves `body` on a free loopback port.
     pub async fn start(body: Vec<u8>) -> StreamingServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -233,6 +235,7 @@ impl StreamingServer {
         StreamingServer { addr, hits, task }
     }
 
+    /// A JWKS URL on this server (any path gets the same body).
     pub fn url(&self) -> String {
         format!("http://{}/jwks.json", self.addr)
     }
