@@ -17,13 +17,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use jwt_authz::config::{IssuerConfig, JwksSettings, JwksSource};
-use jwt_authz::policy::{Action, PathPattern, Policy, Rule, ScopeRule};
+use jwt_authz::jwks::{JwksSettings, JwksSource};
+use jwt_authz::policy::{
+    Action, ClaimCondition, ClaimTest, DefaultAction, Mode, PathPattern, Policy, PolicySettings,
+    Rule, ScopeRule, TokenRule,
+};
 use jwt_authz::proto::{Authorization, CheckRequest, HttpResponse};
 use jwt_authz::service::{AuthzService, CheckSettings};
 use jwt_authz::testkit::{self, AUDIENCE};
 use jwt_authz::token_cache::TokenCache;
 use jwt_authz::upstream::UpstreamConfig;
+use jwt_authz::verify::IssuerConfig;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -61,22 +65,41 @@ fn state() -> &'static State {
             max_bytes: 1 << 20,
         };
         let verifier = testkit::fixed_verifier(&issuer, &settings);
-        let policy = Policy::new(vec![
-            Rule {
-                name: "admin".into(),
-                host: None,
-                methods: vec![],
-                path: PathPattern::parse_prefix("/admin").expect("prefix"),
-                action: Action::Deny,
+        let mut items = Rule::new(
+            "items",
+            PathPattern::parse_path("/api/{id}/items/**").expect("pattern"),
+            Action::Token(TokenRule {
+                scopes: ScopeRule::AnyOf(vec!["read:items".into()]),
+                conditions: vec![ClaimCondition {
+                    claim: "sub".into(),
+                    test: ClaimTest::Matches(ClaimCondition::pattern("fuzz\\|.*").expect("re")),
+                }],
+                ..TokenRule::default()
+            }),
+        );
+        items.methods = vec!["GET".into()];
+        let mut shadow = Rule::new(
+            "shadow",
+            PathPattern::parse_prefix("/api").expect("prefix"),
+            Action::Token(TokenRule::scopes(ScopeRule::AllOf(vec!["admin".into()]))),
+        );
+        shadow.mode = Mode::Shadow;
+        // Any valid token by default, so that the fuzzer reaches the allow path often.
+        let policy = Policy::with_settings(
+            vec![
+                Rule::new(
+                    "admin",
+                    PathPattern::parse_prefix("/admin").expect("prefix"),
+                    Action::Deny,
+                ),
+                shadow,
+                items,
+            ],
+            PolicySettings {
+                default_action: Some(DefaultAction::Authenticated),
+                ..PolicySettings::default()
             },
-            Rule {
-                name: "items".into(),
-                host: None,
-                methods: vec!["GET".into()],
-                path: PathPattern::parse_path("/api/{id}/items/**").expect("pattern"),
-                action: Action::Token(ScopeRule::AnyOf(vec!["read:items".into()])),
-            },
-        ]);
+        );
         let service = AuthzService::new(
             verifier,
             CheckSettings {

@@ -83,9 +83,7 @@ pub fn fixture_jwks() -> Vec<u8> {
 /// Check path without the network, for benches and fuzzing.
 pub fn fixed_verifier(issuer: &IssuerConfig, settings: &JwksSettings) -> Arc<Verifier> {
     let (keys, _) = KeySet::parse(&fixture_jwks()).expect("the fixture JWKS parses");
-    let jwks = issuer
-        .fixed_jwks_cache(settings, keys)
-        .expect("fixed keys");
+    let jwks = issuer.fixed_jwks_cache(settings, keys).expect("fixed keys");
     Arc::new(Verifier::new(vec![Issuer {
         config: issuer.clone(),
         jwks,
