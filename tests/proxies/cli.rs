@@ -199,3 +199,104 @@ fn check_config_on_a_missing_file_names_it() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_names_bad_route_policy_keys() {
+    let path = temp_file(
+        "policy.yaml",
+        "issuers:\n  - issuer: https://t.auth0.com/\n    audiences: [a]\ndefault_action: maybe\nroutes:\n  - path: /x\n    issuers: [https://other.example/]\n    claims: [{claim: org.id, matches: '('}]\n    mode: audit\n",
+    );
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "jwt-authz: default_action: `maybe` is not deny or authenticated",
+        "jwt-authz: routes[0].issuers[0]: `https://other.example/` is not a configured issuer",
+        "jwt-authz: routes[0].claims[0].matches: `(` is not a valid pattern",
+        "jwt-authz: routes[0].mode: `audit` is not enforce or shadow",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// `explain` prints each step and the exact response, offline, and never the token.
+#[test]
+fn explain_walks_through_a_decision_without_printing_the_token() {
+    use jwt_authz::testkit::{FIXTURES, claims, key, mint};
+    let issuer = "https://tenant.example/";
+    let config = temp_file(
+        "explain.yaml",
+        &format!(
+            "issuers:\n  - {{issuer: \"{issuer}\", audiences: [\"https://api.example.com\"], jwks_uri: \"https://tenant.example/jwks\"}}\nroutes:\n  - {{name: public, path_prefix: /api/public, allow_anonymous: true}}\n  - name: admin\n    path_prefix: /api/admin\n    scopes: {{all_of: [admin]}}\n    claims: [{{claim: org.id, equals: acme}}]\n"
+        ),
+    );
+    let mut c = claims(issuer);
+    c["org"] = serde_json::json!({"id": "acme"});
+    let token = mint(&key("rsa-1"), &c);
+    let token_file = temp_file("explain.token", &token);
+    let jwks = format!("{FIXTURES}/jwks.json");
+    let run = |path: &str, with_token: bool| {
+        let mut cmd = bin();
+        cmd.args(["explain", "--config"]).arg(&config).args([
+            "--jwks",
+            &jwks,
+            "--host",
+            "api.example.com",
+            "--path",
+            path,
+        ]);
+        if with_token {
+            cmd.arg("--token-file").arg(&token_file);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let text = run("/api/%61dmin/users?x=1", true);
+    for line in [
+        "request: GET api.example.com /api/%61dmin/users?x=1",
+        "path: /api/admin/users",
+        "rule: admin: token required",
+        "  header, key and signature: pass",
+        "  aud: pass (issuer accepts https://api.example.com)",
+        "  scopes: FAIL (insufficient scope: insufficient_scope)",
+        "  claim org.id equals: pass (holds)",
+        "response: 403 insufficient_scope",
+        "  www-authenticate: Bearer realm=\"jwt-authz\", error=\"insufficient_scope\", scope=\"admin\"",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !text.contains(&token) && !text.contains(signature),
+        "{text}"
+    );
+
+    let text = run("/api/public/..;/admin", true);
+    assert!(
+        text.contains("path: refused (path parameter in path)"),
+        "{text}"
+    );
+    assert!(text.contains("response: 403 access_denied"), "{text}");
+    assert!(!text.contains(signature), "{text}");
+
+    let text = run("/api/public/x", false);
+    assert!(
+        text.contains("rule: public: anonymous (no token needed)"),
+        "{text}"
+    );
+    assert!(text.contains("response: allow"), "{text}");
+    assert!(
+        text.contains("upstream header removed: x-jwt-sub"),
+        "{text}"
+    );
+    for path in [config, token_file] {
+        let _ = std::fs::remove_file(path);
+    }
+}

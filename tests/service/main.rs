@@ -6,3 +6,4 @@ mod check;
 mod issuers;
 mod jwks;
 mod metrics;
+mod routes;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jwt_authz::testkit::*;
 use serde_json::json;
 
-async fn scrape(authz: &Authz, path: &str) -> (u16, String) {
+pub(crate) async fn scrape(authz: &Authz, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{}{path}", authz.admin))
         .await
         .unwrap();
