@@ -56,8 +56,13 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// How often the file is polled for changes; `None`: only SIGHUP reloads.
+    pub config_poll: Option<Duration>,
     /// The wall clock tokens are checked against: the system's, or a manual one in tests.
     pub clock: Clock,
+    /// The flags and environment this configuration was built from; a reload re-reads
+    /// the file and applies them over it again.
+    pub origin: ServeArgs,
 }
 
 /// Every problem found in the configuration, one per line, each naming its option.
@@ -115,6 +120,12 @@ impl Config {
         } else {
             e.check("admin_listen", parse_addr(&admin_text)).map(Some)
         };
+        let poll_text = pick(&args.config_poll, &file.config_poll, defaults::CONFIG_POLL);
+        let config_poll = if poll_text == "off" {
+            Some(None)
+        } else {
+            positive(&mut e, "config_poll", &poll_text).map(Some)
+        };
         let leeway_text = pick(&args.leeway, &file.leeway, defaults::LEEWAY);
         let leeway = e.check("leeway", parse_duration(&leeway_text));
         let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default());
@@ -161,8 +172,10 @@ impl Config {
         let policy = rules::parse_routes(&mut e, file.routes, settings, &issuer_names);
         let upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
 
-        match (listen, admin_listen, jwks, log_format) {
-            (Some(listen), Some(admin_listen), Some(jwks), Some(log_format)) if e.0.is_empty() => {
+        match (listen, admin_listen, jwks, log_format, config_poll) {
+            (Some(listen), Some(admin_listen), Some(jwks), Some(log_format), Some(config_poll))
+                if e.0.is_empty() =>
+            {
                 Ok(Config {
                     listen,
                     admin_listen,
@@ -176,7 +189,9 @@ impl Config {
                     upstream,
                     log_level: pick(&args.log_level, &log_file.level, defaults::LOG_LEVEL),
                     log_format,
+                    config_poll,
                     clock: Clock::system(),
+                    origin: args.clone(),
                 })
             }
             _ => Err(ConfigErrors(e.0)),

@@ -20,6 +20,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod policy;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -5,7 +5,9 @@
 //! configured issuer), never from the request.
 
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -27,11 +29,16 @@ pub struct Metrics {
     decisions: [AtomicU64; DECISIONS],
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
-    caches: Vec<Arc<JwksCache>>,
+    /// The current issuers' key caches; replaced when the configuration is reloaded.
+    caches: ArcSwap<Vec<Arc<JwksCache>>>,
     token_cache: Option<Arc<TokenCache>>,
-    /// Shadow rule names, and per rule one counter per decision label.
-    shadow_rules: Vec<String>,
-    shadow_decisions: Box<[AtomicU64]>,
+    /// Per shadow rule (by name), one counter per decision label. Rules are added by
+    /// reloads, never removed, so a counter never goes backwards.
+    shadow: RwLock<Vec<(String, Box<[AtomicU64]>)>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    /// Unix seconds of the last successful reload (or of start-up), 0 before.
+    last_reload_success: AtomicU64,
 }
 
 impl Metrics {
@@ -41,16 +48,44 @@ impl Metrics {
         token_cache: Option<Arc<TokenCache>>,
         shadow_rules: Vec<String>,
     ) -> Metrics {
-        Metrics {
+        let metrics = Metrics {
             decisions: Default::default(),
             buckets: Default::default(),
             latency_sum_ns: AtomicU64::new(0),
-            caches,
+            caches: ArcSwap::from_pointee(caches),
             token_cache,
-            shadow_decisions: (0..shadow_rules.len() * DECISIONS)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            shadow_rules,
+            shadow: RwLock::new(Vec::new()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            last_reload_success: AtomicU64::new(0),
+        };
+        metrics.add_shadow_rules(shadow_rules.iter().map(String::as_str));
+        metrics
+    }
+
+    /// Replaces the key caches reported (after a reload).
+    pub fn set_caches(&self, caches: Vec<Arc<JwksCache>>) {
+        self.caches.store(Arc::new(caches));
+    }
+
+    /// Starts counting the shadow rules not counted yet.
+    pub fn add_shadow_rules<'r>(&self, names: impl Iterator<Item = &'r str>) {
+        let mut shadow = self.shadow.write().unwrap_or_else(PoisonError::into_inner);
+        for name in names {
+            if !shadow.iter().any(|(n, _)| n == name) {
+                let counters = (0..DECISIONS).map(|_| AtomicU64::new(0)).collect();
+                shadow.push((name.to_owned(), counters));
+            }
+        }
+    }
+
+    /// Records a configuration reload; `at_unix` is when a successful one happened.
+    pub fn record_reload(&self, success: bool, at_unix: u64) {
+        if success {
+            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            self.last_reload_success.store(at_unix, Ordering::Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -70,19 +105,21 @@ impl Metrics {
 
     /// Records the would-be decision of shadow rule `rule` (`None` for an allow).
     pub fn record_shadow(&self, rule: &str, error: Option<&AuthError>) {
-        if let Some(i) = self.shadow_rules.iter().position(|r| r == rule) {
-            let index = i * DECISIONS + error.map_or(0, |e| 1 + e.code().index());
-            self.shadow_decisions[index].fetch_add(1, Ordering::Relaxed);
+        let shadow = self.shadow.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, counters)) = shadow.iter().find(|(name, _)| name == rule) {
+            let index = error.map_or(0, |e| 1 + e.code().index());
+            counters[index].fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Whether every issuer's keys are loaded.
     pub fn ready(&self) -> bool {
-        self.caches.iter().all(|c| c.current().is_some())
+        self.caches.load().iter().all(|c| c.current().is_some())
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let caches = self.caches.load();
         let mut out = String::with_capacity(4096);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -100,17 +137,17 @@ impl Metrics {
             );
         }
 
-        if !self.shadow_rules.is_empty() {
+        let shadow = self.shadow.read().unwrap_or_else(PoisonError::into_inner);
+        if !shadow.is_empty() {
             header(
                 &mut out,
                 "jwt_authz_shadow_decisions_total",
                 "counter",
                 "Would-be decisions of shadow (report-only) rules, by rule, result and JSON code.",
             );
-            let counters = self.shadow_decisions.chunks(DECISIONS);
-            for (rule, counts) in self.shadow_rules.iter().zip(counters) {
+            for (rule, counts) in shadow.iter() {
                 let rule = escape(rule);
-                for ((decision, code), count) in labels().zip(counts) {
+                for ((decision, code), count) in labels().zip(counts.iter()) {
                     let _ = writeln!(
                         out,
                         "jwt_authz_shadow_decisions_total{{rule=\"{rule}\",decision=\"{decision}\",code=\"{code}\"}} {}",
@@ -119,6 +156,36 @@ impl Metrics {
                 }
             }
         }
+
+        drop(shadow);
+
+        header(
+            &mut out,
+            "jwt_authz_config_reloads_total",
+            "counter",
+            "Configuration reloads by result.",
+        );
+        let _ = writeln!(
+            out,
+            "jwt_authz_config_reloads_total{{result=\"success\"}} {}",
+            load(&self.reloads_ok)
+        );
+        let _ = writeln!(
+            out,
+            "jwt_authz_config_reloads_total{{result=\"failure\"}} {}",
+            load(&self.reloads_failed)
+        );
+        header(
+            &mut out,
+            "jwt_authz_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful configuration load (start-up or reload).",
+        );
+        let _ = writeln!(
+            out,
+            "jwt_authz_config_last_reload_success_timestamp_seconds {}",
+            load(&self.last_reload_success)
+        );
 
         header(
             &mut out,
@@ -181,7 +248,7 @@ impl Metrics {
             "counter",
             "JWKS fetches by issuer and result.",
         );
-        for cache in &self.caches {
+        for cache in caches.iter() {
             let issuer = escape(cache.issuer());
             let _ = writeln!(
                 out,
@@ -200,7 +267,7 @@ impl Metrics {
             "gauge",
             "Signing keys loaded, by issuer.",
         );
-        for cache in &self.caches {
+        for cache in caches.iter() {
             let keys = cache.current().map_or(0, |k| k.len());
             let _ = writeln!(
                 out,
@@ -214,7 +281,7 @@ impl Metrics {
             "gauge",
             "1 when the last JWKS fetch of the issuer succeeded.",
         );
-        for cache in &self.caches {
+        for cache in caches.iter() {
             let up = u8::from(!cache.is_failing() && cache.current().is_some());
             let _ = writeln!(
                 out,
@@ -228,7 +295,7 @@ impl Metrics {
             "gauge",
             "Seconds since the last successful JWKS fetch, by issuer (absent before the first).",
         );
-        for cache in &self.caches {
+        for cache in caches.iter() {
             if let Some(age) = cache.stats.last_success_age() {
                 let _ = writeln!(
                     out,

@@ -14,11 +14,10 @@ use http::StatusCode;
 
 use crate::config::Config;
 use crate::httpd;
-use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
 use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
+use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::service::AuthzService;
-use crate::verify::{Issuer, Verifier};
 
 /// Binds `config.listen` (and `config.admin_listen`) and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -46,22 +45,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
-    let mut issuers = Vec::new();
-    for issuer in &config.issuers {
-        let jwks = issuer
-            .jwks_cache(&config.jwks)
-            .with_context(|| format!("issuer {}", issuer.issuer))?;
-        issuers.push(Issuer {
-            config: issuer.clone(),
-            jwks,
-        });
-    }
-    let verifier = Arc::new(Verifier::with_clock(issuers, config.clock.clone()));
-    let caches: Vec<Arc<JwksCache>> = verifier.caches().cloned().collect();
-    let refreshers: Vec<_> = caches
-        .iter()
-        .map(|c| tokio::spawn(Arc::clone(c).run_refresher()))
-        .collect();
+    let keys = IssuerKeys::build(&config, None)?;
+    let verifier = Arc::new(keys.verifier(&config));
+    let caches = keys.caches();
 
     let (reporter, health) = tonic_health::server::health_reporter();
     crate::health::mark_not_serving(&reporter).await;
@@ -78,7 +64,11 @@ pub async fn serve(
         .build_v1alpha()
         .context("reflection: cannot load descriptors")?;
 
-    let service = AuthzService::from_config(&config, verifier);
+    let live = LiveAuthz::new(AuthzService::from_config(&config, verifier));
+    let service = live.current();
+    let issuer_count = config.issuers.len();
+    // The reloader owns the key caches' refreshers: aborting it stops them.
+    let reloader = tokio::spawn(Reloader::new(config, keys, live.clone()).run());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     if let Some(admin) = admin {
         let metrics = service.metrics();
@@ -95,19 +85,17 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    tracing::info!(listen = %local, issuers = config.issuers.len(), "jwt-authz listening");
+    tracing::info!(listen = %local, issuers = issuer_count, "jwt-authz listening");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthorizationServer::new(service))
+        .add_service(AuthorizationServer::new(live))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("grpc server");
-    for task in refreshers {
-        task.abort();
-    }
+    reloader.abort();
     readiness.abort();
     tracing::info!("jwt-authz stopped");
     result

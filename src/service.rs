@@ -5,6 +5,7 @@
 //! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
 //! would count as a failure in Envoy, which `failure_mode_allow` turns into an allow.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use crate::proto::{
 };
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
-use crate::verify::{TokenFacts, Verified, Verifier, accept_audience};
+use crate::verify::{IssuerConfig, TokenFacts, Verified, Verifier, accept_audience};
 
 /// What the decision log line carries besides the outcome.
 #[derive(Debug, Default)]
@@ -58,13 +59,47 @@ pub struct CheckSettings {
     pub upstream: UpstreamConfig,
 }
 
-/// The `envoy.service.auth.v3.Authorization` implementation.
+impl CheckSettings {
+    /// The Check settings of `config`.
+    pub fn from_config(config: &Config) -> CheckSettings {
+        CheckSettings {
+            scope_claims: config.scope_claims.clone(),
+            max_header_bytes: config.max_header_bytes,
+            realm: config.realm.clone(),
+            retry_after_secs: config.jwks.cooldown.as_secs().max(1),
+            policy: config.policy.clone(),
+            upstream: config.upstream.clone(),
+        }
+    }
+}
+
+/// A fingerprint of what a cache entry of `issuer`'s tokens is built from under
+/// `settings`. `Debug` text is enough: it is compared within one process only.
+fn entry_fingerprint(issuer: &IssuerConfig, settings: &CheckSettings) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{issuer:?}").hash(&mut hasher);
+    format!("{:?}", settings.upstream).hash(&mut hasher);
+    settings.scope_claims.hash(&mut hasher);
+    for condition in settings.policy.conditions() {
+        format!("{condition:?}").hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The `envoy.service.auth.v3.Authorization` implementation for one configuration. A
+/// reload builds a new one that shares the token cache and the metrics
+/// ([`AuthzService::with_shared`]).
 #[derive(Clone)]
 pub struct AuthzService {
     verifier: Arc<Verifier>,
     settings: Arc<CheckSettings>,
     cache: Option<Arc<TokenCache>>,
     metrics: Arc<Metrics>,
+    /// Per issuer, a fingerprint of every setting a cache entry was built from (the
+    /// issuer's, the claim headers, scope claims, claim conditions): an entry made under
+    /// other settings is verified afresh instead of being trusted.
+    entry_fingerprints: Arc<HashMap<String, u64>>,
 }
 
 /// Why a request was allowed.
@@ -87,18 +122,40 @@ impl AuthzService {
         let metrics = Arc::new(Metrics::new(
             verifier.caches().cloned().collect(),
             cache.clone(),
-            settings
-                .policy
-                .shadow_rules()
-                .map(|r| r.name.clone())
-                .collect(),
+            Vec::new(),
         ));
+        AuthzService::with_shared(verifier, settings, cache, metrics)
+    }
+
+    /// The service for new settings and keys that keeps an existing token cache and
+    /// metrics, as a configuration reload does. The metrics learn the new issuers' caches
+    /// and shadow rules.
+    pub fn with_shared(
+        verifier: Arc<Verifier>,
+        settings: CheckSettings,
+        cache: Option<Arc<TokenCache>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.set_caches(verifier.caches().cloned().collect());
+        metrics.add_shadow_rules(settings.policy.shadow_rules().map(|r| r.name.as_str()));
+        let entry_fingerprints = Arc::new(
+            verifier
+                .issuer_configs()
+                .map(|issuer| (issuer.issuer.clone(), entry_fingerprint(issuer, &settings)))
+                .collect(),
+        );
         AuthzService {
             verifier,
             settings: Arc::new(settings),
             cache,
             metrics,
+            entry_fingerprints,
         }
+    }
+
+    /// The settings cache entries of `iss` must have been built under.
+    fn entry_fingerprint(&self, iss: &str) -> Option<u64> {
+        self.entry_fingerprints.get(iss).copied()
     }
 
     /// The service for `config`, verifying with `verifier`.
@@ -107,18 +164,17 @@ impl AuthzService {
             .token_cache
             .enabled
             .then(|| Arc::new(TokenCache::new(config.token_cache.max_entries)));
-        AuthzService::new(
-            verifier,
-            CheckSettings {
-                scope_claims: config.scope_claims.clone(),
-                max_header_bytes: config.max_header_bytes,
-                realm: config.realm.clone(),
-                retry_after_secs: config.jwks.cooldown.as_secs().max(1),
-                policy: config.policy.clone(),
-                upstream: config.upstream.clone(),
-            },
-            cache,
-        )
+        AuthzService::new(verifier, CheckSettings::from_config(config), cache)
+    }
+
+    /// The token cache, shared by every configuration of a running server.
+    pub fn token_cache(&self) -> Option<Arc<TokenCache>> {
+        self.cache.clone()
+    }
+
+    /// The verifier, with the issuers and keys of this configuration.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
     }
 
     /// The metrics this service records.
@@ -228,6 +284,7 @@ impl AuthzService {
             && let Some(hit) = cache.get(key)
         {
             let current = hit.is_fresh(self.verifier.clock().now_millis())
+                && self.entry_fingerprint(hit.iss()) == Some(hit.config_fingerprint)
                 && self
                     .verifier
                     .key_is_current(hit.iss(), hit.kid(), hit.alg, hit.key_fingerprint);
@@ -253,13 +310,15 @@ impl AuthzService {
         let claims = &verified.claims;
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
         let upstream = &self.settings.upstream;
+        let iss = text("iss").unwrap_or_default();
         CachedToken::new(EntryParts {
+            config_fingerprint: self.entry_fingerprint(iss).unwrap_or_default(),
             alg: verified.alg,
             key_fingerprint: verified.key_fingerprint,
             exp: verified.exp,
             nbf: verified.nbf,
             leeway_ms: verified.leeway_ms,
-            iss: text("iss").unwrap_or_default(),
+            iss,
             kid: verified.kid.as_deref(),
             sub: text("sub"),
             scopes: granted_scopes(claims, &self.settings.scope_claims).collect(),

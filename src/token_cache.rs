@@ -30,6 +30,8 @@ type Shard = Mutex<HashMap<TokenKey, Arc<CachedToken>>>;
 /// buffer (`text`, cut at `ends`), the header names stay in the configuration, and the
 /// metadata exists only when it is configured.
 pub struct CachedToken {
+    /// The settings the entry was built under (see the service's entry fingerprints).
+    pub config_fingerprint: u64,
     pub alg: Algorithm,
     pub key_fingerprint: u64,
     /// `exp` in Unix seconds.
@@ -58,6 +60,7 @@ const HEADERS: usize = 5;
 
 /// Everything a [`CachedToken`] is built from.
 pub struct EntryParts<'a> {
+    pub config_fingerprint: u64,
     pub alg: Algorithm,
     pub key_fingerprint: u64,
     pub exp: u64,
@@ -113,6 +116,7 @@ impl CachedToken {
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         }
         CachedToken {
+            config_fingerprint: parts.config_fingerprint,
             alg: parts.alg,
             key_fingerprint: parts.key_fingerprint,
             exp: parts.exp,
@@ -301,6 +305,7 @@ mod tests {
 
     fn parts(exp: u64) -> EntryParts<'static> {
         EntryParts {
+            config_fingerprint: 0,
             alg: Algorithm::RS256,
             key_fingerprint: 1,
             exp,

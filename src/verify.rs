@@ -170,6 +170,16 @@ impl Verifier {
         &self.clock
     }
 
+    /// Every issuer's settings.
+    pub fn issuer_configs(&self) -> impl Iterator<Item = &IssuerConfig> {
+        self.issuers.values().map(|i| &i.config)
+    }
+
+    /// The issuer named `iss`, with its keys.
+    pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
+        self.issuers.get(iss)
+    }
+
     /// Every issuer's JWKS cache.
     pub fn caches(&self) -> impl Iterator<Item = &Arc<JwksCache>> {
         self.issuers.values().map(|i| &i.jwks)

@@ -148,6 +148,13 @@ pub struct ServeArgs {
     #[arg(long, env = "JWT_AUTHZ_INSECURE_ALLOW_HTTP")]
     pub insecure_allow_http: bool,
 
+    #[arg(long, env = "JWT_AUTHZ_CONFIG_POLL", help = help(
+        "How often the configuration file is checked for changes (a valid new version is \
+         swapped in live, as on SIGHUP); `off` leaves reloads to SIGHUP",
+        defaults::CONFIG_POLL,
+    ))]
+    pub config_poll: Option<String>,
+
     #[arg(long, env = "JWT_AUTHZ_LOG_LEVEL", help = help(
         "Log filter (`info`, `debug`, or a tracing directive such as `jwt_authz=debug`)",
         defaults::LOG_LEVEL,

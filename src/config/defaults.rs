@@ -25,6 +25,8 @@ pub const TOKEN_CACHE: bool = true;
 pub const TOKEN_CACHE_MAX_ENTRIES: u64 = 100_000;
 /// `realm` of `WWW-Authenticate`.
 pub const REALM: &str = "jwt-authz";
+/// How often the configuration file is polled for changes.
+pub const CONFIG_POLL: &str = "500ms";
 /// Log filter.
 pub const LOG_LEVEL: &str = "info";
 /// Signing algorithm an issuer allows when it names none.

@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer};
 pub struct FileConfig {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    /// A duration, or `off`.
+    pub config_poll: Option<String>,
     #[serde(default, deserialize_with = "duration_text")]
     pub leeway: Option<String>,
     pub jwks: Option<FileJwks>,

@@ -300,3 +300,85 @@ fn explain_walks_through_a_decision_without_printing_the_token() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// SIGHUP re-reads the file (here with polling off, so only the signal can do it): a valid
+/// version is swapped in, an invalid one is refused with each problem named.
+#[test]
+fn sighup_reloads_the_configuration_file() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let base = "config_poll: off\nlisten: 127.0.0.1:0\nadmin_listen: off\nlog: {format: json}\nissuers:\n  - {issuer: \"http://127.0.0.1:9/\", audiences: [a]}\n";
+    let path = temp_file("sighup.yaml", base);
+    let mut child = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    let hangup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    wait_for("jwt-authz listening");
+
+    std::fs::write(
+        &path,
+        format!("{base}routes:\n  - {{path_prefix: /api, deny: true}}\n"),
+    )
+    .unwrap();
+    hangup();
+    let line = wait_for("configuration reloaded");
+    assert!(line.contains("\"rules\":1"), "{line}");
+    assert!(line.contains("\"trigger\":\"SIGHUP\""), "{line}");
+
+    std::fs::write(&path, format!("{base}routes:\n  - {{path: nope}}\n")).unwrap();
+    hangup();
+    let line = wait_for("configuration reload refused");
+    assert!(
+        line.contains("routes[0].path: `nope` must start with `/`"),
+        "{line}"
+    );
+
+    // A setting bound at start-up is named, and the rest still reloads.
+    std::fs::write(
+        &path,
+        base.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1"),
+    )
+    .unwrap();
+    hangup();
+    let line = wait_for("changes only on restart");
+    assert!(line.contains("\"setting\":\"listen\""), "{line}");
+    let line = wait_for("configuration reloaded");
+    assert!(line.contains("\"rules\":0"), "{line}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_file(path);
+}

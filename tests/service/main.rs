@@ -6,4 +6,5 @@ mod check;
 mod issuers;
 mod jwks;
 mod metrics;
+mod reload;
 mod routes;

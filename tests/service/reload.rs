@@ -1,0 +1,367 @@
+//! Live configuration over the real gRPC API: the file rewritten under a closed-loop load
+//! (valid and invalid versions alternately), issuers added and removed, and the symlink
+//! swap Kubernetes does for a mounted ConfigMap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jwt_authz::proto::CheckRequest;
+use jwt_authz::testkit::*;
+use serde_json::json;
+
+use super::metrics::scrape;
+
+/// A fresh directory for one test's files.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jwt-authz-reload-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Replaces `path` atomically, as editors and Kubernetes do: a reader sees the old or the
+/// new content, never half of one.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn issuer_entry(idp: &Idp) -> String {
+    format!(
+        "  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\n",
+        idp.issuer(),
+        idp.jwks_uri()
+    )
+}
+
+fn token(idp: &Idp, scope: &str) -> String {
+    let mut c = claims(&idp.issuer());
+    c["scope"] = json!(scope);
+    mint(&key("rsa-1"), &c)
+}
+
+fn at(path: &str, token: Option<&str>) -> CheckRequest {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut request = request(bearer.as_deref(), None);
+    let http = http_mut(&mut request);
+    http.path = path.into();
+    http.headers.insert(":path".into(), path.into());
+    request
+}
+
+async fn metric(authz: &Authz, line_prefix: &str) -> u64 {
+    let (_, text) = scrape(authz, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in\n{text}"))
+}
+
+/// Polls until `done` holds for a Check of `request`, returning how long it took.
+async fn until(
+    authz: &Authz,
+    request: &CheckRequest,
+    limit: Duration,
+    done: fn(&Decision) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if done(&decision(&authz.check(request.clone()).await)) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not in effect after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn allowed(d: &Decision) -> bool {
+    matches!(d, Decision::Allow { .. })
+}
+
+fn scope_denied(d: &Decision) -> bool {
+    matches!(d, Decision::Deny { code, .. } if code == "insufficient_scope")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rewrites_under_load_swap_valid_versions_and_change_nothing_on_invalid_ones() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let dir = temp_dir("load");
+    let path = dir.join("config.yaml");
+    let version = |scope: &str| {
+        format!(
+            "config_poll: 100ms\nissuers:\n{}routes:\n  - {{name: versioned, path_prefix: /api/v, scopes: {{all_of: [{scope}]}}}}\n  - {{name: never, path_prefix: /never, deny: true}}\n  - {{name: any, path_prefix: /api/any}}\n",
+            issuer_entry(&idp)
+        )
+    };
+    replace(&path, &version("even"));
+    let authz = Arc::new(Authz::start(&["--config", path.to_str().unwrap()]).await);
+    authz.wait_serving().await;
+    let (even, odd, both) = (
+        token(&idp, "even"),
+        token(&idp, "odd"),
+        token(&idp, "even odd"),
+    );
+
+    // The closed loop: requests whose answer is the same under every version.
+    let stop = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicU64::new(0));
+    let wrong = Arc::new(AtomicU64::new(0));
+    let rpc_errors = Arc::new(AtomicU64::new(0));
+    let worst_us = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (authz, stop, checks, wrong, rpc_errors, worst_us) = (
+            Arc::clone(&authz),
+            Arc::clone(&stop),
+            Arc::clone(&checks),
+            Arc::clone(&wrong),
+            Arc::clone(&rpc_errors),
+            Arc::clone(&worst_us),
+        );
+        let cases = [
+            (at("/api/v/x", Some(&both)), Some(200)),
+            (at("/never", Some(&both)), Some(403)),
+            (at("/api/any", None), Some(401)),
+            (at("/unlisted", Some(&both)), Some(403)),
+        ];
+        workers.push(tokio::spawn(async move {
+            let mut client = authz.client.clone();
+            while !stop.load(Ordering::Relaxed) {
+                for (request, expected) in &cases {
+                    let started = Instant::now();
+                    let result = client.check(request.clone()).await;
+                    let us = started.elapsed().as_micros() as u64;
+                    worst_us.fetch_max(us, Ordering::Relaxed);
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    let Ok(response) = result else {
+                        rpc_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let status = match decision(&response.into_inner()) {
+                        Decision::Allow { .. } => 200,
+                        Decision::Deny { http, .. } => http,
+                    };
+                    if Some(status) != *expected {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+
+    let invalid = [
+        "issuers: [\n",
+        "routes:\n  - path: no-slash\n",
+        "issuers:\n  - {issuer: \"https://x.example/\", audiences: []}\n",
+        "unknown_key: 1\n",
+    ];
+    let mut required = "even";
+    let mut slowest = Duration::ZERO;
+    let mut failures = 0;
+    for round in 0..20 {
+        if round % 2 == 0 {
+            // Invalid: refused, counted, and the running version keeps deciding.
+            replace(
+                &path,
+                &format!(
+                    "{}{}",
+                    version(required),
+                    invalid[(round / 2) % invalid.len()]
+                ),
+            );
+            failures += 1;
+            let limit = Instant::now() + Duration::from_secs(2);
+            while metric(
+                &authz,
+                "jwt_authz_config_reloads_total{result=\"failure\"} ",
+            )
+            .await
+                < failures
+            {
+                assert!(
+                    Instant::now() < limit,
+                    "invalid version {round} not refused"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let (holder, other) = if required == "even" {
+                (&even, &odd)
+            } else {
+                (&odd, &even)
+            };
+            assert!(allowed(&decision(
+                &authz.check(at("/api/v", Some(holder))).await
+            )));
+            assert!(scope_denied(&decision(
+                &authz.check(at("/api/v", Some(other))).await
+            )));
+        } else {
+            // Valid: the required scope flips, in effect within 1 s.
+            required = if required == "even" { "odd" } else { "even" };
+            replace(&path, &version(required));
+            let holder = if required == "even" { &even } else { &odd };
+            let took = until(
+                &authz,
+                &at("/api/v", Some(holder)),
+                Duration::from_secs(1),
+                allowed,
+            )
+            .await;
+            slowest = slowest.max(took);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (checks, wrong, rpc_errors) = (
+        checks.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed),
+        rpc_errors.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "reload under load: {checks} checks, {rpc_errors} RPC errors, {wrong} wrong decisions, worst latency {} us, slowest valid version in effect after {slowest:?}",
+        worst_us.load(Ordering::Relaxed)
+    );
+    assert!(checks > 100, "{checks}");
+    assert_eq!((rpc_errors, wrong), (0, 0));
+    assert_eq!(
+        metric(
+            &authz,
+            "jwt_authz_config_reloads_total{result=\"failure\"} "
+        )
+        .await,
+        10
+    );
+    // Ten valid rewrites plus the start-up load.
+    assert_eq!(
+        metric(
+            &authz,
+            "jwt_authz_config_reloads_total{result=\"success\"} "
+        )
+        .await,
+        11
+    );
+    assert!(
+        metric(
+            &authz,
+            "jwt_authz_config_last_reload_success_timestamp_seconds "
+        )
+        .await
+            >= now() - 60
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issuers_come_and_go_live_and_unchanged_ones_keep_keys_and_cache_entries() {
+    let a = Idp::start(vec![key("rsa-1").jwk]).await;
+    let b = Idp::start(vec![key("rsa-1").jwk]).await;
+    b.update(|s| s.delay = Duration::from_millis(700));
+    let dir = temp_dir("issuers");
+    let path = dir.join("config.yaml");
+    let only_a = format!("config_poll: 100ms\nissuers:\n{}", issuer_entry(&a));
+    replace(&path, &only_a);
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let (from_a, from_b) = (token(&a, "openid"), token(&b, "openid"));
+    assert!(allowed(&decision(
+        &authz.check(at("/x", Some(&from_a))).await
+    )));
+    let d = decision(&authz.check(at("/x", Some(&from_b))).await);
+    assert!(
+        matches!(&d, Decision::Deny { code, .. } if code == "invalid_claims"),
+        "{d:?}"
+    );
+    let a_fetches = a.jwks_hits();
+    let hits_before = metric(&authz, "jwt_authz_token_cache_hits_total ").await;
+
+    // B added: its tokens wait for its keys (503), then pass; A is untouched.
+    replace(&path, &format!("{only_a}{}", issuer_entry(&b)));
+    let start = Instant::now();
+    let mut saw_unavailable = false;
+    loop {
+        match decision(&authz.check(at("/x", Some(&from_b))).await) {
+            Decision::Allow { .. } => break,
+            Decision::Deny { code, .. } if code == "jwks_unavailable" => saw_unavailable = true,
+            Decision::Deny { code, .. } => assert_eq!(code, "invalid_claims", "before the reload"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "issuer B never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        saw_unavailable,
+        "B's tokens must get 503 while its keys load"
+    );
+    assert!(allowed(&decision(
+        &authz.check(at("/x", Some(&from_a))).await
+    )));
+    assert_eq!(a.jwks_hits(), a_fetches, "A's keys are kept, not refetched");
+    let hits_after = metric(&authz, "jwt_authz_token_cache_hits_total ").await;
+    assert!(
+        hits_after > hits_before,
+        "A's cache entry survives the reload"
+    );
+
+    // B removed: its tokens are from an unknown issuer again.
+    replace(&path, &only_a);
+    until(
+        &authz,
+        &at("/x", Some(&from_b)),
+        Duration::from_secs(1),
+        |d| matches!(d, Decision::Deny { code, .. } if code == "invalid_claims"),
+    )
+    .await;
+    assert!(allowed(&decision(
+        &authz.check(at("/x", Some(&from_a))).await
+    )));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Kubernetes mounts a ConfigMap as `config.yaml -> ..data/config.yaml`, `..data ->
+/// ..<timestamp>/`, and updates it by swapping the `..data` link.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configmap_symlink_swap_is_seen() {
+    use std::os::unix::fs::symlink;
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let dir = temp_dir("configmap");
+    let version = |deny: bool| {
+        format!(
+            "config_poll: 100ms\nissuers:\n{}routes:\n  - {{path_prefix: /api, deny: {deny}}}\n",
+            issuer_entry(&idp)
+        )
+    };
+    let write_version = |name: &str, deny: bool| {
+        let versioned = dir.join(name);
+        std::fs::create_dir_all(&versioned).unwrap();
+        std::fs::write(versioned.join("config.yaml"), version(deny)).unwrap();
+    };
+    write_version("..v1", false);
+    symlink("..v1", dir.join("..data")).unwrap();
+    symlink("..data/config.yaml", dir.join("config.yaml")).unwrap();
+    let authz = Authz::start(&["--config", dir.join("config.yaml").to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let t = token(&idp, "openid");
+    assert!(allowed(&decision(
+        &authz.check(at("/api/x", Some(&t))).await
+    )));
+
+    write_version("..v2", true);
+    symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    until(
+        &authz,
+        &at("/api/x", Some(&t)),
+        Duration::from_secs(1),
+        |d| matches!(d, Decision::Deny { code, .. } if code == "access_denied"),
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+}
