@@ -132,7 +132,7 @@ fn bench_ext_authz_bootstrap_is_the_shipped_one() {
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|r| r["match"]["prefix"] == "/api/private-scoped")
+        .find(|r| r["match"]["path_separated_prefix"] == "/api/private-scoped")
         .expect("a /api/private-scoped route")["typed_per_filter_config"]
         .clone();
     let mut route: Value = serde_yaml_ng::from_str(
