@@ -43,10 +43,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(path) => crate::config::read_file(path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => FileConfig::default(),
     };
+    // CORS preflights carry no token. Envoy's CORS filter answers them before ext_authz;
+    // behind a proxy without one, this lets them through with identity headers removed.
+    // A `cors_preflight` in the given file wins.
+    file.cors_preflight.get_or_insert_with(|| "allow".into());
     let serve_args = ServeArgs {
         issuer: Some(issuer.issuer.clone()),
         audiences: vec![DEMO_AUDIENCE.into()],

@@ -3,7 +3,8 @@
 //! exercise the same shapes. Fixture keys and minting ([`key`], [`mint`]), Envoy-shaped
 //! `CheckRequest`s ([`request`]), a loopback identity provider with faults ([`Idp`]), the
 //! real server on a loopback port ([`Authz`]), reading its answers ([`decision`]) and
-//! external processes ([`tool`], [`free_port`]).
+//! external processes ([`tool`], [`free_port`]), and an upstream that records what a proxy
+//! forwards ([`RecordingUpstream`]).
 //!
 //! Compiled only for the crate's own unit tests and with the `test-util` feature, so the
 //! production binary never carries it. Helpers panic on failure: a broken fixture is a
@@ -18,6 +19,7 @@ mod keys;
 mod mint;
 mod request;
 mod tools;
+mod upstream;
 
 pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
 pub use harness::{Authz, config, wait_serving};
@@ -28,3 +30,4 @@ pub use mint::{
 };
 pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
 pub use tools::{free_port, tool, unused_addr, wait_until};
+pub use upstream::{Forwarded, RecordingUpstream};

@@ -3,12 +3,79 @@
 //!
 //! Every header this module may set is also removed when it has no value, so a client can
 //! never forge one: Envoy applies `headers_to_remove` after the header mutations, so a
-//! header is either overwritten with the verified value or removed, never both.
+//! header is either overwritten with the verified value or removed, never both. Each such
+//! header is also removed in every other spelling an upstream could read as the same
+//! header (`x_jwt_sub` for `x-jwt-sub`), whatever the decision.
 
 use prost_types::value::Kind;
 use serde_json::Value;
 
 use crate::claims::{Claims, claim};
+
+/// At most this many `-` and `_` in an identity header's name: each one doubles the
+/// spellings removed on every request.
+pub const MAX_SEPARATORS: usize = 6;
+
+/// The name of a header the service sets upstream, with the other spellings of that name
+/// an upstream could read as the same header: any `-` written `_` or the reverse. CGI,
+/// WSGI and PHP servers, and frameworks built on them, map `x-jwt-sub`, `x_jwt_sub` and
+/// `x-jwt_sub` all to `HTTP_X_JWT_SUB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeader {
+    name: String,
+    /// Every spelling but `name`, computed once when the configuration is built.
+    confusable: Vec<String>,
+}
+
+impl IdentityHeader {
+    /// The header `name` (lower-case, a valid header name) and its other spellings.
+    /// Fails when the name has more than [`MAX_SEPARATORS`] `-` and `_`.
+    pub fn new(name: &str) -> Result<IdentityHeader, String> {
+        let separators: Vec<usize> = name
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| matches!(b, b'-' | b'_'))
+            .map(|(i, _)| i)
+            .collect();
+        if separators.len() > MAX_SEPARATORS {
+            return Err(format!(
+                "`{name}` has more than {MAX_SEPARATORS} `-` or `_`; use a shorter name"
+            ));
+        }
+        let mut confusable = Vec::new();
+        for choice in 0u32..(1 << separators.len()) {
+            let mut spelling = name.as_bytes().to_vec();
+            for (bit, &at) in separators.iter().enumerate() {
+                spelling[at] = if choice & (1 << bit) == 0 { b'-' } else { b'_' };
+            }
+            // Only `-` and `_` were swapped, so the bytes are still the name's ASCII.
+            let spelling = String::from_utf8_lossy(&spelling).into_owned();
+            if spelling != name {
+                confusable.push(spelling);
+            }
+        }
+        Ok(IdentityHeader {
+            name: name.to_owned(),
+            confusable,
+        })
+    }
+
+    /// The header name as configured.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every other spelling of the name an upstream could confuse with it.
+    pub fn confusable(&self) -> &[String] {
+        &self.confusable
+    }
+
+    /// The name with every `_` written `-`: two headers with the same key are the same
+    /// header to some upstream.
+    pub fn spelling_key(&self) -> String {
+        self.name.replace('_', "-")
+    }
+}
 
 /// One claim copied into one upstream header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +84,7 @@ pub struct ClaimHeader {
     /// exact name (Auth0's namespaced claims contain dots).
     pub claim: String,
     /// Lower-case header name.
-    pub header: String,
+    pub header: IdentityHeader,
 }
 
 /// Upstream request mutations on allow.
@@ -27,7 +94,7 @@ pub struct UpstreamConfig {
     /// Joins array claims into one header value.
     pub array_separator: String,
     /// Header that receives the verified payload, base64url as in the token.
-    pub forward_payload_header: Option<String>,
+    pub forward_payload_header: Option<IdentityHeader>,
     /// Remove `authorization` before the request goes upstream.
     pub strip_authorization: bool,
     /// Claims copied into `CheckResponse.dynamic_metadata`.
@@ -39,7 +106,8 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             claim_headers: vec![ClaimHeader {
                 claim: "sub".into(),
-                header: "x-jwt-sub".into(),
+                // safety: two separators, well under MAX_SEPARATORS
+                header: IdentityHeader::new("x-jwt-sub").expect("a valid identity header"),
             }],
             array_separator: ",".into(),
             forward_payload_header: None,
@@ -90,31 +158,49 @@ impl UpstreamConfig {
         let mut m = Mutations::default();
         for (i, mapping) in self.claim_headers.iter().enumerate() {
             match value(i) {
-                Some(v) => m.set.push((&mapping.header, v)),
-                None => m.remove.push(&mapping.header),
+                Some(v) => m.set.push((mapping.header.name(), v)),
+                None => m.remove.push(mapping.header.name()),
             }
         }
         if let Some(header) = &self.forward_payload_header {
-            m.set.push((header, payload_b64));
+            m.set.push((header.name(), payload_b64));
         }
+        self.remove_confusable(&mut m);
         if self.strip_authorization {
             m.remove.push("authorization");
         }
         m
     }
 
-    /// Mutations for a request allowed without a token: every identity header removed,
-    /// and `authorization` too when it is stripped (an unverified token must not reach
-    /// the upstream either).
+    /// Mutations for a request allowed without a token (an anonymous route or a CORS
+    /// preflight): every identity header removed, and `authorization` too when it is
+    /// stripped (an unverified token must not reach the upstream either).
     pub fn for_anonymous(&self) -> Mutations<'_> {
         let mut m = Mutations::default();
         m.remove
-            .extend(self.claim_headers.iter().map(|c| c.header.as_str()));
-        m.remove.extend(self.forward_payload_header.as_deref());
+            .extend(self.identity_headers().map(IdentityHeader::name));
+        self.remove_confusable(&mut m);
         if self.strip_authorization {
             m.remove.push("authorization");
         }
         m
+    }
+
+    /// Every header this configuration sets upstream.
+    fn identity_headers(&self) -> impl Iterator<Item = &IdentityHeader> {
+        self.claim_headers
+            .iter()
+            .map(|c| &c.header)
+            .chain(&self.forward_payload_header)
+    }
+
+    // invariant: no configured name is another's confusable spelling (the configuration
+    // refuses two headers with one spelling key), so this never removes a header just set.
+    fn remove_confusable<'a>(&'a self, m: &mut Mutations<'a>) {
+        for header in self.identity_headers() {
+            m.remove
+                .extend(header.confusable().iter().map(String::as_str));
+        }
     }
 }
 
@@ -180,32 +266,44 @@ mod tests {
         )
     }
 
+    fn h(name: &str) -> IdentityHeader {
+        IdentityHeader::new(name).unwrap()
+    }
+
+    /// Every other spelling of the configured headers, in configuration order.
+    fn confusable(config: &UpstreamConfig) -> Vec<String> {
+        config
+            .identity_headers()
+            .flat_map(|h| h.confusable().to_vec())
+            .collect()
+    }
+
     fn config() -> UpstreamConfig {
         UpstreamConfig {
             claim_headers: vec![
                 ClaimHeader {
                     claim: "sub".into(),
-                    header: "x-jwt-sub".into(),
+                    header: h("x-jwt-sub"),
                 },
                 ClaimHeader {
                     claim: "scope".into(),
-                    header: "x-jwt-scope".into(),
+                    header: h("x-jwt-scope"),
                 },
                 ClaimHeader {
                     claim: "org.id".into(),
-                    header: "x-jwt-org".into(),
+                    header: h("x-jwt-org"),
                 },
                 ClaimHeader {
                     claim: "https://example.com/roles".into(),
-                    header: "x-jwt-roles".into(),
+                    header: h("x-jwt-roles"),
                 },
                 ClaimHeader {
                     claim: "email".into(),
-                    header: "x-jwt-email".into(),
+                    header: h("x-jwt-email"),
                 },
             ],
             array_separator: ";".into(),
-            forward_payload_header: Some("x-jwt-payload".into()),
+            forward_payload_header: Some(h("x-jwt-payload")),
             strip_authorization: true,
             metadata_claims: vec!["sub".into(), "org".into()],
         }
@@ -228,7 +326,10 @@ mod tests {
                 ("x-jwt-payload".into(), "cGF5bG9hZA".into()),
             ]
         );
-        assert_eq!(remove, ["x-jwt-email", "authorization"]);
+        let mut expected = vec!["x-jwt-email".to_owned()];
+        expected.extend(confusable(&config()));
+        expected.push("authorization".into());
+        assert_eq!(remove, expected);
         let meta = config().metadata(&c).unwrap();
         assert_eq!(meta.fields.len(), 2);
         assert_eq!(
@@ -242,25 +343,55 @@ mod tests {
         let c = claims(json!({"sub": "u1\r\nx-admin: true"}));
         let (set, remove) = verified(&UpstreamConfig::default(), &c, "p");
         assert!(set.is_empty());
-        assert_eq!(remove, ["x-jwt-sub"]);
+        assert_eq!(remove, ["x-jwt-sub", "x_jwt-sub", "x-jwt_sub", "x_jwt_sub"]);
+    }
+
+    #[test]
+    fn every_hyphen_underscore_spelling_is_confusable() {
+        assert_eq!(
+            h("x-jwt-sub").confusable(),
+            ["x_jwt-sub", "x-jwt_sub", "x_jwt_sub"]
+        );
+        assert_eq!(h("x_user").confusable(), ["x-user"]);
+        assert_eq!(h("x_user").spelling_key(), "x-user");
+        assert!(h("xuser").confusable().is_empty());
+        assert_eq!(h("a-b-c-d-e-f-g").confusable().len(), 63);
+        assert!(IdentityHeader::new("a-b-c-d-e-f-g-h").is_err());
+    }
+
+    #[test]
+    fn confusable_spellings_are_removed_on_every_decision() {
+        let config = config();
+        let c = claims(json!({"sub": "u1", "scope": "a"}));
+        let (set, remove) = verified(&config, &c, "p");
+        let anonymous = config.for_anonymous();
+        for spelling in confusable(&config) {
+            assert!(remove.contains(&spelling), "{spelling}");
+            assert!(anonymous.remove.contains(&spelling.as_str()), "{spelling}");
+        }
+        assert!(confusable(&config).contains(&"x_jwt_payload".to_owned()));
+        for (name, _) in &set {
+            assert!(!remove.contains(name), "{name} is set and removed");
+        }
     }
 
     #[test]
     fn anonymous_requests_lose_every_identity_header() {
         let config = config();
         let m = config.for_anonymous();
-        assert_eq!(
-            m.remove,
-            [
-                "x-jwt-sub",
-                "x-jwt-scope",
-                "x-jwt-org",
-                "x-jwt-roles",
-                "x-jwt-email",
-                "x-jwt-payload",
-                "authorization"
-            ]
-        );
+        let mut expected: Vec<String> = [
+            "x-jwt-sub",
+            "x-jwt-scope",
+            "x-jwt-org",
+            "x-jwt-roles",
+            "x-jwt-email",
+            "x-jwt-payload",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        expected.extend(confusable(&config));
+        expected.push("authorization".into());
+        assert_eq!(m.remove, expected);
         assert!(m.set.is_empty());
     }
 
@@ -338,9 +469,10 @@ mod tests {
                 }
                 // Every mapped header is either set or removed, never left to the client.
                 for mapping in &config().claim_headers {
-                    let set = set_headers.iter().any(|(h, _)| *h == mapping.header);
-                    let removed = removed_headers.contains(&mapping.header);
-                    prop_assert!(set != removed, "{}", mapping.header);
+                    let name = mapping.header.name();
+                    let set = set_headers.iter().any(|(h, _)| h == name);
+                    let removed = removed_headers.iter().any(|h| h == name);
+                    prop_assert!(set != removed, "{}", name);
                 }
             }
         }

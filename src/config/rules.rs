@@ -10,7 +10,7 @@ use crate::policy::{
     Action, ClaimCondition, ClaimTest, DefaultAction, HostPattern, Mode, PathParameters,
     PathPattern, Policy, PolicySettings, Rule, ScopeRule, TokenRule,
 };
-use crate::upstream::{ClaimHeader, UpstreamConfig};
+use crate::upstream::{ClaimHeader, IdentityHeader, UpstreamConfig};
 
 /// The policy-wide settings from the file's top level.
 pub(super) fn parse_policy_settings(e: &mut Errors, file: &FileConfig) -> PolicySettings {
@@ -274,6 +274,25 @@ fn parse_condition(e: &mut Errors, field: &str, c: &FileClaimCondition) -> Optio
     })
 }
 
+/// A header name the service sets upstream, with its confusable spellings.
+fn identity_header(value: &str) -> Result<IdentityHeader, String> {
+    IdentityHeader::new(&parse_header_name(value)?)
+}
+
+/// Why two configured headers cannot both be set: the service removes every spelling of
+/// each, so one would remove the other.
+fn same_header(header: &IdentityHeader, other: &IdentityHeader) -> String {
+    if header.name() == other.name() {
+        format!("`{}` is mapped twice", header.name())
+    } else {
+        format!(
+            "`{}` and `{}` are one header to upstreams that read `_` as `-`",
+            header.name(),
+            other.name()
+        )
+    }
+}
+
 pub(super) fn parse_upstream(e: &mut Errors, file: FileUpstream) -> UpstreamConfig {
     let defaults = UpstreamConfig::default();
     let mut claim_headers = Vec::new();
@@ -283,15 +302,14 @@ pub(super) fn parse_upstream(e: &mut Errors, file: FileUpstream) -> UpstreamConf
             if m.claim.trim().is_empty() {
                 e.push(&format!("{field}.claim"), "must not be empty");
             }
-            if let Some(header) = e.check(&format!("{field}.header"), parse_header_name(&m.header))
-            {
-                if claim_headers
+            if let Some(header) = e.check(&format!("{field}.header"), identity_header(&m.header)) {
+                if let Some(other) = claim_headers
                     .iter()
-                    .any(|c: &ClaimHeader| c.header == header)
+                    .find(|c: &&ClaimHeader| c.header.spelling_key() == header.spelling_key())
                 {
                     e.push(
                         &format!("{field}.header"),
-                        format!("`{header}` is mapped twice"),
+                        same_header(&header, &other.header),
                     );
                 }
                 claim_headers.push(ClaimHeader {
@@ -303,10 +321,17 @@ pub(super) fn parse_upstream(e: &mut Errors, file: FileUpstream) -> UpstreamConf
     } else {
         claim_headers = defaults.claim_headers;
     }
-    let forward_payload_header = file
-        .forward_payload_header
-        .as_deref()
-        .and_then(|h| e.check("upstream.forward_payload_header", parse_header_name(h)));
+    let forward_payload_header = file.forward_payload_header.as_deref().and_then(|h| {
+        let field = "upstream.forward_payload_header";
+        let header = e.check(field, identity_header(h))?;
+        if let Some(other) = claim_headers
+            .iter()
+            .find(|c| c.header.spelling_key() == header.spelling_key())
+        {
+            e.push(field, same_header(&header, &other.header));
+        }
+        Some(header)
+    });
     let array_separator = file.array_separator.unwrap_or(defaults.array_separator);
     if array_separator.chars().any(char::is_control) {
         e.push(

@@ -218,12 +218,38 @@ upstream:
         .replace("    - {claim: email, header: \":path\"}\n", "")
         .replace("x-user}", "x-org}");
     let config = from(&[], &ok).unwrap();
-    assert_eq!(config.upstream.claim_headers[0].header, "x-user");
+    assert_eq!(config.upstream.claim_headers[0].header.name(), "x-user");
     assert_eq!(
-        config.upstream.forward_payload_header.as_deref(),
+        config
+            .upstream
+            .forward_payload_header
+            .as_ref()
+            .map(|h| h.name()),
         Some("x-jwt-payload")
     );
     assert!(config.upstream.strip_authorization);
+}
+
+#[test]
+fn headers_one_upstream_could_confuse_are_refused() {
+    let yaml = r#"
+issuers: [{issuer: https://a.example/, audiences: [x]}]
+upstream:
+  claims_to_headers:
+    - {claim: sub, header: x-user-id}
+    - {claim: uid, header: x_user-id}
+    - {claim: len, header: content_length}
+    - {claim: many, header: a-b-c-d-e-f-g-h}
+  forward_payload_header: x_user_id
+"#;
+    let errors = from(&[], yaml).unwrap_err().0;
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors[0].starts_with("upstream.claims_to_headers[1].header"));
+    assert!(errors[0].contains("`x_user-id` and `x-user-id` are one header"));
+    assert!(errors[1].starts_with("upstream.claims_to_headers[2].header"));
+    assert!(errors[1].contains("cannot carry a claim"));
+    assert!(errors[2].starts_with("upstream.claims_to_headers[3].header"));
+    assert!(errors[3].starts_with("upstream.forward_payload_header"));
 }
 
 #[test]

@@ -88,8 +88,9 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Checks a header name the service will set on the upstream request and returns it in
-/// lower case. Pseudo-headers, `host` and hop-by-hop names are refused: Envoy ignores or
-/// rejects mutations of them.
+/// lower case. Pseudo-headers, `host` and hop-by-hop names are refused, in any spelling
+/// with `_` for `-` (the service also removes those spellings): Envoy ignores or rejects
+/// mutations of them.
 pub fn parse_header_name(value: &str) -> Result<String, String> {
     let name = value.trim().to_ascii_lowercase();
     let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
@@ -106,7 +107,7 @@ pub fn parse_header_name(value: &str) -> Result<String, String> {
         "upgrade",
         "keep-alive",
     ];
-    if RESERVED.contains(&name.as_str()) {
+    if RESERVED.contains(&name.replace('_', "-").as_str()) {
         return Err(format!("`{value}` cannot carry a claim"));
     }
     Ok(name)

@@ -81,6 +81,25 @@ fn kubernetes_config_map_holds_a_valid_config() {
     let config = Config::from_sources(&ServeArgs::default(), file).unwrap();
     assert_eq!(config.issuers.len(), 1);
     assert!(!config.policy.rules().is_empty());
+    assert!(config.policy.settings().cors_preflight);
+}
+
+#[test]
+fn istio_normalises_paths_and_checks_every_non_public_path() {
+    let mesh = docs("envoy/istio/mesh-config.yaml");
+    let normalization = find_key(&mesh[0], "pathNormalization").expect("pathNormalization");
+    assert_eq!(normalization["normalization"], "DECODE_AND_MERGE_SLASHES");
+    let policy = &docs("envoy/istio/authorization-policy.yaml")[0];
+    let operation = &policy["spec"]["rules"][0]["to"][0]["operation"];
+    // No `paths` list: every casing and spelling outside the public prefix is checked.
+    assert!(operation.get("paths").is_none());
+    let not_paths: Vec<&str> = operation["notPaths"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(not_paths, ["/api/public", "/api/public/*"]);
 }
 
 #[test]
@@ -132,7 +151,7 @@ fn bench_ext_authz_bootstrap_is_the_shipped_one() {
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|r| r["match"]["prefix"] == "/api/private-scoped")
+        .find(|r| r["match"]["path_separated_prefix"] == "/api/private-scoped")
         .expect("a /api/private-scoped route")["typed_per_filter_config"]
         .clone();
     let mut route: Value = serde_yaml_ng::from_str(

@@ -1,22 +1,20 @@
 //! End-to-end through a real Envoy 1.40 running the shipped `envoy/envoy.yaml` (ports
-//! swapped only), the real service, a loopback JWKS and an echo upstream that reports the
-//! headers it received. A missing `envoy` binary fails these tests.
+//! swapped only), the real service, a loopback JWKS and an upstream that records and
+//! echoes every request it receives. A missing `envoy` binary fails these tests.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jwt_authz::demo::{EnvoyPorts, bootstrap_with_ports};
 use jwt_authz::testkit::*;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 const SHIPPED: &str = include_str!("../../envoy/envoy.yaml");
 
 /// A running Envoy process, stopped by its own PID on drop.
-struct Envoy {
+pub struct Envoy {
     child: Child,
-    listener: u16,
+    pub listener: u16,
     admin: u16,
     _dir: TempDir,
 }
@@ -30,7 +28,7 @@ impl Drop for TempDir {
 }
 
 impl Envoy {
-    async fn start(authz_port: u16, upstream_port: u16) -> Envoy {
+    pub async fn start(authz_port: u16, upstream_port: u16) -> Envoy {
         let ports = EnvoyPorts {
             listener: free_port(),
             admin: free_port(),
@@ -70,7 +68,7 @@ impl Envoy {
         envoy
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.listener)
     }
 
@@ -102,11 +100,11 @@ impl Envoy {
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.0.join("envoy.log")).unwrap_or_default()
     }
 
-    async fn stat(&self, name: &str) -> u64 {
+    pub async fn stat(&self, name: &str) -> u64 {
         let text = reqwest::get(format!(
             "http://127.0.0.1:{}/stats?filter={name}",
             self.admin
@@ -130,40 +128,52 @@ impl Drop for Envoy {
     }
 }
 
-/// The echo upstream from the demo, on a free port.
-async fn start_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(jwt_authz::httpd::serve(
-        listener,
-        jwt_authz::demo::issuer::echo,
-        std::future::pending(),
-    ));
-    addr
+/// The identity provider, the service, Envoy and the recording upstream, all on loopback.
+pub struct Stack {
+    pub idp: Idp,
+    pub authz: Option<Authz>,
+    pub envoy: Envoy,
+    pub upstream: RecordingUpstream,
+    pub http: reqwest::Client,
 }
 
-struct Stack {
-    idp: Idp,
-    authz: Option<Authz>,
-    envoy: Envoy,
-    http: reqwest::Client,
-}
-
-async fn stack(extra: &[&str]) -> Stack {
+/// A stack whose service trusts the identity provider, started with `extra` flags.
+pub async fn stack(extra: &[&str]) -> Stack {
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let upstream = start_upstream().await;
     let authz = Authz::start_for(&idp, extra).await;
-    let envoy = Envoy::start(authz.addr.port(), upstream.port()).await;
-    Stack {
-        idp,
-        authz: Some(authz),
-        envoy,
-        http: reqwest::Client::new(),
-    }
+    Stack::around(idp, authz).await
+}
+
+/// A stack whose service runs the configuration file that `config` writes for the
+/// identity provider's issuer and JWKS URI.
+pub async fn stack_with_config(config: impl Fn(&Idp) -> String) -> Stack {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let path = std::env::temp_dir().join(format!(
+        "jwt-authz-e2e-config-{}-{}.yaml",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(&path, config(&idp)).unwrap();
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    let _ = std::fs::remove_file(&path);
+    authz.wait_serving().await;
+    Stack::around(idp, authz).await
 }
 
 impl Stack {
-    async fn get(
+    async fn around(idp: Idp, authz: Authz) -> Stack {
+        let upstream = RecordingUpstream::start().await;
+        let envoy = Envoy::start(authz.addr.port(), upstream.addr.port()).await;
+        Stack {
+            idp,
+            authz: Some(authz),
+            envoy,
+            upstream,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get(
         &self,
         path: &str,
         headers: &[(&str, &str)],
@@ -171,7 +181,7 @@ impl Stack {
         self.send("GET", path, headers).await
     }
 
-    async fn send(
+    pub async fn send(
         &self,
         method: &str,
         path: &str,
@@ -191,7 +201,7 @@ impl Stack {
         (status, body, headers)
     }
 
-    fn token(&self, scope: &str) -> String {
+    pub fn token(&self, scope: &str) -> String {
         let mut c = claims(&self.idp.issuer());
         c["scope"] = json!(scope);
         format!("Bearer {}", mint(&key("rsa-1"), &c))
@@ -283,12 +293,7 @@ async fn envoy_fails_closed_when_the_service_stops() {
 async fn envoy_with_config_file_rules_and_no_context_extensions() {
     // The Istio shape: Envoy's catch-all route sends no context extensions, so the
     // service's own rules decide.
-    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let dir = std::env::temp_dir().join(format!("jwt-authz-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
+    let s = stack_with_config(|idp| {
         format!(
             r#"
 issuers:
@@ -319,19 +324,9 @@ upstream:
 "#,
             issuer = idp.issuer(),
             jwks = idp.jwks_uri(),
-        ),
-    )
-    .unwrap();
-    let upstream = start_upstream().await;
-    let authz = Authz::start(&["--config", config.to_str().unwrap()]).await;
-    authz.wait_serving().await;
-    let envoy = Envoy::start(authz.addr.port(), upstream.port()).await;
-    let s = Stack {
-        idp,
-        authz: Some(authz),
-        envoy,
-        http: reqwest::Client::new(),
-    };
+        )
+    })
+    .await;
 
     let (status, body, _) = s
         .get(
@@ -397,7 +392,6 @@ upstream:
         .get("/open/../internal/x", &[("authorization", &reader)])
         .await;
     assert_ne!(status, 200);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,5 +5,6 @@
 mod cli;
 mod demo;
 mod deploy;
+mod edge;
 mod envoy;
 mod grpcurl;

@@ -3,6 +3,7 @@
 //! the crate is linked once for all of them.
 
 mod check;
+mod identity;
 mod issuers;
 mod jwks;
 mod metrics;
