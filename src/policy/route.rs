@@ -1,8 +1,6 @@
 //! Route rules: match a request's host, method and path, in order, to an [`Action`].
 //!
-//! Paths are matched exactly, by segment-aware prefix, or by pattern, where `{name}` or
-//! `*` stands for one non-empty segment and a final `**` for any rest. Rules see the path
-//! and host that [`super::request`] normalised, never the raw ones, and a request that
+//! Rules see the path and host that [`super::request`] normalised, never the raw ones, and a request that
 //! could be read two ways (its path compared case-insensitively, or its method-override
 //! header, selects another rule) is refused rather than matched to either.
 
@@ -10,6 +8,7 @@ use std::borrow::Cow;
 
 use super::ScopeRule;
 use super::condition::ClaimCondition;
+pub use super::pattern::{HostPattern, PathPattern, Segment};
 use super::request::{Ambiguity, PathParameters, normalize_host, normalize_path};
 
 /// What a matched rule asks for.
@@ -90,31 +89,6 @@ pub enum DefaultAction {
     Deny,
     /// Any valid token: the default without route rules.
     Authenticated,
-}
-
-/// A host to match, compared case-insensitively and without the port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    Exact(String),
-    /// `*.example.com`: any subdomain (not the apex).
-    Suffix(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    Literal(String),
-    One,
-    Rest,
-}
-
-/// A path to match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathPattern {
-    Any,
-    Exact(String),
-    /// Segment-aware: `/api` matches `/api` and `/api/x`, not `/apix`.
-    Prefix(String),
-    Segments(Vec<Segment>),
 }
 
 /// One rule of the route table.
@@ -214,165 +188,6 @@ impl Requirement<'_> {
             shadows: Vec::new(),
         }
     }
-}
-
-impl HostPattern {
-    pub fn parse(value: &str) -> Result<HostPattern, String> {
-        let host = value.trim().to_ascii_lowercase();
-        let host = host.strip_suffix('.').map(str::to_owned).unwrap_or(host);
-        if host.is_empty() || host.contains(['/', ' ', ':']) {
-            return Err(format!("`{value}` is not a host name (no scheme or port)"));
-        }
-        match host.strip_prefix("*.") {
-            Some(rest) if !rest.is_empty() && !rest.contains('*') => {
-                Ok(HostPattern::Suffix(format!(".{rest}")))
-            }
-            Some(_) => Err(format!("`{value}`: use `*.example.com`")),
-            None if host.contains('*') => Err(format!("`{value}`: `*` only as `*.domain`")),
-            None => Ok(HostPattern::Exact(host)),
-        }
-    }
-
-    /// Whether the pattern matches `host`. Ports are ignored; the Check path passes hosts
-    /// [`normalize_host`] has already lowered and stripped.
-    pub fn matches(&self, host: &str) -> bool {
-        // Strip a port; IPv6 literals keep their brackets.
-        let host = match host.rfind(':') {
-            Some(i) if !host[i..].contains(']') => &host[..i],
-            _ => host,
-        };
-        let host = host.strip_suffix('.').unwrap_or(host);
-        match self {
-            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostPattern::Suffix(s) => {
-                host.len() > s.len()
-                    && host.is_char_boundary(host.len() - s.len())
-                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-        }
-    }
-}
-
-impl PathPattern {
-    /// `path`: exact, or a pattern with `{name}`, `*` and a final `**`.
-    pub fn parse_path(value: &str) -> Result<PathPattern, String> {
-        if !value.starts_with('/') {
-            return Err(format!("`{value}` must start with `/`"));
-        }
-        if value.contains('?') || value.contains('#') {
-            return Err(format!("`{value}`: query strings are not matched"));
-        }
-        let value = &*normal_pattern(value)?;
-        if !value.contains(['{', '}', '*']) {
-            return Ok(PathPattern::Exact(value.to_owned()));
-        }
-        let parts: Vec<&str> = value[1..].split('/').collect();
-        let mut segments = Vec::with_capacity(parts.len());
-        for (i, part) in parts.iter().enumerate() {
-            let segment = if *part == "**" {
-                if i + 1 != parts.len() {
-                    return Err(format!("`{value}`: `**` only as the last segment"));
-                }
-                Segment::Rest
-            } else if *part == "*"
-                || (part.len() > 2
-                    && part.starts_with('{')
-                    && part.ends_with('}')
-                    && !part[1..part.len() - 1].contains(['{', '}', '*', '/']))
-            {
-                Segment::One
-            } else if part.contains(['{', '}', '*']) {
-                return Err(format!(
-                    "`{value}`: segment `{part}` must be a literal, `{{name}}`, `*` or a final `**`"
-                ));
-            } else {
-                Segment::Literal((*part).to_owned())
-            };
-            segments.push(segment);
-        }
-        Ok(PathPattern::Segments(segments))
-    }
-
-    /// `path_prefix`: a literal prefix, matched on segment boundaries.
-    pub fn parse_prefix(value: &str) -> Result<PathPattern, String> {
-        if !value.starts_with('/') {
-            return Err(format!("`{value}` must start with `/`"));
-        }
-        if value.contains(['{', '}', '*', '?', '#']) {
-            return Err(format!(
-                "`{value}`: a prefix is literal; use `path` for patterns"
-            ));
-        }
-        Ok(PathPattern::Prefix(normal_pattern(value)?.into_owned()))
-    }
-
-    /// Whether the pattern matches `path`, literals compared exactly.
-    pub fn matches(&self, path: &str) -> bool {
-        self.matches_with(path, false)
-    }
-
-    /// Whether the pattern matches `path`; with `fold`, literals are compared
-    /// case-insensitively (the reading of a server that ignores case).
-    fn matches_with(&self, path: &str, fold: bool) -> bool {
-        let eq = |a: &str, b: &str| {
-            if fold {
-                a.eq_ignore_ascii_case(b)
-            } else {
-                a == b
-            }
-        };
-        match self {
-            PathPattern::Any => true,
-            PathPattern::Exact(p) => eq(path, p),
-            PathPattern::Prefix(p) => {
-                path.len() >= p.len()
-                    && path.is_char_boundary(p.len())
-                    && eq(&path[..p.len()], p)
-                    && (p.ends_with('/')
-                        || path.len() == p.len()
-                        || path.as_bytes()[p.len()] == b'/')
-            }
-            PathPattern::Segments(segments) => {
-                let Some(rest) = path.strip_prefix('/') else {
-                    return false;
-                };
-                let mut parts = rest.split('/');
-                for segment in segments {
-                    match segment {
-                        Segment::Rest => return true,
-                        Segment::One => match parts.next() {
-                            Some(p) if !p.is_empty() => {}
-                            _ => return false,
-                        },
-                        Segment::Literal(l) => {
-                            if !parts.next().is_some_and(|p| eq(p, l)) {
-                                return false;
-                            }
-                        }
-                    }
-                }
-                parts.next().is_none()
-            }
-        }
-    }
-    /// Whether any literal of the pattern has an upper-case letter.
-    fn has_upper_case(&self) -> bool {
-        let upper = |s: &str| s.bytes().any(|b| b.is_ascii_uppercase());
-        match self {
-            PathPattern::Any => false,
-            PathPattern::Exact(p) | PathPattern::Prefix(p) => upper(p),
-            PathPattern::Segments(s) => s
-                .iter()
-                .any(|s| matches!(s, Segment::Literal(l) if upper(l))),
-        }
-    }
-}
-
-/// A configured path in the form requests are matched in: escapes normalised, no
-/// trailing slash; refused when a request could never have that form (dot segments...).
-fn normal_pattern(value: &str) -> Result<Cow<'_, str>, String> {
-    normalize_path(value, PathParameters::Reject)
-        .map_err(|why| format!("`{value}` is not a normal path: {}", why.reason()))
 }
 
 impl Rule {
