@@ -117,7 +117,7 @@ impl Config {
         };
         let leeway_text = pick(&args.leeway, &file.leeway, defaults::LEEWAY);
         let leeway = e.check("leeway", parse_duration(&leeway_text));
-        let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default());
+        let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default(), allow_http);
         let max_header_bytes = args
             .max_header_bytes
             .or(file.max_header_bytes)
@@ -189,6 +189,7 @@ fn parse_jwks_settings(
     e: &mut Errors,
     args: &ServeArgs,
     file: file::FileJwks,
+    allow_http: bool,
 ) -> Option<JwksSettings> {
     let refresh = positive(
         e,
@@ -217,6 +218,7 @@ fn parse_jwks_settings(
         cooldown: cooldown?,
         timeout: timeout?,
         max_bytes,
+        insecure_allow_http: allow_http,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod explain;
+pub mod fetch_url;
 pub mod health;
 pub mod httpd;
 pub mod jwks;

@@ -50,7 +50,7 @@ pub async fn serve(
     for issuer in &config.issuers {
         let jwks = issuer
             .jwks_cache(&config.jwks)
-            .with_context(|| format!("issuer {}", issuer.issuer))?;
+            .with_context(|| format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer)))?;
         issuers.push(Issuer {
             config: issuer.clone(),
             jwks,

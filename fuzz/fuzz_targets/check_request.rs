@@ -63,6 +63,7 @@ fn state() -> &'static State {
             cooldown: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
             max_bytes: 1 << 20,
+            insecure_allow_http: false,
         };
         let verifier = testkit::fixed_verifier(&issuer, &settings);
         let mut items = Rule::new(

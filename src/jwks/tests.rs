@@ -105,3 +105,37 @@ fn alg_that_does_not_fit_the_key_type_is_skipped() {
     rsa["alg"] = "ES256".into();
     assert!(KeySet::parse(&jwks(&[rsa])).is_err());
 }
+
+#[tokio::test]
+async fn fetch_errors_never_show_userinfo_or_query() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url: url::Url = format!("http://user:hunter2@127.0.0.1:{port}/jwks.json?api_key=s3cret")
+        .parse()
+        .unwrap();
+    let settings = JwksSettings {
+        refresh: Duration::from_secs(600),
+        cooldown: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        max_bytes: 1 << 20,
+        insecure_allow_http: false,
+    };
+    let cache = JwksCache::new(
+        "http://admin:pw@127.0.0.1/",
+        &url,
+        &JwksSource::Uri(url.clone()),
+        &settings,
+    )
+    .unwrap();
+    let error = cache.refresh().await.unwrap_err().to_string();
+    assert!(
+        !error.contains("hunter2") && !error.contains("s3cret") && !error.contains("user"),
+        "{error}"
+    );
+    assert!(
+        error.starts_with(&format!("GET http://127.0.0.1:{port}/jwks.json: ")),
+        "{error}"
+    );
+    assert_eq!(cache.label(), "http://127.0.0.1/");
+}
