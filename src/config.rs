@@ -56,6 +56,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Denial log lines per code per second; 0 logs every denial.
+    pub log_deny_rate: u32,
     /// The wall clock tokens are checked against: the system's, or a manual one in tests.
     pub clock: Clock,
 }
@@ -176,6 +178,10 @@ impl Config {
                     upstream,
                     log_level: pick(&args.log_level, &log_file.level, defaults::LOG_LEVEL),
                     log_format,
+                    log_deny_rate: args
+                        .log_deny_rate
+                        .or(log_file.deny_rate)
+                        .unwrap_or(defaults::LOG_DENY_RATE),
                     clock: Clock::system(),
                 })
             }

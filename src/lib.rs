@@ -12,6 +12,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod deny_log;
 pub mod error;
 pub mod explain;
 pub mod fetch_url;

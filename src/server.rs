@@ -79,6 +79,8 @@ pub async fn serve(
         .context("reflection: cannot load descriptors")?;
 
     let service = AuthzService::from_config(&config, verifier);
+    let deny_log = service.deny_log();
+    let deny_summaries = tokio::spawn(Arc::clone(&deny_log).run_summaries());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     if let Some(admin) = admin {
         let metrics = service.metrics();
@@ -109,6 +111,8 @@ pub async fn serve(
         task.abort();
     }
     readiness.abort();
+    deny_summaries.abort();
+    deny_log.log_summary();
     tracing::info!("jwt-authz stopped");
     result
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::bearer::BearerToken;
 use crate::config::Config;
+use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::metrics::Metrics;
 use crate::policy::{self, Action, Policy, REQUIRED_SCOPES_KEY, TokenRule, granted_scopes};
@@ -56,6 +57,8 @@ pub struct CheckSettings {
     pub retry_after_secs: u64,
     pub policy: Policy,
     pub upstream: UpstreamConfig,
+    /// Denial log lines per code per second; 0 logs every denial.
+    pub deny_log_rate: u32,
 }
 
 /// The `envoy.service.auth.v3.Authorization` implementation.
@@ -65,6 +68,7 @@ pub struct AuthzService {
     settings: Arc<CheckSettings>,
     cache: Option<Arc<TokenCache>>,
     metrics: Arc<Metrics>,
+    deny_log: Arc<DenyLog>,
 }
 
 /// Why a request was allowed.
@@ -95,6 +99,7 @@ impl AuthzService {
         ));
         AuthzService {
             verifier,
+            deny_log: Arc::new(DenyLog::new(settings.deny_log_rate)),
             settings: Arc::new(settings),
             cache,
             metrics,
@@ -116,6 +121,7 @@ impl AuthzService {
                 retry_after_secs: config.jwks.cooldown.as_secs().max(1),
                 policy: config.policy.clone(),
                 upstream: config.upstream.clone(),
+                deny_log_rate: config.log_deny_rate,
             },
             cache,
         )
@@ -124,6 +130,11 @@ impl AuthzService {
     /// The metrics this service records.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// The denial log limit, whose summaries [`DenyLog::run_summaries`] writes.
+    pub fn deny_log(&self) -> Arc<DenyLog> {
+        Arc::clone(&self.deny_log)
     }
 
     async fn decide<'s>(
@@ -355,7 +366,7 @@ impl Authorization for AuthzService {
         };
         let elapsed = started.elapsed();
         self.metrics.record(outcome.as_ref().err(), elapsed);
-        log_decision(&request, &outcome, &fields, elapsed);
+        log_decision(&request, &outcome, &fields, elapsed, &self.deny_log);
         Ok(Response::new(response))
     }
 }
@@ -437,12 +448,20 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 
 /// One line per decision. Never the token or the header: only the route (without its
 /// query string, which may carry credentials), rule, code, `kid`, `iss`, `sub` and latency.
+/// Denials go through `deny_log`'s per-code rate limit: a flood is summarised, not
+/// logged line by line (the metrics count it exactly).
 fn log_decision(
     request: &CheckRequest,
     outcome: &Result<Allowed, AuthError>,
     fields: &LogFields<'_>,
     elapsed: std::time::Duration,
+    deny_log: &DenyLog,
 ) {
+    if let Err(error) = outcome
+        && !deny_log.admit(error.code())
+    {
+        return;
+    }
     let http = request
         .attributes
         .as_ref()

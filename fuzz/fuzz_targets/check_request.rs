@@ -110,6 +110,7 @@ fn state() -> &'static State {
                 retry_after_secs: 5,
                 policy,
                 upstream: UpstreamConfig::default(),
+                deny_log_rate: 10,
             },
             Some(Arc::new(TokenCache::new(1024))),
         );

@@ -5,4 +5,5 @@
 mod check;
 mod issuers;
 mod jwks;
+mod logging;
 mod metrics;
