@@ -76,7 +76,11 @@ async fn a_deny_flood_is_logged_at_the_rate_and_summarised_and_counted_exactly()
     // The flood may straddle a second: 3 lines per second it spans.
     let missing = denials("authorization_header_missing");
     assert!((3..=6).contains(&missing), "{missing} lines:\n{log}");
-    assert_eq!(denials("token_expired"), 1, "the first of a code is logged:\n{log}");
+    assert_eq!(
+        denials("token_expired"),
+        1,
+        "the first of a code is logged:\n{log}"
+    );
     let summary = log
         .lines()
         .find(|l| l.contains("denials not logged"))
