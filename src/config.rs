@@ -58,6 +58,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How often the file is polled for changes; `None`: only SIGHUP reloads.
     pub config_poll: Option<Duration>,
+    /// Denial log lines per code per second; 0 logs every denial.
+    pub log_deny_rate: u32,
     /// The wall clock tokens are checked against: the system's, or a manual one in tests.
     pub clock: Clock,
     /// The flags and environment this configuration was built from; a reload re-reads
@@ -128,7 +130,7 @@ impl Config {
         };
         let leeway_text = pick(&args.leeway, &file.leeway, defaults::LEEWAY);
         let leeway = e.check("leeway", parse_duration(&leeway_text));
-        let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default());
+        let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default(), allow_http);
         let max_header_bytes = args
             .max_header_bytes
             .or(file.max_header_bytes)
@@ -190,6 +192,10 @@ impl Config {
                     log_level: pick(&args.log_level, &log_file.level, defaults::LOG_LEVEL),
                     log_format,
                     config_poll,
+                    log_deny_rate: args
+                        .log_deny_rate
+                        .or(log_file.deny_rate)
+                        .unwrap_or(defaults::LOG_DENY_RATE),
                     clock: Clock::system(),
                     origin: args.clone(),
                 })
@@ -204,6 +210,7 @@ fn parse_jwks_settings(
     e: &mut Errors,
     args: &ServeArgs,
     file: file::FileJwks,
+    allow_http: bool,
 ) -> Option<JwksSettings> {
     let refresh = positive(
         e,
@@ -232,6 +239,7 @@ fn parse_jwks_settings(
         cooldown: cooldown?,
         timeout: timeout?,
         max_bytes,
+        insecure_allow_http: allow_http,
     })
 }
 

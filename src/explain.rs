@@ -72,10 +72,9 @@ async fn verifier(config: &Config, args: &ExplainArgs) -> anyhow::Result<Verifie
             }
             None if args.fetch_keys => {
                 let cache = issuer.jwks_cache(&config.jwks)?;
-                cache
-                    .refresh()
-                    .await
-                    .with_context(|| format!("issuer {}", issuer.issuer))?;
+                cache.refresh().await.with_context(|| {
+                    format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
+                })?;
                 cache
             }
             // No keys: token checks answer `jwks_unavailable`, as the service does before

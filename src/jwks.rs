@@ -39,6 +39,10 @@ pub struct JwksSettings {
     pub timeout: Duration,
     /// Largest body accepted.
     pub max_bytes: usize,
+    /// Accept plain http off loopback, for discovered and redirected URLs as for
+    /// configured ones ([`crate::fetch_url::check_scheme`]). Risky: anyone on the network
+    /// path can replace the keys.
+    pub insecure_allow_http: bool,
 }
 
 /// An immutable, parsed key set. Replaced whole on refresh, never mutated.

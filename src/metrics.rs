@@ -249,7 +249,7 @@ impl Metrics {
             "JWKS fetches by issuer and result.",
         );
         for cache in caches.iter() {
-            let issuer = escape(cache.issuer());
+            let issuer = escape(cache.label());
             let _ = writeln!(
                 out,
                 "jwt_authz_jwks_fetches_total{{issuer=\"{issuer}\",result=\"success\"}} {}",
@@ -272,7 +272,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "jwt_authz_jwks_keys{{issuer=\"{}\"}} {keys}",
-                escape(cache.issuer())
+                escape(cache.label())
             );
         }
         header(
@@ -286,7 +286,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "jwt_authz_jwks_up{{issuer=\"{}\"}} {up}",
-                escape(cache.issuer())
+                escape(cache.label())
             );
         }
         header(
@@ -300,7 +300,7 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "jwt_authz_jwks_last_success_age_seconds{{issuer=\"{}\"}} {}",
-                    escape(cache.issuer()),
+                    escape(cache.label()),
                     age.as_secs()
                 );
             }

@@ -42,10 +42,15 @@ pub enum ScopeRule {
 }
 
 impl ScopeRule {
-    /// Parses a `required_scopes` value: space-separated, every one required. Blank means
-    /// no scope is required.
+    /// Parses a `required_scopes` value: separated by U+0020 (RFC 6749 §3.3), every one
+    /// required. Blank means no scope is required. A tab stays inside its scope, which no
+    /// token can then grant.
     pub fn from_context_extension(value: &str) -> ScopeRule {
-        let scopes: Vec<String> = value.split_ascii_whitespace().map(str::to_owned).collect();
+        let scopes: Vec<String> = value
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
         if scopes.is_empty() {
             ScopeRule::None
         } else {
@@ -89,7 +94,9 @@ impl ScopeRule {
 }
 
 /// Every scope the token grants through the configured claims. A string claim is split
-/// on whitespace; an array claim contributes its string entries.
+/// on U+0020 only, as RFC 6749 §3.3 separates scopes: `"read:messages\tadmin"` is one
+/// scope (not a valid scope-token, so it grants nothing), never `admin`. An array claim
+/// contributes its string entries.
 pub fn granted_scopes<'c>(
     claims: &'c Claims,
     scope_claims: &'c [String],
@@ -99,7 +106,7 @@ pub fn granted_scopes<'c>(
         .filter_map(|name| claims.get(name))
         .flat_map(|value| -> Box<dyn Iterator<Item = &'c str> + 'c> {
             match value {
-                Value::String(s) => Box::new(s.split_ascii_whitespace()),
+                Value::String(s) => Box::new(s.split(' ').filter(|s| !s.is_empty())),
                 Value::Array(items) => Box::new(items.iter().filter_map(Value::as_str)),
                 _ => Box::new(std::iter::empty()),
             }
@@ -117,6 +124,24 @@ mod tests {
 
     fn defaults() -> Vec<String> {
         vec!["scope".into(), "scp".into(), "permissions".into()]
+    }
+
+    #[test]
+    fn scopes_split_on_space_only() {
+        let c = claims(json!({"scope": "read:messages\tadmin  write\nroot \u{a0}x"}));
+        let names = defaults();
+        let all: Vec<&str> = granted_scopes(&c, &names).collect();
+        assert_eq!(all, ["read:messages\tadmin", "write\nroot", "\u{a0}x"]);
+        assert!(
+            ScopeRule::AllOf(vec!["admin".into()])
+                .check(&c, &names)
+                .is_err()
+        );
+        assert_eq!(
+            ScopeRule::from_context_extension(" a\tb  c "),
+            ScopeRule::AllOf(vec!["a\tb".into(), "c".into()])
+        );
+        assert_eq!(ScopeRule::from_context_extension("   "), ScopeRule::None);
     }
 
     #[test]

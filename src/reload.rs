@@ -92,9 +92,9 @@ impl IssuerKeys {
             let entry = match kept {
                 Some((_, kept)) => kept,
                 None => {
-                    let cache = issuer
-                        .jwks_cache(&config.jwks)
-                        .with_context(|| format!("issuer {}", issuer.issuer))?;
+                    let cache = issuer.jwks_cache(&config.jwks).with_context(|| {
+                        format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
+                    })?;
                     let refresher = tokio::spawn(Arc::clone(&cache).run_refresher());
                     Keys { cache, refresher }
                 }
@@ -225,12 +225,10 @@ impl Reloader {
                 return;
             }
         };
-        let current = self.live.current();
         let service = AuthzService::with_shared(
             Arc::new(keys.verifier(&config)),
             CheckSettings::from_config(&config),
-            current.token_cache(),
-            Arc::clone(&self.metrics),
+            self.live.current().shared(),
         );
         self.live.replace(service);
         self.keys = Some(keys);
@@ -261,6 +259,9 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     if running.log_format != new.log_format {
         changed.push("log.format");
     }
+    if running.log_deny_rate != new.log_deny_rate {
+        changed.push("log.deny_rate");
+    }
     if running.token_cache != new.token_cache {
         changed.push("token_cache");
     }
@@ -279,6 +280,7 @@ fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.admin_listen = running.admin_listen;
     new.log_level.clone_from(&running.log_level);
     new.log_format = running.log_format;
+    new.log_deny_rate = running.log_deny_rate;
     new.token_cache = running.token_cache;
     new.config_poll = running.config_poll;
     new.jwks = running.jwks.clone();

@@ -69,6 +69,8 @@ pub async fn serve(
     let issuer_count = config.issuers.len();
     // The reloader owns the key caches' refreshers: aborting it stops them.
     let reloader = tokio::spawn(Reloader::new(config, keys, live.clone()).run());
+    let deny_log = service.deny_log();
+    let deny_summaries = tokio::spawn(Arc::clone(&deny_log).run_summaries());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     if let Some(admin) = admin {
         let metrics = service.metrics();
@@ -97,6 +99,8 @@ pub async fn serve(
         .context("grpc server");
     reloader.abort();
     readiness.abort();
+    deny_summaries.abort();
+    deny_log.log_summary();
     tracing::info!("jwt-authz stopped");
     result
 }

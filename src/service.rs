@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::bearer::BearerToken;
 use crate::config::Config;
+use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::metrics::Metrics;
 use crate::policy::{self, Action, Policy, REQUIRED_SCOPES_KEY, TokenRule, granted_scopes};
@@ -57,6 +58,15 @@ pub struct CheckSettings {
     pub retry_after_secs: u64,
     pub policy: Policy,
     pub upstream: UpstreamConfig,
+    /// Denial log lines per code per second; 0 logs every denial.
+    pub deny_log_rate: u32,
+}
+
+/// The state a reload carries over from one configuration's service to the next.
+pub struct Shared {
+    pub cache: Option<Arc<TokenCache>>,
+    pub metrics: Arc<Metrics>,
+    pub deny_log: Arc<DenyLog>,
 }
 
 impl CheckSettings {
@@ -69,6 +79,7 @@ impl CheckSettings {
             retry_after_secs: config.jwks.cooldown.as_secs().max(1),
             policy: config.policy.clone(),
             upstream: config.upstream.clone(),
+            deny_log_rate: config.log_deny_rate,
         }
     }
 }
@@ -100,6 +111,7 @@ pub struct AuthzService {
     /// issuer's, the claim headers, scope claims, claim conditions): an entry made under
     /// other settings is verified afresh instead of being trusted.
     entry_fingerprints: Arc<HashMap<String, u64>>,
+    deny_log: Arc<DenyLog>,
 }
 
 /// Why a request was allowed.
@@ -119,23 +131,27 @@ impl AuthzService {
         settings: CheckSettings,
         cache: Option<Arc<TokenCache>>,
     ) -> Self {
-        let metrics = Arc::new(Metrics::new(
-            verifier.caches().cloned().collect(),
-            cache.clone(),
-            Vec::new(),
-        ));
-        AuthzService::with_shared(verifier, settings, cache, metrics)
+        let shared = Shared {
+            metrics: Arc::new(Metrics::new(
+                verifier.caches().cloned().collect(),
+                cache.clone(),
+                Vec::new(),
+            )),
+            deny_log: Arc::new(DenyLog::new(settings.deny_log_rate)),
+            cache,
+        };
+        AuthzService::with_shared(verifier, settings, shared)
     }
 
-    /// The service for new settings and keys that keeps an existing token cache and
-    /// metrics, as a configuration reload does. The metrics learn the new issuers' caches
-    /// and shadow rules.
-    pub fn with_shared(
-        verifier: Arc<Verifier>,
-        settings: CheckSettings,
-        cache: Option<Arc<TokenCache>>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// The service for new settings and keys that keeps the state of a running one
+    /// ([`AuthzService::shared`]), as a configuration reload does. The metrics learn the new
+    /// issuers' caches and shadow rules.
+    pub fn with_shared(verifier: Arc<Verifier>, settings: CheckSettings, shared: Shared) -> Self {
+        let Shared {
+            cache,
+            metrics,
+            deny_log,
+        } = shared;
         metrics.set_caches(verifier.caches().cloned().collect());
         metrics.add_shadow_rules(settings.policy.shadow_rules().map(|r| r.name.as_str()));
         let entry_fingerprints = Arc::new(
@@ -146,6 +162,7 @@ impl AuthzService {
         );
         AuthzService {
             verifier,
+            deny_log,
             settings: Arc::new(settings),
             cache,
             metrics,
@@ -167,9 +184,14 @@ impl AuthzService {
         AuthzService::new(verifier, CheckSettings::from_config(config), cache)
     }
 
-    /// The token cache, shared by every configuration of a running server.
-    pub fn token_cache(&self) -> Option<Arc<TokenCache>> {
-        self.cache.clone()
+    /// What every configuration of a running server shares: the token cache, the metrics
+    /// and the denial log limit.
+    pub fn shared(&self) -> Shared {
+        Shared {
+            cache: self.cache.clone(),
+            metrics: Arc::clone(&self.metrics),
+            deny_log: Arc::clone(&self.deny_log),
+        }
     }
 
     /// The verifier, with the issuers and keys of this configuration.
@@ -180,6 +202,11 @@ impl AuthzService {
     /// The metrics this service records.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// The denial log limit, whose summaries [`DenyLog::run_summaries`] writes.
+    pub fn deny_log(&self) -> Arc<DenyLog> {
+        Arc::clone(&self.deny_log)
     }
 
     async fn decide<'s>(
@@ -414,7 +441,7 @@ impl Authorization for AuthzService {
         };
         let elapsed = started.elapsed();
         self.metrics.record(outcome.as_ref().err(), elapsed);
-        log_decision(&request, &outcome, &fields, elapsed);
+        log_decision(&request, &outcome, &fields, elapsed, &self.deny_log);
         Ok(Response::new(response))
     }
 }
@@ -496,12 +523,20 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 
 /// One line per decision. Never the token or the header: only the route (without its
 /// query string, which may carry credentials), rule, code, `kid`, `iss`, `sub` and latency.
+/// Denials go through `deny_log`'s per-code rate limit: a flood is summarised, not
+/// logged line by line (the metrics count it exactly).
 fn log_decision(
     request: &CheckRequest,
     outcome: &Result<Allowed, AuthError>,
     fields: &LogFields<'_>,
     elapsed: std::time::Duration,
+    deny_log: &DenyLog,
 ) {
+    if let Err(error) = outcome
+        && !deny_log.admit(error.code())
+    {
+        return;
+    }
     let http = request
         .attributes
         .as_ref()

@@ -69,8 +69,10 @@ pub struct EntryParts<'a> {
     pub iss: &'a str,
     pub kid: Option<&'a str>,
     pub sub: Option<&'a str>,
-    /// Scopes granted; any containing whitespace or control characters are dropped (RFC
-    /// 6749 §3.3 scope tokens have none, so no configured scope could match them).
+    /// Scopes granted, already split on U+0020 ([`crate::policy::granted_scopes`]); any
+    /// still containing whitespace (a tab, say) or control characters are dropped (RFC
+    /// 6749 §3.3 scope tokens have none, so no configured scope could match them, and the
+    /// space-joined cache entry must not split them into two).
     pub scopes: Vec<&'a str>,
     pub payload: Option<&'a str>,
     pub header_values: Vec<Option<String>>,
@@ -332,7 +334,14 @@ mod tests {
         let e = CachedToken::new(EntryParts {
             kid: Some("rsa-1"),
             sub: None,
-            scopes: vec!["read:a", "", "bad scope", "write:b", "x\u{7}"],
+            scopes: vec![
+                "read:a",
+                "",
+                "bad scope",
+                "write:b",
+                "x\u{7}",
+                "read:messages\tadmin",
+            ],
             payload: Some("cGF5"),
             header_values: vec![Some("u1".into()), None, Some("v3".into())],
             ..parts(10)

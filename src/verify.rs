@@ -213,7 +213,15 @@ impl Verifier {
             return Err(AuthError::UnsupportedCritical);
         }
         let payload_json = decode_segment(payload_b64)?;
-        let claims = claims::parse_object(&payload_json).ok_or(AuthError::Malformed)?;
+        // RFC 7515 §5.2 decodes every segment before validating anything: a signature
+        // that is not base64url makes the token malformed, whatever the keys hold, and
+        // costs no key lookup or fetch.
+        let signature = decode_segment(signature_b64)?;
+        let claims = claims::parse_claims(&payload_json).map_err(|e| match e {
+            claims::ObjectError::Malformed => AuthError::Malformed,
+            // Well-formed JSON whose numbers (a 400-digit `exp`) no claim check can read.
+            claims::ObjectError::NumberOutOfRange => AuthError::MissingClaim,
+        })?;
 
         // The unverified `iss` only chooses which keys to try; it is compared exactly with
         // the configured issuers before anything is fetched.
@@ -234,9 +242,6 @@ impl Verifier {
         let keys = issuer.jwks.lookup(kid, alg).await?;
         let key = keys.select(kid, alg).ok_or(AuthError::UnknownKey)?;
         let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| AuthError::BadSignature)?;
         if !key.verify(alg, signed, &signature) {
             return Err(AuthError::BadSignature);
         }

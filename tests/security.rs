@@ -2,7 +2,7 @@
 //! real loopback JWKS. Every case asserts the exact HTTP status and JSON `code` of the
 //! answer: never a panic, never an RPC error, never an allow that should be a deny.
 //!
-//! Distinct hostile inputs covered here: 115. Each `hostile!` row is one; the other tests
+//! Distinct hostile inputs covered here: 124. Each `hostile!` row is one; the other tests
 //! count one per request shape they send, as their comments say. Rows that
 //! `tests/service/check.rs` already covers (`alg: none`, HS256 with the public key,
 //! truncations, a flipped signature byte, a payload swapped under a valid signature, one
@@ -167,8 +167,18 @@ hostile! {
         |fx| { let [_, p, s] = segments(&fx.valid()); bearer(&format!("{p}.{s}")) } => 401 "invalid_header";
     three_empty_segments_are_invalid_header:
         |_fx| bearer("..") => 401 "invalid_header";
-    empty_signature_is_invalid_token:
-        |fx| { let [h, p, _] = segments(&fx.valid()); bearer(&format!("{h}.{p}.")) } => 401 "invalid_token";
+    /// RFC 7515 §5.2 decodes every segment first: a signature segment that is not
+    /// base64url makes the token malformed (issue 11), before any key is looked at.
+    empty_signature_is_invalid_header:
+        |fx| { let [h, p, _] = segments(&fx.valid()); bearer(&format!("{h}.{p}.")) } => 401 "invalid_header";
+    signature_with_a_character_outside_base64url_is_invalid_header:
+        |fx| { let [h, p, s] = segments(&fx.valid()); bearer(&format!("{h}.{p}.{}=", &s[..s.len() - 1])) } => 401 "invalid_header";
+    /// Even for a `kid` the service does not know: no refetch for a malformed token.
+    malformed_signature_under_an_unknown_kid_is_invalid_header:
+        |fx| {
+            let [h, p, s] = segments(&mint_with(&key("rsa-1"), Algorithm::RS256, Some("rsa-9"), &fx.claims()));
+            bearer(&format!("{h}.{p}.{}", s.replace(|c: char| c.is_ascii_digit(), "+")))
+        } => 401 "invalid_header";
     /// `+` and `/` belong to standard base64, not base64url.
     standard_base64_alphabet_is_invalid_header:
         |fx| {
@@ -199,12 +209,12 @@ hostile! {
             }).unwrap();
             bearer(&token)
         } => 401 "invalid_header";
-    non_canonical_trailing_bits_in_the_signature_are_invalid_token:
-        |fx| { let [h, p, s] = segments(&fx.valid()); bearer(&format!("{h}.{p}.{}", with_trailing_bits(&s).unwrap())) } => 401 "invalid_token";
+    non_canonical_trailing_bits_in_the_signature_are_invalid_header:
+        |fx| { let [h, p, s] = segments(&fx.valid()); bearer(&format!("{h}.{p}.{}", with_trailing_bits(&s).unwrap())) } => 401 "invalid_header";
     padded_payload_is_invalid_header:
         |fx| { let [h, p, s] = segments(&fx.valid()); bearer(&format!("{h}.{p}==.{s}")) } => 401 "invalid_header";
-    padded_signature_is_invalid_token:
-        |fx| { let [h, p, s] = segments(&fx.valid()); bearer(&format!("{h}.{p}.{s}==")) } => 401 "invalid_token";
+    padded_signature_is_invalid_header:
+        |fx| { let [h, p, s] = segments(&fx.valid()); bearer(&format!("{h}.{p}.{s}==")) } => 401 "invalid_header";
 }
 
 // ------------------------------------------------------------------ JSON that is not a claims object
@@ -242,6 +252,10 @@ hostile! {
         |fx| bearer(&fx.signed(HEADER, &format!("{}x", fx.claims()))) => 401 "invalid_header";
     two_concatenated_payloads_are_invalid_header:
         |fx| bearer(&fx.signed(HEADER, &format!("{0}{0}", fx.claims()))) => 401 "invalid_header";
+    /// Valid JSON (RFC 8259 bounds no number), signed: an `exp` out of range is a claims
+    /// problem, like a 20-digit one (issue 11).
+    four_hundred_digit_exp_is_invalid_claims:
+        |fx| bearer(&fx.signed(HEADER, &fx.payload_with("exp", &"9".repeat(400)))) => 401 "invalid_claims";
 }
 
 /// Inputs: 1.
@@ -258,8 +272,8 @@ async fn non_utf8_inside_a_signed_payload_is_invalid_header() {
 // ------------------------------------------------------------------ numbers and claim types
 
 hostile! {
-    exp_beyond_f64_is_invalid_header:
-        |fx| bearer(&fx.signed(HEADER, &fx.payload_with("exp", "1e400"))) => 401 "invalid_header";
+    exp_beyond_f64_is_invalid_claims:
+        |fx| bearer(&fx.signed(HEADER, &fx.payload_with("exp", "1e400"))) => 401 "invalid_claims";
     exp_of_2_pow_64_is_invalid_claims:
         |fx| bearer(&fx.signed(HEADER, &fx.payload_with("exp", "18446744073709551616"))) => 401 "invalid_claims";
     exp_as_float_is_invalid_claims:
@@ -274,8 +288,8 @@ hostile! {
         |fx| bearer(&fx.with_claim("exp", json!(true))) => 401 "invalid_claims";
     exp_null_is_invalid_claims:
         |fx| bearer(&fx.with_claim("exp", Value::Null)) => 401 "invalid_claims";
-    nbf_beyond_f64_is_invalid_header:
-        |fx| bearer(&fx.signed(HEADER, &fx.payload_with("nbf", "1e400"))) => 401 "invalid_header";
+    nbf_beyond_f64_is_invalid_claims:
+        |fx| bearer(&fx.signed(HEADER, &fx.payload_with("nbf", "1e400"))) => 401 "invalid_claims";
     nbf_as_string_is_invalid_claims:
         |fx| bearer(&fx.with_claim("nbf", json!(now().to_string()))) => 401 "invalid_claims";
     aud_array_with_a_number_is_invalid_claims:
@@ -1012,6 +1026,66 @@ async fn bad_keys_among_good_ones_leave_the_good_ones_working() {
             other => panic!("{kid}: {other:?}"),
         }
     }
+}
+
+/// Regression test for issue 11: an Ed25519 key of small order published in the JWKS is
+/// a universal key (with the identity point, `R` = identity and `S` = 0 verify any
+/// claims). It is refused at load, and the honest keys beside it still work. Inputs: 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_11_small_order_ed25519_key_never_verifies_forged_claims() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let universal = json!({
+        "kty": "OKP", "crv": "Ed25519", "kid": "universal", "x": URL_SAFE_NO_PAD.encode(identity),
+    });
+    let idp = Idp::start(vec![universal, key("ed-1").jwk]).await;
+    let authz = Authz::start_for(&idp, &["--algorithms", "EdDSA", "--jwks-cooldown", "50ms"]).await;
+    let mut c = claims(&idp.issuer());
+    c["scope"] = json!("admin");
+    c["sub"] = json!("anyone");
+    // The one signature that verifies everything under the identity point.
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    let forged = forge(&json!({"alg": "EdDSA", "kid": "universal"}), &c, &signature);
+    assert_denied(&authz.check_token(&forged).await, 401, "invalid_header");
+    let kidless = forge(&json!({"alg": "EdDSA"}), &c, &signature);
+    assert_denied(&authz.check_token(&kidless).await, 401, "invalid_token");
+    assert_allowed(
+        &authz
+            .check_token(&mint(&key("ed-1"), &claims(&idp.issuer())))
+            .await,
+    );
+}
+
+/// Regression test for issue 11: RFC 6749 §3.3 separates scopes by U+0020 only, so a tab
+/// is part of a (then invalid) scope and never a separator, on the first verification and
+/// from the token cache alike. Inputs: 3.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_11_scopes_split_on_space_only() {
+    let fx = Fx::start(&[]).await;
+    for separator in ["\t", "\n", "\u{a0}"] {
+        let token = fx.with_claim("scope", json!(format!("read:messages{separator}admin")));
+        for _ in 0..2 {
+            let response = fx
+                .authz
+                .check(request(Some(&bearer(&token)), Some("admin")))
+                .await;
+            assert_denied(&response, 403, "insufficient_scope");
+            let response = fx
+                .authz
+                .check(request(Some(&bearer(&token)), Some("read:messages")))
+                .await;
+            assert_denied(&response, 403, "insufficient_scope");
+        }
+    }
+    let spaced = fx.with_claim("scope", json!("read:messages admin"));
+    assert_allowed(
+        &fx.authz
+            .check(request(Some(&bearer(&spaced)), Some("admin")))
+            .await,
+    );
 }
 
 /// Nothing listens where the JWKS should be (connection refused): the service starts

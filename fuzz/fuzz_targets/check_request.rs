@@ -63,6 +63,7 @@ fn state() -> &'static State {
             cooldown: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
             max_bytes: 1 << 20,
+            insecure_allow_http: false,
         };
         let verifier = testkit::fixed_verifier(&issuer, &settings);
         let mut items = Rule::new(
@@ -109,6 +110,7 @@ fn state() -> &'static State {
                 retry_after_secs: 5,
                 policy,
                 upstream: UpstreamConfig::default(),
+                deny_log_rate: 10,
             },
             Some(Arc::new(TokenCache::new(1024))),
         );

@@ -163,6 +163,14 @@ pub struct ServeArgs {
 
     #[arg(long, env = "JWT_AUTHZ_LOG_FORMAT", value_enum, help = help("Log format", "human"))]
     pub log_format: Option<LogFormat>,
+
+    #[arg(long, env = "JWT_AUTHZ_LOG_DENY_RATE", help = help(
+        "Denial log lines per JSON code per second; the first of each code is always logged, \
+         the rest are counted in a summary line every 10s (metrics stay exact). 0 logs every \
+         denial, which lets a flood of bad requests cost a log line each",
+        defaults::LOG_DENY_RATE,
+    ))]
+    pub log_deny_rate: Option<u32>,
 }
 
 /// Flags of `jwt-authz demo`.

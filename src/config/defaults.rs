@@ -29,6 +29,8 @@ pub const REALM: &str = "jwt-authz";
 pub const CONFIG_POLL: &str = "500ms";
 /// Log filter.
 pub const LOG_LEVEL: &str = "info";
+/// Denial log lines per JSON code per second (0: every denial); the rest are summarised.
+pub const LOG_DENY_RATE: u32 = 10;
 /// Signing algorithm an issuer allows when it names none.
 pub const ALGORITHM: &str = "RS256";
 

@@ -51,6 +51,7 @@ pub struct FileJwks {
 pub struct FileLog {
     pub level: Option<String>,
     pub format: Option<String>,
+    pub deny_rate: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

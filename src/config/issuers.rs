@@ -56,7 +56,10 @@ pub(super) fn parse_issuers(
             if parsed.iter().any(|c| c.issuer == issuer.issuer) {
                 e.push(
                     &format!("{field}issuer"),
-                    format!("`{}` is listed twice", issuer.issuer),
+                    format!(
+                        "`{}` is listed twice",
+                        crate::fetch_url::redact_str(&issuer.issuer)
+                    ),
                 );
             }
             parsed.push(issuer);

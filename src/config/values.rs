@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use url::Url;
 
 /// Parses `500ms`, `60s`, `10m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -65,27 +64,9 @@ pub fn parse_algorithms<S: AsRef<str>>(names: &[S]) -> Result<Vec<Algorithm>, St
     Ok(out)
 }
 
-/// Checks a URL the service will fetch from: https, or http on loopback (or when allowed).
-pub fn parse_fetch_url(value: &str, allow_http: bool) -> Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("`{value}` is not a URL ({e})"))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if allow_http || is_loopback(&url) => Ok(url),
-        "http" => Err(format!(
-            "`{value}` must use https (http is accepted only on loopback, or with insecure_allow_http)"
-        )),
-        other => Err(format!("scheme `{other}` is not supported, use https")),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
+/// Checks a URL the service will fetch from: the rule lives in [`crate::fetch_url`], where
+/// the JWKS cache applies it to discovered and redirected URLs too.
+pub use crate::fetch_url::parse_fetch_url;
 
 /// Checks a header name the service will set on the upstream request and returns it in
 /// lower case. Pseudo-headers, `host` and hop-by-hop names are refused, in any spelling
@@ -137,16 +118,6 @@ mod tests {
             parse_algorithms(&["ES256", "EdDSA", "ES256"]).unwrap(),
             vec![Algorithm::ES256, Algorithm::EdDSA]
         );
-    }
-
-    #[test]
-    fn plain_http_is_refused_off_loopback() {
-        assert!(parse_fetch_url("http://idp.example.com/", false).is_err());
-        assert!(parse_fetch_url("http://idp.example.com/", true).is_ok());
-        assert!(parse_fetch_url("http://127.0.0.1:8080/", false).is_ok());
-        assert!(parse_fetch_url("http://[::1]:8080/", false).is_ok());
-        assert!(parse_fetch_url("http://localhost/", false).is_ok());
-        assert!(parse_fetch_url("file:///etc/passwd", true).is_err());
     }
 
     #[test]

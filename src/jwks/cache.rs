@@ -2,9 +2,13 @@
 //! and rate-limited refetch on an unknown `kid`.
 //!
 //! The parsed [`KeySet`] sits behind an `ArcSwapOption`: a Check loads it without taking a
-//! lock, and a refresh replaces it whole. Fetches take an async mutex, which makes them
-//! single-flight: requests that find an unknown `kid` while a fetch runs wait for that
-//! fetch instead of starting their own, and none starts within the cooldown of the last.
+//! lock, and a refresh replaces it whole. Fetches take an async mutex, so at most one runs.
+//!
+//! The refetch for an unknown `kid` runs as a task of its own, never inside the Check that
+//! asked for it: requests that find an unknown `kid` while it runs wait for its result,
+//! each with its own deadline, and none starts another within the cooldown of the last
+//! fetch. A caller that gives up (Envoy's timeout cancels the Check) drops only its wait;
+//! the fetch goes on, is counted and logged, and its keys serve the next request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,19 +22,21 @@ use url::Url;
 
 use super::{JwksSettings, JwksSource, KeySet, KeySetError};
 use crate::error::AuthError;
+use crate::fetch_url::{Redacted, check_scheme, redact_str};
 
-/// Why a JWKS could not be fetched. Startup and log use only: names the URL and the cause.
+/// Why a JWKS could not be fetched. Startup and log use only: names the URL, redacted
+/// (no userinfo, no query), and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    #[error("GET {url}: {reason}")]
+    #[error("GET {}: {reason}", Redacted(url))]
     Http { url: Url, reason: String },
-    #[error("GET {url}: HTTP status {status}")]
+    #[error("GET {}: HTTP status {status}", Redacted(url))]
     Status { url: Url, status: u16 },
-    #[error("GET {url}: body is larger than {max} bytes")]
+    #[error("GET {}: body is larger than {max} bytes", Redacted(url))]
     TooLarge { url: Url, max: usize },
-    #[error("discovery {url}: {reason}")]
+    #[error("discovery {}: {reason}", Redacted(url))]
     Discovery { url: Url, reason: String },
-    #[error("JWKS {url}: {source}")]
+    #[error("JWKS {}: {source}", Redacted(url))]
     KeySet { url: Url, source: KeySetError },
 }
 
@@ -38,9 +44,18 @@ pub enum JwksError {
 pub type KeyLookup = Arc<KeySet>;
 
 struct FetchState {
-    last_attempt: Option<Instant>,
     /// JWKS URL found through discovery, kept until a fetch from it fails.
     discovered: Option<Url>,
+}
+
+/// The unknown-`kid` refetch: at most one in flight, none started within the cooldown.
+#[derive(Default)]
+struct Refetch {
+    /// Completes (`true`) when the refetch in flight ends; `None` while none runs.
+    inflight: Option<watch::Receiver<bool>>,
+    /// When the last fetch of any kind started: the cooldown runs from there. Set by the
+    /// fetch itself, so a request that gave up never spends it.
+    last_started: Option<Instant>,
 }
 
 /// Counters for health and metrics.
@@ -66,6 +81,8 @@ impl JwksStats {
 /// Keys of one issuer, kept fresh in the background.
 pub struct JwksCache {
     issuer: String,
+    /// The issuer redacted (no userinfo, no query): what logs and metric labels show.
+    label: String,
     issuer_url: Url,
     source: JwksSource,
     settings: JwksSettings,
@@ -74,6 +91,7 @@ pub struct JwksCache {
     /// Bumped after every successful load; lets waiters see that a fetch happened.
     generation: AtomicU64,
     fetch: Mutex<FetchState>,
+    refetch: std::sync::Mutex<Refetch>,
     failing: AtomicBool,
     ready: watch::Sender<bool>,
     /// Keys given at construction and never fetched (benchmarks, fuzzing, embedding).
@@ -96,15 +114,19 @@ impl JwksCache {
         source: &JwksSource,
         settings: &JwksSettings,
     ) -> Result<Arc<Self>, JwksError> {
+        let allow_http = settings.insecure_allow_http;
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                // At most 3 hops, and never from https down to plain http.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                // At most 3 hops, never from https down to plain http, and each target
+                // obeys the scheme rule of configured URLs.
                 let downgrade = attempt.url().scheme() != "https"
                     && attempt.previous().iter().any(|u| u.scheme() == "https");
                 if downgrade {
                     attempt.error("redirect from https to http refused")
+                } else if let Err(reason) = check_scheme(attempt.url(), allow_http) {
+                    attempt.error(format!("redirect refused: {reason}"))
                 } else if attempt.previous().len() > 3 {
                     attempt.error("too many redirects")
                 } else {
@@ -119,16 +141,15 @@ impl JwksCache {
             })?;
         Ok(Arc::new(JwksCache {
             issuer: issuer.to_owned(),
+            label: redact_str(issuer),
             issuer_url: issuer_url.clone(),
             source: source.clone(),
             settings: settings.clone(),
             client,
             keys: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
-            fetch: Mutex::new(FetchState {
-                last_attempt: None,
-                discovered: None,
-            }),
+            fetch: Mutex::new(FetchState { discovered: None }),
+            refetch: std::sync::Mutex::default(),
             failing: AtomicBool::new(false),
             ready: watch::channel(false).0,
             fixed: false,
@@ -158,6 +179,12 @@ impl JwksCache {
         &self.issuer
     }
 
+    /// The issuer as logs and metric labels show it: redacted when it is a URL with
+    /// userinfo or a query.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// The current key set, `None` until the first successful load.
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.keys.load_full()
@@ -174,9 +201,16 @@ impl JwksCache {
     }
 
     /// Finds the key set holding a key for `kid` and `alg`, refetching once (rate-limited,
-    /// single-flight) when the `kid` is unknown. A token without `kid` never triggers a
-    /// fetch: it would let every request reach the identity provider.
-    pub async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Result<KeyLookup, AuthError> {
+    /// single-flight, in a task of its own) when the `kid` is unknown. A token without
+    /// `kid` never triggers a fetch: it would let every request reach the identity provider.
+    ///
+    /// Cancel-safe: dropping the returned future (a Check past its deadline) stops only
+    /// this caller's wait, never the fetch.
+    pub async fn lookup(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<KeyLookup, AuthError> {
         let seen = self.generation.load(Ordering::Acquire);
         let Some(set) = self.current() else {
             return Err(AuthError::JwksUnavailable);
@@ -191,26 +225,69 @@ impl JwksCache {
             // The kid is known but its key does not fit `alg`: a refetch would not help.
             return Err(AuthError::UnknownKey);
         }
-        self.refetch_unknown_kid(seen).await;
+        if let Some(mut done) = self.start_refetch(seen) {
+            // Bounded on its own too: discovery and the JWKS are two fetches of at most
+            // `timeout` each.
+            let bound = self.settings.timeout.saturating_mul(2);
+            let _ = tokio::time::timeout(bound, done.wait_for(|finished| *finished)).await;
+        }
         match self.current() {
             Some(set) if set.select(Some(kid), alg).is_some() => Ok(set),
             _ => Err(AuthError::UnknownKey),
         }
     }
 
+    /// Joins the refetch in flight, or starts one unless keys changed since the caller
+    /// looked (generation `seen`) or the cooldown runs. `None`: nothing to wait for.
+    fn start_refetch(self: &Arc<Self>, seen: u64) -> Option<watch::Receiver<bool>> {
+        let mut refetch = lock(&self.refetch);
+        if let Some(done) = &refetch.inflight {
+            return Some(done.clone());
+        }
+        if self.generation.load(Ordering::Acquire) != seen {
+            return None; // a fetch completed since this request looked: its keys decide
+        }
+        if refetch
+            .last_started
+            .is_some_and(|t| t.elapsed() < self.settings.cooldown)
+        {
+            return None;
+        }
+        let (finished, done) = watch::channel(false);
+        refetch.inflight = Some(done.clone());
+        let cache = Arc::clone(self);
+        // The fetch belongs to this task, not to any Check: no caller can cancel it.
+        tokio::spawn(async move {
+            cache.refetch_unknown_kid(seen).await;
+            lock(&cache.refetch).inflight = None;
+            finished.send_replace(true);
+        });
+        Some(done)
+    }
+
     async fn refetch_unknown_kid(&self, seen_generation: u64) {
         let mut state = self.fetch.lock().await;
         if self.generation.load(Ordering::Acquire) != seen_generation {
-            return; // a fetch completed while this request waited: use its result
+            return; // a refresh loaded keys while this one waited for the lock
         }
-        if state
-            .last_attempt
+        if lock(&self.refetch)
+            .last_started
             .is_some_and(|t| t.elapsed() < self.settings.cooldown)
         {
-            return;
+            return; // a refresh started within the cooldown
         }
-        tracing::debug!(issuer = %self.issuer, "unknown kid, refetching JWKS");
-        let _ = self.fetch_locked(&mut state).await;
+        let started = Instant::now();
+        let result = self.fetch_locked(&mut state).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok(keys) => {
+                tracing::info!(issuer = %self.label, keys, elapsed_ms, "JWKS refetched for an unknown kid");
+            }
+            // `fetch_locked` has logged the failure, once per outage.
+            Err(_) => {
+                tracing::debug!(issuer = %self.label, elapsed_ms, "JWKS refetch for an unknown kid failed");
+            }
+        }
     }
 
     /// Fetches and installs the key set now, whatever the cooldown.
@@ -220,11 +297,11 @@ impl JwksCache {
     }
 
     async fn fetch_locked(&self, state: &mut FetchState) -> Result<usize, JwksError> {
-        state.last_attempt = Some(Instant::now());
+        lock(&self.refetch).last_started = Some(Instant::now());
         match self.download(state).await {
             Ok((set, skipped)) => {
                 for reason in skipped {
-                    tracing::warn!(issuer = %self.issuer, "JWKS key skipped: {reason}");
+                    tracing::warn!(issuer = %self.label, "JWKS key skipped: {reason}");
                 }
                 let count = set.len();
                 self.keys.store(Some(set));
@@ -237,9 +314,9 @@ impl JwksCache {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                 self.ready.send_if_modified(|r| !std::mem::replace(r, true));
                 if self.failing.swap(false, Ordering::AcqRel) {
-                    tracing::info!(issuer = %self.issuer, keys = count, "JWKS fetch recovered");
+                    tracing::info!(issuer = %self.label, keys = count, "JWKS fetch recovered");
                 } else {
-                    tracing::debug!(issuer = %self.issuer, keys = count, "JWKS loaded");
+                    tracing::debug!(issuer = %self.label, keys = count, "JWKS loaded");
                 }
                 Ok(count)
             }
@@ -249,9 +326,9 @@ impl JwksCache {
                 // Logged once per outage, not once per attempt or per request.
                 if !self.failing.swap(true, Ordering::AcqRel) {
                     let cached = self.current().map_or(0, |s| s.len());
-                    tracing::warn!(issuer = %self.issuer, cached_keys = cached, "JWKS fetch failed: {e}");
+                    tracing::warn!(issuer = %self.label, cached_keys = cached, "JWKS fetch failed: {e}");
                 } else {
-                    tracing::debug!(issuer = %self.issuer, "JWKS fetch still failing: {e}");
+                    tracing::debug!(issuer = %self.label, "JWKS fetch still failing: {e}");
                 }
                 Err(e)
             }
@@ -299,15 +376,23 @@ impl JwksCache {
                         ),
                     });
                 }
+                // The value is not echoed: unparsed, it cannot be redacted.
                 let jwks = Url::parse(&doc.jwks_uri).map_err(|e| JwksError::Discovery {
                     url: discovery_url.clone(),
-                    reason: format!("jwks_uri {:?} is not a URL: {e}", doc.jwks_uri),
+                    reason: format!("jwks_uri is not a URL: {e}"),
                 })?;
                 // Never downgrade: an https issuer's keys must come over https.
                 if self.issuer_url.scheme() == "https" && jwks.scheme() != "https" {
                     return Err(JwksError::Discovery {
                         url: discovery_url,
-                        reason: format!("jwks_uri {jwks} is not https"),
+                        reason: format!("jwks_uri {} is not https", Redacted(&jwks)),
+                    });
+                }
+                // invariant: a discovered URL obeys the rule a configured one does.
+                if let Err(reason) = check_scheme(&jwks, self.settings.insecure_allow_http) {
+                    return Err(JwksError::Discovery {
+                        url: discovery_url,
+                        reason: format!("jwks_uri: {reason}"),
                     });
                 }
                 Ok(jwks)
@@ -320,9 +405,11 @@ impl JwksCache {
     }
 
     async fn get(&self, url: &Url) -> Result<Vec<u8>, JwksError> {
+        // reqwest names the URL in its errors, query and userinfo included: drop it, the
+        // error's own `url` is shown redacted.
         let http = |e: reqwest::Error| JwksError::Http {
             url: url.clone(),
-            reason: error_chain(&e),
+            reason: error_chain(&e.without_url()),
         };
         let max = self.settings.max_bytes;
         let mut response = self.client.get(url.clone()).send().await.map_err(http)?;
@@ -383,6 +470,12 @@ impl JwksCache {
             .saturating_mul(1 << failures.saturating_sub(1).min(6));
         backoff.min(self.settings.refresh)
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn well_known(issuer: &Url, name: &str) -> Url {

@@ -157,7 +157,13 @@ pub fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
             point.extend_from_slice(&y);
             (key_type, point)
         }
-        ("OKP", Some("Ed25519")) => (KeyType::Ed25519, sized(field(&raw.x, "x")?, "x", 32)?),
+        ("OKP", Some("Ed25519")) => {
+            let x = sized(field(&raw.x, "x")?, "x", 32)?;
+            if let Some(reason) = ed25519_refusal(&x) {
+                return Err(format!("{label}Ed25519 key refused: {reason}"));
+            }
+            (KeyType::Ed25519, x)
+        }
         ("EC" | "OKP", crv) => return Err(format!("{label}curve {crv:?} is not supported")),
         (other, _) => return Err(format!("{label}kty {other:?} is not supported")),
     };
@@ -191,6 +197,56 @@ pub fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
         fingerprint,
         parsed,
     })
+}
+
+/// The `y` coordinates, little-endian, of the eight Ed25519 points of small order
+/// (order 1, 2, 4 or 8): 0 (two points), 1 (the identity), p - 1, and ±y8 (two points
+/// each). The same list as libsodium's `ge25519_has_small_order`.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [0; 32],
+    {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    },
+    {
+        let mut minus_one = [0xff; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        minus_one
+    },
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// Why an Ed25519 public key (RFC 8032 §5.1.2 encoding: `y` little-endian, the top bit
+/// the sign of `x`) must not be used, if it must not.
+///
+/// A key of small order lets one fixed signature verify any message (with the identity
+/// point, `R` = identity and `S` = 0 verify everything), so a JWKS holding one would
+/// hold a universal key. A non-canonical encoding (`y` ≥ p = 2^255 - 19) is refused by
+/// RFC 8032's decoding and read differently by different libraries.
+fn ed25519_refusal(encoded: &[u8]) -> Option<&'static str> {
+    let mut y = [0u8; 32];
+    y.copy_from_slice(encoded.get(..32)?);
+    y[31] &= 0x7f;
+    // y ≥ p: the top 250 bits all set and the low byte at least 0xed.
+    let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed;
+    if at_least_p {
+        return Some("non-canonical encoding (y is not below 2^255 - 19)");
+    }
+    if SMALL_ORDER_Y.contains(&y) {
+        return Some("point of small order");
+    }
+    None
 }
 
 fn significant_bits(bytes: &[u8]) -> usize {
@@ -241,6 +297,43 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_sign(mut y: [u8; 32], sign: bool) -> [u8; 32] {
+        y[31] |= u8::from(sign) << 7;
+        y
+    }
+
+    #[test]
+    fn every_small_order_ed25519_point_is_refused() {
+        for y in SMALL_ORDER_Y {
+            for sign in [false, true] {
+                assert_eq!(
+                    ed25519_refusal(&with_sign(y, sign)),
+                    Some("point of small order"),
+                    "{y:02x?} sign {sign}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn non_canonical_ed25519_encodings_are_refused() {
+        // y = p, p + 1, ..., 2^255 - 1, with either sign bit.
+        for low in 0xed..=0xff_u8 {
+            let mut y = [0xff; 32];
+            y[0] = low;
+            y[31] = 0x7f;
+            for sign in [false, true] {
+                let reason = ed25519_refusal(&with_sign(y, sign)).unwrap_or_default();
+                assert!(reason.starts_with("non-canonical"), "{low:#x}: {reason}");
+            }
+        }
+        // p - 1 is canonical (and of small order); p - 2 is an ordinary value.
+        let mut y = [0xff; 32];
+        y[0] = 0xeb;
+        y[31] = 0x7f;
+        assert_eq!(ed25519_refusal(&y), None);
+    }
 
     #[test]
     fn der_integers_stay_positive_and_minimal() {

@@ -105,3 +105,99 @@ fn alg_that_does_not_fit_the_key_type_is_skipped() {
     rsa["alg"] = "ES256".into();
     assert!(KeySet::parse(&jwks(&[rsa])).is_err());
 }
+
+#[tokio::test]
+async fn fetch_errors_never_show_userinfo_or_query() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url: url::Url = format!("http://user:hunter2@127.0.0.1:{port}/jwks.json?api_key=s3cret")
+        .parse()
+        .unwrap();
+    let settings = JwksSettings {
+        refresh: Duration::from_secs(600),
+        cooldown: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        max_bytes: 1 << 20,
+        insecure_allow_http: false,
+    };
+    let cache = JwksCache::new(
+        "http://admin:pw@127.0.0.1/",
+        &url,
+        &JwksSource::Uri(url.clone()),
+        &settings,
+    )
+    .unwrap();
+    let error = cache.refresh().await.unwrap_err().to_string();
+    assert!(
+        !error.contains("hunter2") && !error.contains("s3cret") && !error.contains("user"),
+        "{error}"
+    );
+    assert!(
+        error.starts_with(&format!("GET http://127.0.0.1:{port}/jwks.json: ")),
+        "{error}"
+    );
+    assert_eq!(cache.label(), "http://127.0.0.1/");
+}
+
+#[test]
+fn small_order_and_non_canonical_ed25519_keys_are_skipped_and_the_rest_loads() {
+    let mut keys = fixture_keys();
+    // The identity point: with it, R = identity and S = 0 verify any message.
+    keys.push(serde_json::json!({
+        "kty": "OKP", "crv": "Ed25519", "kid": "identity",
+        "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    }));
+    // y = p: a non-canonical encoding of 0.
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    keys.push(serde_json::json!({
+        "kty": "OKP", "crv": "Ed25519", "kid": "y-is-p", "x": URL_SAFE_NO_PAD.encode(p),
+    }));
+    let (set, skipped) = KeySet::parse(&jwks(&keys)).unwrap();
+    assert_eq!(set.len(), 5, "the fixture keys still load");
+    assert!(set.select(Some("ed-1"), Algorithm::EdDSA).is_some());
+    assert!(!set.contains_kid("identity") && !set.contains_kid("y-is-p"));
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0].contains("\"identity\"") && skipped[0].contains("small order"));
+    assert!(skipped[1].contains("\"y-is-p\"") && skipped[1].contains("non-canonical"));
+}
+
+#[test]
+fn ec_points_off_the_curve_are_refused() {
+    let mut keys = fixture_keys();
+    let mut off = keys[2].clone();
+    assert_eq!(off["crv"], "P-256");
+    off["kid"] = "off-curve".into();
+    // (1, 1) is not on P-256.
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    off["x"] = URL_SAFE_NO_PAD.encode(one).into();
+    off["y"] = URL_SAFE_NO_PAD.encode(one).into();
+    keys.push(off);
+    let (set, skipped) = KeySet::parse(&jwks(&keys)).unwrap();
+    assert_eq!(set.len(), 5);
+    assert!(!set.contains_kid("off-curve"));
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].contains("\"off-curve\"") && skipped[0].contains("invalid EcP256 key"),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_are_skipped_and_the_rest_loads() {
+    let mut keys = fixture_keys();
+    let mut short = keys[0].clone();
+    short["kid"] = "rsa-2047".into();
+    // 2047 bits: the top bit of a 256-byte modulus clear.
+    let mut n = [0xffu8; 256];
+    n[0] = 0x7f;
+    short["n"] = URL_SAFE_NO_PAD.encode(n).into();
+    keys.push(short);
+    let (set, skipped) = KeySet::parse(&jwks(&keys)).unwrap();
+    assert_eq!(set.len(), 5);
+    assert!(!set.contains_kid("rsa-2047"));
+    assert!(skipped[0].contains("2047 bits"), "{skipped:?}");
+}

@@ -1,12 +1,13 @@
 //! A controllable identity provider on loopback: a real HTTP/1.1 server that serves a JWKS
 //! and, when asked, an OpenID discovery document, with the faults an outage brings (error
-//! statuses, latency, garbage bodies, a lying discovery document) and a count of requests
-//! per path, so tests can assert how often the service fetched.
+//! statuses, latency, garbage bodies, a lying discovery document, redirects) and a record
+//! of requests per path (count and arrival time), so tests can assert how often, and how
+//! far apart, the service fetched.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +21,8 @@ pub struct IdpState {
     pub keys: Vec<Value>,
     /// Status for every request; 200 serves the documents.
     pub status: u16,
-    /// Delay before answering.
+    /// Delay before answering each request, taken when the request arrives: a change
+    /// applies to the requests that come after it, not to those already waiting.
     pub delay: Duration,
     /// Serve `/.well-known/openid-configuration` (else 404).
     pub discovery: bool,
@@ -28,13 +30,17 @@ pub struct IdpState {
     pub discovery_issuer: Option<String>,
     /// Raw body served instead of the JWKS.
     pub jwks_body: Option<Vec<u8>>,
+    /// `jwks_uri` written in the discovery document, when not this server's `/jwks.json`.
+    pub discovery_jwks_uri: Option<String>,
+    /// Answer `/redirect` with `302 Found` and this `location`.
+    pub redirect_to: Option<String>,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1 that serves a JWKS and counts requests per path.
 pub struct Idp {
     pub addr: SocketAddr,
     state: Arc<Mutex<IdpState>>,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
+    hits: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
     task: JoinHandle<()>,
 }
 
@@ -54,6 +60,8 @@ impl Idp {
             discovery: false,
             discovery_issuer: None,
             jwks_body: None,
+            discovery_jwks_uri: None,
+            redirect_to: None,
         }));
         let hits = Arc::new(Mutex::new(HashMap::new()));
         let (s, h) = (Arc::clone(&state), Arc::clone(&hits));
@@ -91,7 +99,20 @@ impl Idp {
 
     /// Requests received for `path`.
     pub fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+        self.hits.lock().unwrap().get(path).map_or(0, Vec::len)
+    }
+
+    /// When each request for any JWKS path arrived, in order.
+    pub fn jwks_hit_times(&self) -> Vec<Instant> {
+        let hits = self.hits.lock().unwrap();
+        let mut times: Vec<Instant> = ["/jwks.json", "/.well-known/jwks.json"]
+            .iter()
+            .filter_map(|p| hits.get(*p))
+            .flatten()
+            .copied()
+            .collect();
+        times.sort();
+        times
     }
 
     /// Requests received for any JWKS path.
@@ -120,7 +141,7 @@ impl Idp {
 
     /// Requests received for any path.
     pub fn total_hits(&self) -> usize {
-        self.hits.lock().unwrap().values().sum()
+        self.hits.lock().unwrap().values().map(Vec::len).sum()
     }
 }
 
@@ -147,19 +168,33 @@ async fn serve_one(
     mut stream: tokio::net::TcpStream,
     addr: SocketAddr,
     state: Arc<Mutex<IdpState>>,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
+    hits: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
 ) {
     let Some(head) = read_head(&mut stream).await else {
         return;
     };
     let head = String::from_utf8_lossy(&head);
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    // Routed and counted by path; a query string is ignored, as an API key in it would be.
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("/").to_owned();
+    hits.lock()
+        .unwrap()
+        .entry(path.clone())
+        .or_default()
+        .push(Instant::now());
     let snapshot = state.lock().unwrap().clone();
     if !snapshot.delay.is_zero() {
         tokio::time::sleep(snapshot.delay).await;
     }
     let issuer = format!("http://{addr}/");
+    if let (Some(location), "/redirect") = (&snapshot.redirect_to, path.as_str()) {
+        let response = format!(
+            "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let (status, body) = if snapshot.status != 200 {
         (snapshot.status, b"{\"error\":\"unavailable\"}".to_vec())
     } else {
@@ -174,7 +209,9 @@ async fn serve_one(
                 200,
                 serde_json::to_vec(&json!({
                     "issuer": snapshot.discovery_issuer.unwrap_or(issuer),
-                    "jwks_uri": format!("http://{addr}/jwks.json"),
+                    "jwks_uri": snapshot
+                        .discovery_jwks_uri
+                        .unwrap_or_else(|| format!("http://{addr}/jwks.json")),
                 }))
                 .unwrap(),
             ),

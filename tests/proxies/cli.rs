@@ -382,3 +382,42 @@ fn sighup_reloads_the_configuration_file() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn secrets_in_urls_never_reach_the_log() {
+    let closed = jwt_authz::testkit::unused_addr();
+    let mut child = bin()
+        .args([
+            "serve",
+            "--issuer",
+            &format!("http://admin:hunter2@{closed}/"),
+            "--jwks-uri",
+            &format!("http://user:hunter2@{closed}/jwks.json?api_key=s3cret"),
+            "--audience",
+            "a",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    use std::io::BufRead;
+    while !log.contains("JWKS fetch failed") {
+        let read = stderr.read_line(&mut log).unwrap();
+        assert!(read > 0, "server exited before the fetch failed:\n{log}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !log.contains("hunter2") && !log.contains("s3cret") && !log.contains("api_key"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("GET http://{closed}/jwks.json")),
+        "{log}"
+    );
+}

@@ -61,12 +61,128 @@ fn kubernetes_service_declares_grpc_and_probes() {
         .expect("port 9191");
     assert_eq!(grpc["appProtocol"], "grpc");
     let deployment = kind(&docs, "Deployment");
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    assert!(container["readinessProbe"].is_mapping());
-    assert!(container["livenessProbe"].is_mapping());
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["ports"][0]["name"], "grpc");
+    assert_eq!(container["ports"][0]["containerPort"], 9191);
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert!(
+        pod["topologySpreadConstraints"]
+            .as_sequence()
+            .unwrap()
+            .len()
+            >= 2
+    );
+    // The config directory is mounted whole: a subPath mount never sees the symlink swap
+    // by which Kubernetes updates a ConfigMap.
+    let mount = &container["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/etc/jwt-authz");
+    assert!(mount.get("subPath").is_none());
     assert_eq!(
-        container["securityContext"]["allowPrivilegeEscalation"],
-        false
+        pod["volumes"][0]["configMap"]["name"],
+        kind(&docs, "ConfigMap")["metadata"]["name"]
+    );
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args, ["serve", "--config", "/etc/jwt-authz/config.yaml"]);
+    let hpa = kind(&docs, "HorizontalPodAutoscaler");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "jwt-authz");
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() >= 2);
+    let pdb = kind(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["selector"], deployment["spec"]["selector"]);
+}
+
+/// The Kubernetes version whose schemas the manifests are validated against.
+const KUBERNETES_VERSION: &str = "1.33.0";
+
+/// Runs kubernetes-validate (PyPI, installed into `.tools/venv` by
+/// `scripts/install-test-tools.sh`) in strict mode: unknown fields are errors.
+fn kubernetes_validate(path: &std::path::Path) -> (bool, String) {
+    let tool = jwt_authz::testkit::tool("KUBERNETES_VALIDATE", "venv/bin/kubernetes-validate");
+    let output = std::process::Command::new(tool)
+        .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
+        .arg(path)
+        .output()
+        .expect("kubernetes-validate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_pinned_schemas() {
+    let path = std::path::Path::new(ROOT).join("envoy/istio/jwt-authz.yaml");
+    let (ok, text) = kubernetes_validate(&path);
+    assert!(ok, "{text}");
+    let documents = docs("envoy/istio/jwt-authz.yaml").len();
+    let passed = text
+        .lines()
+        .filter(|l| l.contains(" passed for resource "))
+        .count();
+    assert_eq!(
+        passed, documents,
+        "every document has a schema and passes:\n{text}"
+    );
+    assert!(!text.contains("WARN") && !text.contains("ERROR"), "{text}");
+
+    // The validator is live: a wrong type and an unknown field are caught.
+    let broken = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("minReplicas: 2", "minReplicas: two")
+        .replace(
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: true\n            readOnlyRootFileSystem: true",
+        );
+    let dir = std::env::temp_dir().join(format!("jwt-authz-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken_path = dir.join("broken.yaml");
+    std::fs::write(&broken_path, broken).unwrap();
+    let (ok, text) = kubernetes_validate(&broken_path);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!ok, "a broken manifest passed:\n{text}");
+    assert!(
+        text.contains("horizontalpodautoscaler") && text.contains("deployment"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kubernetes_config_map_passes_check_config() {
+    let docs = docs("envoy/istio/jwt-authz.yaml");
+    let text = kind(&docs, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = std::env::temp_dir().join(format!("jwt-authz-cm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.yaml");
+    std::fs::write(&file, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jwt-authz"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -69,18 +69,25 @@ async fn cached_keys_keep_serving_while_the_idp_is_down() {
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kid_flood_is_rate_limited_and_valid_tokens_pass() {
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let authz = Authz::start_for(&idp, &["--jwks-cooldown", "2s"]).await;
     let c = claims(&idp.issuer());
     let valid = mint(&key("rsa-1"), &c);
+    // Minted before the service starts: the flood must fit in the cooldown that the
+    // start-up load arms, on a loaded machine too.
+    let tokens: Vec<String> = (0..300)
+        .map(|i| {
+            let kid = format!("random-{i}");
+            mint_with(
+                &key("rsa-1"),
+                jsonwebtoken::Algorithm::RS256,
+                Some(&kid),
+                &c,
+            )
+        })
+        .collect();
+    let authz = Authz::start_for(&idp, &["--jwks-cooldown", "5s"]).await;
     let before = idp.jwks_hits();
     let mut tasks = Vec::new();
-    for i in 0..300 {
-        let token = mint_with(
-            &key("rsa-1"),
-            jsonwebtoken::Algorithm::RS256,
-            Some(&format!("random-{i}")),
-            &c,
-        );
+    for token in tokens {
         let client = authz.client.clone();
         tasks.push(tokio::spawn(async move {
             client
@@ -332,4 +339,248 @@ async fn invalid_tokens_never_fetch() {
         assert_denied(&authz.check_token(&none).await, 401, "invalid_header");
     }
     assert_eq!(idp.jwks_hits(), before, "unknown issuer or alg: no fetch");
+}
+
+/// Checks `token` as Envoy would, giving up after `deadline` (tonic's request timeout,
+/// sent as `grpc-timeout`): `None` when the deadline cancelled the call.
+async fn check_with_deadline(
+    client: &jwt_authz::proto::AuthorizationClient<tonic::transport::Channel>,
+    token: &str,
+    deadline: Duration,
+) -> Option<jwt_authz::proto::CheckResponse> {
+    let mut request = tonic::Request::new(request(Some(&format!("Bearer {token}")), None));
+    request.set_timeout(deadline);
+    match client.clone().check(request).await {
+        Ok(response) => Some(response.into_inner()),
+        Err(status) if status.code() == tonic::Code::Cancelled => None,
+        Err(status) if status.code() == tonic::Code::DeadlineExceeded => None,
+        Err(status) => panic!("Check RPC failed: {status}"),
+    }
+}
+
+/// Regression test for issue 11: behind an identity provider slower than Envoy's deadline,
+/// a rotated key is learned by one fetch that outlives the Checks that triggered it.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_11_rotated_key_behind_a_slow_idp_is_learned_by_one_detached_fetch() {
+    const LATENCY: Duration = Duration::from_millis(1500);
+    const DEADLINE: Duration = Duration::from_millis(500);
+    const COOLDOWN: Duration = Duration::from_secs(2);
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let authz = Authz::start_for(&idp, &["--jwks-cooldown", "2s", "--jwks-timeout", "5s"]).await;
+    let c = claims(&idp.issuer());
+    let before = idp.jwks_hits();
+    idp.update(|s| {
+        s.keys.push(key("rsa-2").jwk);
+        s.delay = LATENCY;
+    });
+    let rotated = mint(&key("rsa-2"), &c);
+    let started = std::time::Instant::now();
+    // A flood of the new key's tokens, each Check cancelled at Envoy's 0.5 s deadline,
+    // until one is accepted.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (client, token, accepted) = (authz.client.clone(), rotated.clone(), accepted.clone());
+        workers.push(tokio::spawn(async move {
+            let mut tries = 0u32;
+            while !accepted.load(std::sync::atomic::Ordering::SeqCst)
+                && started.elapsed() < Duration::from_secs(15)
+            {
+                tries += 1;
+                if let Some(response) = check_with_deadline(&client, &token, DEADLINE).await {
+                    if allows(&response) {
+                        accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return (tries, Some(started.elapsed()));
+                    }
+                    assert_denied(&response, 401, "invalid_header");
+                }
+            }
+            (tries, None)
+        }));
+    }
+    let mut tries = 0;
+    let mut first = None::<Duration>;
+    for worker in workers {
+        let (n, at) = worker.await.unwrap();
+        tries += n;
+        first = match (first, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let rotation = first.expect("the rotated key was never accepted");
+    let fetches = idp.jwks_hits() - before;
+    eprintln!(
+        "slow IdP: rotated key accepted after {rotation:?}, {tries} Checks, {fetches} JWKS fetch(es)"
+    );
+    assert!(
+        rotation <= COOLDOWN + LATENCY + Duration::from_secs(1),
+        "rotated key accepted only after {rotation:?}"
+    );
+    assert_eq!(fetches, 1, "one fetch learns the new key");
+    // The fetch was counted although every Check that waited for it was cancelled.
+    let metrics = reqwest::get(format!("http://{}/metrics", authz.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!(
+        "jwt_authz_jwks_fetches_total{{issuer=\"{}\",result=\"success\"}} 2",
+        idp.issuer()
+    );
+    assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+}
+
+/// Under a flood of unknown `kid`s that never get a key, behind a slow identity provider,
+/// the provider sees one fetch per cooldown: never two within one, and no cooldown
+/// without one while the flood lasts.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_kid_flood_behind_a_slow_idp_fetches_once_per_cooldown() {
+    const COOLDOWN: Duration = Duration::from_secs(2);
+    const FLOOD: Duration = Duration::from_millis(6500);
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let authz = Authz::start_for(&idp, &["--jwks-cooldown", "2s", "--jwks-timeout", "5s"]).await;
+    // Let the start-up load's cooldown pass, so the flood's first Check fetches.
+    tokio::time::sleep(COOLDOWN).await;
+    idp.update(|s| s.delay = Duration::from_millis(1500));
+    let c = claims(&idp.issuer());
+    let tokens: Vec<String> = (0..16)
+        .map(|w| {
+            let kid = format!("flood-{w}");
+            mint_with(
+                &key("rsa-1"),
+                jsonwebtoken::Algorithm::RS256,
+                Some(&kid),
+                &c,
+            )
+        })
+        .collect();
+    let before = idp.jwks_hits();
+    let started = std::time::Instant::now();
+    let mut workers = Vec::new();
+    for token in tokens {
+        let client = authz.client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while started.elapsed() < FLOOD {
+                i += 1;
+                if let Some(response) =
+                    check_with_deadline(&client, &token, Duration::from_millis(500)).await
+                {
+                    assert_denied(&response, 401, "invalid_header");
+                }
+            }
+            i
+        }));
+    }
+    let mut checks = 0;
+    for worker in workers {
+        checks += worker.await.unwrap();
+    }
+    let times: Vec<_> = idp.jwks_hit_times().into_iter().skip(before).collect();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!(
+        "unknown-kid flood: {checks} Checks over {FLOOD:?}, {} JWKS fetches, gaps {gaps:?}",
+        times.len()
+    );
+    // Fetch starts at 0, 2, 4 and 6 s of the flood. The service starts them at least a
+    // cooldown apart; the identity provider sees them arrive with the client's connect
+    // jitter on a loaded machine, hence the slack.
+    const JITTER: Duration = Duration::from_millis(400);
+    assert_eq!(times.len(), 4, "one fetch per cooldown: {gaps:?}");
+    for gap in &gaps {
+        assert!(
+            *gap >= COOLDOWN - JITTER,
+            "two fetches within one cooldown: {gaps:?}"
+        );
+        assert!(
+            *gap < COOLDOWN + JITTER,
+            "a cooldown passed without a fetch: {gaps:?}"
+        );
+    }
+    assert!(times[0] - started < JITTER);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovered_jwks_uri_obeys_the_configured_scheme_rule() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    // 0.0.0.0 is not loopback by the rule, though the kernel would route it to this host:
+    // a configured `http://0.0.0.0/...` is refused, and so must a discovered one be.
+    let side_door = format!("http://0.0.0.0:{}/jwks.json", idp.addr.port());
+    assert!(
+        jwt_authz::fetch_url::parse_fetch_url(&side_door, false).is_err(),
+        "configured, the URL is refused"
+    );
+    idp.update(|s| {
+        s.discovery = true;
+        s.discovery_jwks_uri = Some(side_door);
+    });
+    let issuer = idp.issuer();
+    let authz = Authz::start(&["--issuer", &issuer, "--audience", AUDIENCE]).await;
+    wait_until(Duration::from_secs(10), "discovery", || {
+        idp.hits("/.well-known/openid-configuration") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        idp.hits("/jwks.json"),
+        0,
+        "the discovered http URL was fetched"
+    );
+    assert_eq!(authz.health().await, ServingStatus::NotServing);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_targets_obey_the_configured_scheme_rule() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let port = idp.addr.port();
+    idp.update(|s| s.redirect_to = Some(format!("http://0.0.0.0:{port}/jwks.json")));
+    let redirect = format!("http://127.0.0.1:{port}/redirect");
+    let authz = Authz::start_trusting(&idp.issuer(), &redirect, &["--jwks-cooldown", "50ms"]).await;
+    wait_until(Duration::from_secs(10), "the redirect", || {
+        idp.hits("/redirect") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        idp.hits("/jwks.json"),
+        0,
+        "the redirect to http was followed"
+    );
+    assert_eq!(authz.health().await, ServingStatus::NotServing);
+
+    // A redirect that obeys the rule (loopback) is followed.
+    idp.update(|s| s.redirect_to = Some(format!("http://127.0.0.1:{port}/jwks.json")));
+    authz.wait_serving().await;
+    assert!(idp.hits("/jwks.json") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metric_labels_never_show_userinfo_or_query() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let port = idp.addr.port();
+    let issuer = format!("http://admin:hunter2@127.0.0.1:{port}/?tenant=s3cret");
+    let jwks = format!("http://user:hunter2@127.0.0.1:{port}/jwks.json?api_key=s3cret");
+    let authz = Authz::start_trusting(&issuer, &jwks, &[]).await;
+    authz.wait_serving().await;
+    let metrics = reqwest::get(format!("http://{}/metrics", authz.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("hunter2") && !metrics.contains("s3cret"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("issuer=\"http://127.0.0.1:{port}/\"")),
+        "{metrics}"
+    );
+    assert_allowed(
+        &authz
+            .check_token(&mint(&key("rsa-1"), &claims(&issuer)))
+            .await,
+    );
 }

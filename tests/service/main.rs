@@ -6,6 +6,7 @@ mod check;
 mod identity;
 mod issuers;
 mod jwks;
+mod logging;
 mod metrics;
 mod reload;
 mod routes;
