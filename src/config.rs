@@ -10,6 +10,7 @@ pub mod defaults;
 mod file;
 mod issuers;
 mod rules;
+mod token_sources;
 pub mod values;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::bearer::TokenSource;
 use crate::clock::Clock;
 use crate::jwks::JwksSettings;
 use crate::policy::Policy;
@@ -46,6 +48,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `None` when the admin port is off.
     pub admin_listen: Option<SocketAddr>,
+    /// The HTTP authorization endpoint; `None` when off (the default).
+    pub http_listen: Option<SocketAddr>,
+    /// Where the access token may be, tried in order.
+    pub token_sources: Vec<TokenSource>,
     pub issuers: Vec<IssuerConfig>,
     pub jwks: JwksSettings,
     pub scope_claims: Vec<String>,
@@ -115,6 +121,13 @@ impl Config {
         } else {
             e.check("admin_listen", parse_addr(&admin_text)).map(Some)
         };
+        let http_text = pick(&args.http_listen, &file.http_listen, defaults::HTTP_LISTEN);
+        let http_listen = if http_text == "off" {
+            Some(None)
+        } else {
+            e.check("http_listen", parse_addr(&http_text)).map(Some)
+        };
+        let token_sources = token_sources::parse_token_sources(&mut e, file.token_sources);
         let leeway_text = pick(&args.leeway, &file.leeway, defaults::LEEWAY);
         let leeway = e.check("leeway", parse_duration(&leeway_text));
         let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default());
@@ -159,13 +172,32 @@ impl Config {
         let issuers = issuers::parse_issuers(&mut e, args, file.issuers, leeway, allow_http);
         let issuer_names: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
         let policy = rules::parse_routes(&mut e, file.routes, settings, &issuer_names);
-        let upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
+        let mut upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
+        upstream.token_headers = token_sources
+            .iter()
+            .filter_map(|s| match s {
+                TokenSource::Header { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        for claim in &upstream.claim_headers {
+            if upstream.token_headers.contains(&claim.header) {
+                e.push(
+                    "token_sources",
+                    format!("`{}` is also a claim header", claim.header),
+                );
+            }
+        }
 
-        match (listen, admin_listen, jwks, log_format) {
-            (Some(listen), Some(admin_listen), Some(jwks), Some(log_format)) if e.0.is_empty() => {
+        match (listen, admin_listen, http_listen, jwks, log_format) {
+            (Some(listen), Some(admin_listen), Some(http_listen), Some(jwks), Some(log_format))
+                if e.0.is_empty() =>
+            {
                 Ok(Config {
                     listen,
                     admin_listen,
+                    http_listen,
+                    token_sources,
                     issuers,
                     jwks,
                     scope_claims,

@@ -28,8 +28,12 @@ pub struct UpstreamConfig {
     pub array_separator: String,
     /// Header that receives the verified payload, base64url as in the token.
     pub forward_payload_header: Option<String>,
-    /// Remove `authorization` before the request goes upstream.
+    /// Remove the token's sources before the request goes upstream.
     pub strip_authorization: bool,
+    /// The headers `token_sources` reads (default `authorization`): removed upstream
+    /// when `strip_authorization` is on. Cookies and query parameters are the Check
+    /// path's to rewrite, since they depend on the request.
+    pub token_headers: Vec<String>,
     /// Claims copied into `CheckResponse.dynamic_metadata`.
     pub metadata_claims: Vec<String>,
 }
@@ -44,6 +48,7 @@ impl Default for UpstreamConfig {
             array_separator: ",".into(),
             forward_payload_header: None,
             strip_authorization: false,
+            token_headers: vec!["authorization".into()],
             metadata_claims: Vec::new(),
         }
     }
@@ -98,7 +103,8 @@ impl UpstreamConfig {
             m.set.push((header, payload_b64));
         }
         if self.strip_authorization {
-            m.remove.push("authorization");
+            m.remove
+                .extend(self.token_headers.iter().map(String::as_str));
         }
         m
     }
@@ -112,7 +118,8 @@ impl UpstreamConfig {
             .extend(self.claim_headers.iter().map(|c| c.header.as_str()));
         m.remove.extend(self.forward_payload_header.as_deref());
         if self.strip_authorization {
-            m.remove.push("authorization");
+            m.remove
+                .extend(self.token_headers.iter().map(String::as_str));
         }
         m
     }
@@ -207,6 +214,7 @@ mod tests {
             array_separator: ";".into(),
             forward_payload_header: Some("x-jwt-payload".into()),
             strip_authorization: true,
+            token_headers: vec!["authorization".into()],
             metadata_claims: vec!["sub".into(), "org".into()],
         }
     }

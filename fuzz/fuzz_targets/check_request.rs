@@ -23,6 +23,7 @@ use jwt_authz::policy::{
     Rule, ScopeRule, TokenRule,
 };
 use jwt_authz::proto::{Authorization, CheckRequest, HttpResponse};
+use jwt_authz::bearer::TokenSource;
 use jwt_authz::service::{AuthzService, CheckSettings};
 use jwt_authz::testkit::{self, AUDIENCE};
 use jwt_authz::token_cache::TokenCache;
@@ -109,6 +110,7 @@ fn state() -> &'static State {
                 retry_after_secs: 5,
                 policy,
                 upstream: UpstreamConfig::default(),
+                token_sources: vec![TokenSource::authorization()],
             },
             Some(Arc::new(TokenCache::new(1024))),
         );

@@ -82,6 +82,14 @@ pub struct ServeArgs {
     ))]
     pub admin_listen: Option<String>,
 
+    #[arg(long, env = "JWT_AUTHZ_HTTP_LISTEN", help = help(
+        "HTTP authorization endpoint (Envoy http_service, nginx auth_request, Traefik \
+         forwardAuth) listen address, or `off`. It trusts X-Original-*/X-Forwarded-* \
+         headers: make it reachable by the proxy alone",
+        defaults::HTTP_LISTEN,
+    ))]
+    pub http_listen: Option<String>,
+
     #[arg(long, env = "JWT_AUTHZ_LEEWAY", help = help(
         "Clock skew tolerated on `exp` and `nbf` (`60s`, `2m`; a bare number is seconds)",
         defaults::LEEWAY,
