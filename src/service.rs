@@ -393,6 +393,9 @@ impl AuthzService {
                 TokenSource::Header { .. } => {}
             }
         }
+        if cookies.is_empty() {
+            return;
+        }
         match bearer::cookie_without(request.values("cookie"), &cookies) {
             Some(rest) if rest.is_empty() => allow.remove.push("cookie".into()),
             Some(rest) => allow.set.push(("cookie".into(), rest)),

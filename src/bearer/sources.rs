@@ -248,15 +248,14 @@ fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
 }
 
 /// The `cookie` header without the cookies named in `names`, as one value joined by
-/// `; `; `None` when no such cookie is present (nothing to rewrite). An empty string means
-/// no cookie is left: remove the header.
+/// `; `; `None` when the request has no `cookie` header. An empty string means no cookie
+/// is left: remove the header. The value is given even when nothing was removed, so a
+/// proxy that copies it upstream (nginx `auth_request_set`) never loses other cookies.
 pub fn cookie_without<'a>(
     values: impl Iterator<Item = &'a [u8]> + Clone,
     names: &[&str],
 ) -> Option<String> {
-    if !cookie_pairs(values.clone()).any(|(n, _)| names.contains(&n)) {
-        return None;
-    }
+    values.clone().next()?;
     let kept: Vec<String> = values
         .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split([';', ',']))

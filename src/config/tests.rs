@@ -390,7 +390,11 @@ token_sources:
   - { header: X-Api-Token }
   - { query: access_token }
 "#;
-    let config = from(&["--issuer", "https://t.auth0.com/", "--audience", "a"], yaml).unwrap();
+    let config = from(
+        &["--issuer", "https://t.auth0.com/", "--audience", "a"],
+        yaml,
+    )
+    .unwrap();
     assert_eq!(
         config.token_sources,
         [
@@ -426,9 +430,12 @@ token_sources:
   - { header: x-jwt-sub }
   - { header: "x y" }
 "#;
-    let errors = from(&["--issuer", "https://t.auth0.com/", "--audience", "a"], yaml)
-        .unwrap_err()
-        .0;
+    let errors = from(
+        &["--issuer", "https://t.auth0.com/", "--audience", "a"],
+        yaml,
+    )
+    .unwrap_err()
+    .0;
     let fields: Vec<&str> = errors
         .iter()
         .map(|e| e.split(':').next().unwrap())

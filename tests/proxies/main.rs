@@ -7,3 +7,4 @@ mod demo;
 mod deploy;
 mod envoy;
 mod grpcurl;
+mod http_endpoint;
