@@ -172,6 +172,10 @@ pub struct DemoArgs {
     /// gRPC Check listen address.
     #[arg(long, default_value = "127.0.0.1:9191")]
     pub listen: SocketAddr,
+    /// HTTP authorization endpoint listen address (what curl, nginx, Traefik and Envoy's
+    /// `http_service` call).
+    #[arg(long, default_value = "127.0.0.1:9193")]
+    pub http_listen: SocketAddr,
     /// Development issuer (JWKS, discovery, `/token`) listen address.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub issuer_listen: SocketAddr,
