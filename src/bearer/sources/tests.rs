@@ -216,7 +216,13 @@ fn the_token_cookie_alone_is_removed_from_the_cookie_header() {
         cookie_without(only.iter().copied(), &["access_token"]).as_deref(),
         Some("")
     );
-    let none: [&[u8]; 1] = [b"theme=dark"];
+    // Nothing to remove: the value is still given, so nginx keeps the other cookies.
+    let other: [&[u8]; 1] = [b"theme=dark"];
+    assert_eq!(
+        cookie_without(other.iter().copied(), &["access_token"]).as_deref(),
+        Some("theme=dark")
+    );
+    let none: [&[u8]; 0] = [];
     assert_eq!(
         cookie_without(none.iter().copied(), &["access_token"]),
         None
