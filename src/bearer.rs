@@ -4,9 +4,12 @@
 //! where the quickstart was lax: Envoy joins repeated headers with a comma, so a second
 //! `authorization` header is an error, never "use the first".
 
+mod sources;
+
 use std::fmt;
 
 use crate::error::AuthError;
+pub use sources::{FoundToken, TokenSource, cookie_pairs, cookie_without, find_token};
 
 /// A bearer token borrowed from the request. `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,19 @@ impl<'a> BearerToken<'a> {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
+        Self::from_values_with_scheme(values, "bearer", max_len)
+    }
+
+    /// [`Self::from_header_values`] for a header whose scheme is `scheme` (compared
+    /// case-insensitively).
+    pub fn from_values_with_scheme<I>(
+        values: I,
+        scheme: &str,
+        max_len: usize,
+    ) -> Result<Self, AuthError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
         let mut values = values.into_iter();
         let Some(value) = values.next() else {
             return Err(AuthError::MissingHeader);
@@ -29,11 +45,20 @@ impl<'a> BearerToken<'a> {
             // Two headers kept apart (Envoy's raw `header_map`): ambiguous, so refused.
             return Err(AuthError::TooManyParts);
         }
-        Self::parse(value, max_len)
+        Self::parse_with_scheme(value, scheme, max_len)
     }
 
     /// Parses one header value: `Bearer <token>`, scheme case-insensitive.
     pub fn parse(value: &'a [u8], max_len: usize) -> Result<Self, AuthError> {
+        Self::parse_with_scheme(value, "bearer", max_len)
+    }
+
+    /// Parses one header value: `<scheme> <token>`, scheme case-insensitive.
+    pub fn parse_with_scheme(
+        value: &'a [u8],
+        wanted: &str,
+        max_len: usize,
+    ) -> Result<Self, AuthError> {
         if value.len() > max_len {
             return Err(AuthError::BadHeaderValue);
         }
@@ -53,7 +78,7 @@ impl<'a> BearerToken<'a> {
         }
         let mut parts = value.split_ascii_whitespace();
         let scheme = parts.next().ok_or(AuthError::NotBearer)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        if !scheme.eq_ignore_ascii_case(wanted) {
             return Err(AuthError::NotBearer);
         }
         let token = parts.next().ok_or(AuthError::NoToken)?;

@@ -10,6 +10,7 @@ pub mod defaults;
 mod file;
 mod issuers;
 mod rules;
+mod token_sources;
 pub mod values;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::bearer::TokenSource;
 use crate::clock::Clock;
 use crate::jwks::JwksSettings;
 use crate::policy::Policy;
@@ -46,6 +48,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `None` when the admin port is off.
     pub admin_listen: Option<SocketAddr>,
+    /// The HTTP authorization endpoint; `None` when off (the default).
+    pub http_listen: Option<SocketAddr>,
+    /// Where the access token may be, tried in order.
+    pub token_sources: Vec<TokenSource>,
     pub issuers: Vec<IssuerConfig>,
     pub jwks: JwksSettings,
     pub scope_claims: Vec<String>,
@@ -128,6 +134,13 @@ impl Config {
         } else {
             positive(&mut e, "config_poll", &poll_text).map(Some)
         };
+        let http_text = pick(&args.http_listen, &file.http_listen, defaults::HTTP_LISTEN);
+        let http_listen = if http_text == "off" {
+            Some(None)
+        } else {
+            e.check("http_listen", parse_addr(&http_text)).map(Some)
+        };
+        let token_sources = token_sources::parse_token_sources(&mut e, file.token_sources);
         let leeway_text = pick(&args.leeway, &file.leeway, defaults::LEEWAY);
         let leeway = e.check("leeway", parse_duration(&leeway_text));
         let jwks = parse_jwks_settings(&mut e, args, file.jwks.unwrap_or_default(), allow_http);
@@ -172,34 +185,59 @@ impl Config {
         let issuers = issuers::parse_issuers(&mut e, args, file.issuers, leeway, allow_http);
         let issuer_names: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
         let policy = rules::parse_routes(&mut e, file.routes, settings, &issuer_names);
-        let upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
-
-        match (listen, admin_listen, jwks, log_format, config_poll) {
-            (Some(listen), Some(admin_listen), Some(jwks), Some(log_format), Some(config_poll))
-                if e.0.is_empty() =>
-            {
-                Ok(Config {
-                    listen,
-                    admin_listen,
-                    issuers,
-                    jwks,
-                    scope_claims,
-                    max_header_bytes,
-                    token_cache,
-                    realm: pick(&args.realm, &file.realm, defaults::REALM),
-                    policy,
-                    upstream,
-                    log_level: pick(&args.log_level, &log_file.level, defaults::LOG_LEVEL),
-                    log_format,
-                    config_poll,
-                    log_deny_rate: args
-                        .log_deny_rate
-                        .or(log_file.deny_rate)
-                        .unwrap_or(defaults::LOG_DENY_RATE),
-                    clock: Clock::system(),
-                    origin: args.clone(),
-                })
+        let mut upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
+        upstream.token_headers = token_sources
+            .iter()
+            .filter_map(|s| match s {
+                TokenSource::Header { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        for claim in &upstream.claim_headers {
+            let name = claim.header.name();
+            if upstream.token_headers.iter().any(|t| t == name) {
+                e.push("token_sources", format!("`{name}` is also a claim header"));
             }
+        }
+
+        match (
+            listen,
+            admin_listen,
+            http_listen,
+            jwks,
+            log_format,
+            config_poll,
+        ) {
+            (
+                Some(listen),
+                Some(admin_listen),
+                Some(http_listen),
+                Some(jwks),
+                Some(log_format),
+                Some(config_poll),
+            ) if e.0.is_empty() => Ok(Config {
+                listen,
+                admin_listen,
+                http_listen,
+                token_sources,
+                issuers,
+                jwks,
+                scope_claims,
+                max_header_bytes,
+                token_cache,
+                realm: pick(&args.realm, &file.realm, defaults::REALM),
+                policy,
+                upstream,
+                log_level: pick(&args.log_level, &log_file.level, defaults::LOG_LEVEL),
+                log_format,
+                config_poll,
+                log_deny_rate: args
+                    .log_deny_rate
+                    .or(log_file.deny_rate)
+                    .unwrap_or(defaults::LOG_DENY_RATE),
+                clock: Clock::system(),
+                origin: args.clone(),
+            }),
             _ => Err(ConfigErrors(e.0)),
         }
     }

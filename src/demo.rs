@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, DemoArgs, FileConfig, ServeArgs};
+use crate::config::{Config, DemoArgs, ServeArgs};
 pub use envoy::{EnvoyPorts, bootstrap_with_ports, find_envoy};
 pub use issuer::{DEMO_AUDIENCE, DemoIssuer};
 
@@ -23,6 +23,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let issuer_listener = bind(args.issuer_listen, "issuer-listen").await?;
     let upstream_listener = bind(args.upstream_listen, "upstream-listen").await?;
     let grpc_listener = bind(args.listen, "listen").await?;
+    let http_listener = bind(args.http_listen, "http-listen").await?;
     let issuer_addr = loopback_view(issuer_listener.local_addr()?);
     let upstream_addr = upstream_listener.local_addr()?;
     let issuer = std::sync::Arc::new(DemoIssuer::generate(format!("http://{issuer_addr}/"))?);
@@ -45,7 +46,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut file = match &args.config {
         Some(path) => crate::config::read_file(path).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => FileConfig::default(),
+        // The routes of envoy/envoy.yaml, for the HTTP endpoint, which gets no context
+        // extensions; through Envoy, its own per-route settings still win.
+        None => crate::config::parse_file(DEMO_ROUTES).map_err(anyhow::Error::msg)?,
     };
     // CORS preflights carry no token. Envoy's CORS filter answers them before ext_authz;
     // behind a proxy without one, this lets them through with identity headers removed.
@@ -61,13 +64,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let config = Config::from_sources(&serve_args, file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let server = tokio::spawn(crate::server::serve(
+    let http_addr = loopback_view(http_listener.local_addr()?);
+    let listeners = crate::server::Listeners {
+        grpc: grpc_listener,
+        admin: None,
+        http: Some(http_listener),
+    };
+    let server = tokio::spawn(crate::server::serve_all(
         config,
-        grpc_listener,
-        None,
+        listeners,
         stopped(stop_rx.clone()),
     ));
 
+    let scratch = Scratch::new()?;
     let mut envoy_child = None;
     let mut listener_port = None;
     if !args.no_envoy {
@@ -79,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     authz: grpc_addr.port(),
                     upstream: upstream_addr.port(),
                 };
-                envoy_child = Some(start_envoy(&binary, &args, ports).await?);
+                envoy_child = Some(start_envoy(&binary, &args, ports, &scratch).await?);
                 listener_port = Some(ports.listener);
             }
             None => eprintln!(
@@ -88,7 +97,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    print_instructions(&issuer, grpc_addr, issuer_addr, listener_port)?;
+    print_instructions(&issuer, grpc_addr, http_addr, issuer_addr, listener_port)?;
 
     interrupted.await;
     let _ = stop_tx.send(true);
@@ -96,8 +105,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = child.start_kill();
         let _ = child.wait().await;
     }
+    drop(scratch);
     server.await.context("check service task")??;
     Ok(())
+}
+
+/// Route rules matching `envoy/envoy.yaml`'s routes.
+const DEMO_ROUTES: &str = "\
+default_action: authenticated
+routes:
+  - path_prefix: /api/public
+    allow_anonymous: true
+  - path_prefix: /api/private-scoped
+    scopes: { all_of: [read:messages] }
+";
+
+/// The demo's own temporary folder, removed when dropped (on Ctrl-C and on every error
+/// path), so the demo leaves nothing behind.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("jwt-authz-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn bind(addr: SocketAddr, option: &str) -> anyhow::Result<TcpListener> {
@@ -119,12 +158,12 @@ async fn start_envoy(
     binary: &std::path::Path,
     args: &DemoArgs,
     ports: EnvoyPorts,
+    scratch: &Scratch,
 ) -> anyhow::Result<tokio::process::Child> {
     let text = std::fs::read_to_string(&args.envoy_config)
         .with_context(|| format!("envoy-config: cannot read {}", args.envoy_config.display()))?;
     let bootstrap = bootstrap_with_ports(&text, ports).map_err(anyhow::Error::msg)?;
-    let path =
-        std::env::temp_dir().join(format!("jwt-authz-demo-envoy-{}.yaml", std::process::id()));
+    let path = scratch.0.join("envoy.yaml");
     std::fs::write(&path, bootstrap)?;
     let child = tokio::process::Command::new(binary)
         .arg("-c")
@@ -147,6 +186,7 @@ async fn start_envoy(
 fn print_instructions(
     issuer: &DemoIssuer,
     grpc: SocketAddr,
+    http: SocketAddr,
     issuer_addr: SocketAddr,
     listener_port: Option<u16>,
 ) -> anyhow::Result<()> {
@@ -159,6 +199,7 @@ fn print_instructions(
         issuer.issuer
     );
     println!("  check     {grpc}   (envoy.service.auth.v3.Authorization, gRPC)");
+    println!("  http      {http}   (the same decision over HTTP)");
     println!();
     println!("TOKEN_SCOPED={scoped}");
     println!("TOKEN_PLAIN={plain}");
@@ -178,6 +219,28 @@ fn print_instructions(
         );
         println!();
     }
+    println!("Through the HTTP endpoint, with curl alone (as Envoy's http_service asks it):");
+    let base = format!("{http}/ext-authz");
+    for (headers, path, expect) in [
+        ("", "/api/public", "200, no token needed"),
+        ("", "/api/private", "401 authorization_header_missing"),
+        (
+            "-H \"Authorization: Bearer $TOKEN_PLAIN\" ",
+            "/api/private-scoped",
+            "403 insufficient_scope",
+        ),
+        (
+            "-H \"Authorization: Bearer $TOKEN_SCOPED\" ",
+            "/api/private-scoped",
+            "200, x-jwt-sub in the answer",
+        ),
+    ] {
+        println!("  curl -i {headers}{base}{path}   # {expect}");
+    }
+    println!(
+        "  curl -i -H \"X-Forwarded-Method: GET\" -H \"X-Forwarded-Uri: /api/private\" -H \"Authorization: Bearer $TOKEN_PLAIN\" {http}/   # 200, as Traefik's forwardAuth asks"
+    );
+    println!();
     println!("Straight to the Check service:");
     println!(
         "  grpcurl -plaintext -d '{{\"attributes\":{{\"request\":{{\"http\":{{\"path\":\"/api/private\",\"headers\":{{\"authorization\":\"Bearer '$TOKEN_SCOPED'\"}}}}}},\"contextExtensions\":{{\"required_scopes\":\"read:messages\"}}}}}}' {grpc} envoy.service.auth.v3.Authorization/Check"

@@ -26,6 +26,18 @@ pub enum AuthError {
     /// The header value is not visible ASCII, or the token is longer than the configured cap.
     #[error("authorization header is too long or not printable")]
     BadHeaderValue,
+    /// Two token sources carry different tokens, or a token cookie or query parameter
+    /// appears twice (or under an encoded name): ambiguous, so refused.
+    #[error("access token sent more than once")]
+    TokenSentTwice,
+    /// A token taken from a cookie, a raw header or the query is too long, empty of
+    /// visible ASCII or malformed (bad quoting, bad percent-escape).
+    #[error("access token value is too long or not printable")]
+    BadTokenValue,
+    /// The HTTP endpoint cannot remove a query parameter upstream, so with
+    /// `strip_authorization` a token from the query would reach the upstream.
+    #[error("query token cannot be stripped on this endpoint")]
+    QueryTokenNotRemovable,
     /// The token is not three base64url segments with a JSON header and payload.
     #[error("token is malformed")]
     Malformed,
@@ -222,6 +234,15 @@ impl AuthError {
                 InvalidHeader,
                 "Authorization header is too long or contains invalid characters",
             ),
+            AuthError::TokenSentTwice => (InvalidHeader, "The access token must be sent once"),
+            AuthError::BadTokenValue => (
+                InvalidHeader,
+                "The access token is too long or contains invalid characters",
+            ),
+            AuthError::QueryTokenNotRemovable => (
+                InvalidHeader,
+                "Send the access token in a header: it cannot be removed from the query string here",
+            ),
             AuthError::Malformed => (InvalidHeader, "Unable to parse authentication token."),
             AuthError::DisallowedAlgorithm => (
                 InvalidHeader,
@@ -349,6 +370,9 @@ mod tests {
             AuthError::NoToken,
             AuthError::TooManyParts,
             AuthError::BadHeaderValue,
+            AuthError::TokenSentTwice,
+            AuthError::BadTokenValue,
+            AuthError::QueryTokenNotRemovable,
             AuthError::Malformed,
             AuthError::DisallowedAlgorithm,
             AuthError::UnsupportedCritical,

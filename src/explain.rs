@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use crate::bearer::BearerToken;
+use crate::bearer;
 use crate::claims::{self, Claims};
 use crate::config::{Config, ExplainArgs, ServeArgs};
 use crate::error::AuthError;
@@ -23,7 +23,7 @@ use crate::jwks::KeySet;
 use crate::policy::{self, Action, TokenRule, granted_scopes};
 use crate::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use crate::proto::{AttributeContext, Authorization, CheckRequest, CheckResponse, HttpResponse};
-use crate::service::{AuthzService, authorization_values, request_view};
+use crate::service::{AuthzService, inbound, request_view};
 use crate::verify::{Issuer, TokenFacts, Verifier, accept_audience};
 
 /// Runs `explain` and returns the text to print.
@@ -148,7 +148,8 @@ async fn explain_steps(
     verifier: &Verifier,
     http: Option<&HttpRequest>,
 ) {
-    let view = request_view(http);
+    let request = inbound(http);
+    let view = request_view(&request);
     let _ = writeln!(
         out,
         "request: {} {} {}",
@@ -190,16 +191,14 @@ async fn explain_steps(
     if requirement.ambiguity.is_some() {
         return;
     }
-    let token = match BearerToken::from_header_values(
-        authorization_values(http),
-        config.max_header_bytes,
-    ) {
-        Ok(token) => token,
+    let found = match bearer::find_token(&config.token_sources, &request, config.max_header_bytes) {
+        Ok(found) => found,
         Err(error) => {
             step(out, "bearer token", Err(error));
             return;
         }
     };
+    let token = found.token();
     let length = format!("{} bytes", token.as_str().len());
     step::<AuthError>(out, "bearer token", Ok(&length));
     describe_token(out, token.as_str());

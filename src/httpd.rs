@@ -1,6 +1,6 @@
-//! A minimal HTTP/1.1 server (hyper) for the small endpoints around the gRPC service: the
-//! admin port, and the demo's issuer and echo upstream. Handlers are synchronous and see
-//! only the request head: none of these endpoints reads a body.
+//! A minimal HTTP/1.1 server (hyper) for the endpoints around the gRPC service: the admin
+//! port, the HTTP authorization endpoint, and the demo's issuer and echo upstream.
+//! Handlers see only the request head: none of these endpoints reads a body.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +24,23 @@ pub async fn serve<F>(listener: TcpListener, handler: F, shutdown: impl Future<O
 where
     F: Fn(&http::request::Parts) -> HttpResponse + Send + Sync + 'static,
 {
+    serve_async(
+        listener,
+        move |parts| std::future::ready(handler(&parts)),
+        shutdown,
+    )
+    .await;
+}
+
+/// [`serve`] for a handler that answers asynchronously (the HTTP authorization endpoint).
+pub async fn serve_async<F, R>(
+    listener: TcpListener,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(http::request::Parts) -> R + Send + Sync + 'static,
+    R: Future<Output = HttpResponse> + Send + 'static,
+{
     let handler = Arc::new(handler);
     tokio::pin!(shutdown);
     loop {
@@ -44,8 +61,8 @@ where
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let (parts, _body) = request.into_parts();
-                let response = handler(&parts);
-                async move { Ok::<_, Infallible>(response) }
+                let response = handler(parts);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

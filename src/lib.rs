@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod authz_http;
 pub mod bearer;
 pub mod claims;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod explain;
 pub mod fetch_url;
 pub mod health;
 pub mod httpd;
+pub mod inbound;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;

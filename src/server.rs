@@ -19,7 +19,7 @@ use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::service::AuthzService;
 
-/// Binds `config.listen` (and `config.admin_listen`) and serves until SIGTERM or SIGINT.
+/// Binds `config.listen` (and `config.admin_listen`, `config.http_listen`) and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let listener = TcpListener::bind(config.listen)
@@ -33,17 +33,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    serve(config, listener, admin, shutdown).await
+    let http = match config.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("http_listen: cannot bind {addr}"))?,
+        ),
+        None => None,
+    };
+    let listeners = Listeners {
+        grpc: listener,
+        admin,
+        http,
+    };
+    serve_all(config, listeners, shutdown).await
 }
 
-/// Serves gRPC on `listener` and the admin endpoints on `admin` until `shutdown`
-/// completes, then drains.
+/// The sockets a service answers on, bound before it starts.
+pub struct Listeners {
+    /// gRPC: Check, health, reflection.
+    pub grpc: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: Option<TcpListener>,
+    /// The HTTP authorization endpoint (nginx, Traefik, Envoy `http_service`).
+    pub http: Option<TcpListener>,
+}
+
+/// Serves gRPC on `listener` and the admin endpoints on `admin` (no HTTP authorization
+/// endpoint) until `shutdown` completes, then drains.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let listeners = Listeners {
+        grpc: listener,
+        admin,
+        http: None,
+    };
+    serve_all(config, listeners, shutdown).await
+}
+
+/// Serves every listener of `listeners` until `shutdown` completes, then drains.
+pub async fn serve_all(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let Listeners {
+        grpc: listener,
+        admin,
+        http,
+    } = listeners;
     let local: SocketAddr = listener.local_addr()?;
     let keys = IssuerKeys::build(&config, None)?;
     let verifier = Arc::new(keys.verifier(&config));
@@ -78,6 +120,21 @@ pub async fn serve(
         tokio::spawn(crate::httpd::serve(
             admin,
             move |request| admin_endpoint(&metrics, request),
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
+    if let Some(http) = http {
+        let service = service.clone();
+        let mut stop_rx = stop_tx.subscribe();
+        tracing::info!(http = %http.local_addr()?, "http authorization endpoint listening");
+        tokio::spawn(crate::httpd::serve_async(
+            http,
+            move |parts| {
+                let service = service.clone();
+                async move { crate::authz_http::handle(&service, &parts).await }
+            },
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             },

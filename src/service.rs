@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use crate::bearer::BearerToken;
+use crate::bearer::{self, TokenSource};
 use crate::config::Config;
 use crate::deny_log::DenyLog;
 use crate::error::AuthError;
+use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::policy::{self, Action, Policy, REQUIRED_SCOPES_KEY, TokenRule, granted_scopes};
 use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
@@ -60,6 +61,49 @@ pub struct CheckSettings {
     pub upstream: UpstreamConfig,
     /// Denial log lines per code per second; 0 logs every denial.
     pub deny_log_rate: u32,
+    /// Where the token may be, tried in order.
+    pub token_sources: Vec<TokenSource>,
+}
+
+/// Which wire a request came over: what its answer can change upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// gRPC `Check`: every mutation, query parameters included.
+    Grpc,
+    /// The HTTP endpoint: headers only; a query parameter cannot be removed.
+    Http,
+}
+
+/// What the service answers, before it is put on a wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow(Allow),
+    Deny(Deny),
+}
+
+/// An allowed request's changes upstream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Allow {
+    /// Headers set (overwritten) on the upstream request.
+    pub set: Vec<(String, String)>,
+    /// Headers removed from the upstream request, after `set`.
+    pub remove: Vec<String>,
+    /// Query parameters removed (gRPC only).
+    pub remove_query: Vec<String>,
+    pub metadata: Option<prost_types::Struct>,
+}
+
+/// A denial, with everything the client is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub http_status: u16,
+    pub grpc_code: i32,
+    pub code: &'static str,
+    /// `content-type`, `www-authenticate`, `retry-after`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    /// The server, not the client, failed (keys unavailable).
+    pub server_error: bool,
 }
 
 /// The state a reload carries over from one configuration's service to the next.
@@ -80,6 +124,7 @@ impl CheckSettings {
             policy: config.policy.clone(),
             upstream: config.upstream.clone(),
             deny_log_rate: config.log_deny_rate,
+            token_sources: config.token_sources.clone(),
         }
     }
 }
@@ -209,24 +254,55 @@ impl AuthzService {
         Arc::clone(&self.deny_log)
     }
 
+    /// The decision for `request`, from whichever wire: decided, counted and logged once.
+    /// Both adapters call this, so gRPC and HTTP answer alike.
+    pub async fn authorize(&self, request: &Inbound<'_>, wire: Wire) -> Verdict {
+        let started = Instant::now();
+        let mut fields = LogFields::default();
+        let outcome = self.decide(request, wire, &mut fields).await;
+        self.finish(request, outcome, &fields, started)
+    }
+
+    /// Refuses `request` before any rule is read (the HTTP endpoint's forwarded headers
+    /// were missing or contradictory): counted and logged like any decision.
+    pub fn refuse(&self, request: &Inbound<'_>, error: AuthError) -> Verdict {
+        self.finish(request, Err(error), &LogFields::default(), Instant::now())
+    }
+
+    fn finish(
+        &self,
+        request: &Inbound<'_>,
+        outcome: Result<Allowed, AuthError>,
+        fields: &LogFields<'_>,
+        started: Instant,
+    ) -> Verdict {
+        let verdict = match &outcome {
+            Ok(allowed) => Verdict::Allow(self.allow(allowed, request)),
+            Err(error) => Verdict::Deny(self.deny(error)),
+        };
+        let elapsed = started.elapsed();
+        self.metrics.record(outcome.as_ref().err(), elapsed);
+        log_decision(request, &outcome, fields, elapsed, &self.deny_log);
+        verdict
+    }
+
     async fn decide<'s>(
         &'s self,
-        request: &CheckRequest,
+        request: &Inbound<'_>,
+        wire: Wire,
         log: &mut LogFields<'s>,
     ) -> Result<Allowed, AuthError> {
-        let attributes = request.attributes.as_ref();
-        let http = attributes
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let context_scopes = attributes
-            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
-            .map(String::as_str);
-        let view = request_view(http);
-        let requirement = self.settings.policy.requirement(&view, context_scopes);
+        let view = request_view(request);
+        let requirement = self
+            .settings
+            .policy
+            .requirement(&view, request.required_scopes);
         log.rule = requirement.rule;
         let mut token: TokenOutcome = None;
         for shadow in &requirement.shadows {
-            let outcome = self.evaluate(&shadow.action, http, &mut token, log).await;
+            let outcome = self
+                .evaluate(&shadow.action, request, wire, &mut token, log)
+                .await;
             self.metrics
                 .record_shadow(&shadow.name, outcome.as_ref().err());
             log_shadow(&shadow.name, &outcome);
@@ -234,7 +310,7 @@ impl AuthzService {
         if let Some(why) = requirement.ambiguity {
             return Err(AuthError::AmbiguousRequest(why.reason()));
         }
-        self.evaluate(&requirement.action, http, &mut token, log)
+        self.evaluate(&requirement.action, request, wire, &mut token, log)
             .await
     }
 
@@ -243,7 +319,8 @@ impl AuthzService {
     async fn evaluate(
         &self,
         action: &Action,
-        http: Option<&HttpRequest>,
+        request: &Inbound<'_>,
+        wire: Wire,
         token: &mut TokenOutcome,
         log: &mut LogFields<'_>,
     ) -> Result<Allowed, AuthError> {
@@ -256,7 +333,7 @@ impl AuthzService {
         let entry = match token {
             Some(outcome) => outcome.clone(),
             None => {
-                let outcome = self.token_entry(http, log).await;
+                let outcome = self.token_entry(request, wire, log).await;
                 *token = Some(outcome.clone());
                 outcome
             }
@@ -268,14 +345,17 @@ impl AuthzService {
     /// The request's token, verified (or found in the cache).
     async fn token_entry(
         &self,
-        http: Option<&HttpRequest>,
+        request: &Inbound<'_>,
+        wire: Wire,
         log: &mut LogFields<'_>,
     ) -> Result<Arc<CachedToken>, AuthError> {
-        let token = BearerToken::from_header_values(
-            authorization_values(http),
-            self.settings.max_header_bytes,
-        )?;
-        let entry = self.verified_entry(token, log).await?;
+        let sources = &self.settings.token_sources;
+        let found = bearer::find_token(sources, request, self.settings.max_header_bytes)?;
+        let from_query = matches!(sources.get(found.source), Some(TokenSource::Query(_)));
+        if from_query && wire == Wire::Http && self.settings.upstream.strip_authorization {
+            return Err(AuthError::QueryTokenNotRemovable);
+        }
+        let entry = self.verified_entry(found.token(), log).await?;
         log.entry = Some(Arc::clone(&entry));
         Ok(entry)
     }
@@ -303,7 +383,7 @@ impl AuthzService {
     /// fresh and whose key is still published, else by full verification (then cached).
     async fn verified_entry(
         &self,
-        token: BearerToken<'_>,
+        token: bearer::BearerToken<'_>,
         log: &mut LogFields<'_>,
     ) -> Result<Arc<CachedToken>, AuthError> {
         let key = self.cache.as_ref().map(|_| TokenCache::key(token.as_str()));
@@ -362,7 +442,7 @@ impl AuthzService {
         })
     }
 
-    fn allow(&self, allowed: &Allowed) -> CheckResponse {
+    fn allow(&self, allowed: &Allowed, request: &Inbound<'_>) -> Allow {
         let upstream = &self.settings.upstream;
         let (mutations, metadata) = match allowed {
             Allowed::Token(entry) => (
@@ -371,56 +451,108 @@ impl AuthzService {
             ),
             Allowed::Anonymous | Allowed::Preflight => (upstream.for_anonymous(), None),
         };
-        let ok = OkHttpResponse {
-            headers: mutations.set.iter().map(|(k, v)| header(k, v)).collect(),
-            headers_to_remove: mutations.remove.iter().map(|r| (*r).to_owned()).collect(),
-            ..Default::default()
+        let own = |s: &str| s.to_owned();
+        let mut allow = Allow {
+            set: mutations
+                .set
+                .iter()
+                .map(|(k, v)| (own(k), own(v)))
+                .collect(),
+            remove: mutations.remove.iter().map(|r| own(r)).collect(),
+            remove_query: Vec::new(),
+            metadata,
         };
-        CheckResponse {
-            status: Some(rpc::Status {
-                code: 0,
-                ..Default::default()
-            }),
-            http_response: Some(HttpResponse::OkResponse(ok)),
-            dynamic_metadata: metadata,
+        if upstream.strip_authorization {
+            self.strip_cookies_and_query(request, &mut allow);
+        }
+        allow
+    }
+
+    /// With `strip_authorization`, the token cookies leave the `cookie` header (only those
+    /// cookies) and the token query parameters leave the path, on every route.
+    fn strip_cookies_and_query(&self, request: &Inbound<'_>, allow: &mut Allow) {
+        let mut cookies = Vec::new();
+        for source in &self.settings.token_sources {
+            match source {
+                TokenSource::Cookie(name) => cookies.push(name.as_str()),
+                TokenSource::Query(name) => allow.remove_query.push(name.clone()),
+                TokenSource::Header { .. } => {}
+            }
+        }
+        if cookies.is_empty() {
+            return;
+        }
+        match bearer::cookie_without(request.values("cookie"), &cookies) {
+            Some(rest) if rest.is_empty() => allow.remove.push("cookie".into()),
+            Some(rest) => allow.set.push(("cookie".into(), rest)),
+            None => {}
         }
     }
 
-    fn deny(&self, error: &AuthError) -> CheckResponse {
+    fn deny(&self, error: &AuthError) -> Deny {
         let code = error.code();
-        let mut headers = vec![header("content-type", "application/json")];
+        let mut headers = vec![("content-type", "application/json".to_owned())];
         if let Some(challenge) = error.www_authenticate(&self.settings.realm) {
-            headers.push(header("www-authenticate", &challenge));
+            headers.push(("www-authenticate", challenge));
         }
-        let unavailable = code.is_server_error();
-        if unavailable {
-            headers.push(header(
-                "retry-after",
-                &self.settings.retry_after_secs.to_string(),
-            ));
+        let server_error = code.is_server_error();
+        if server_error {
+            headers.push(("retry-after", self.settings.retry_after_secs.to_string()));
         }
-        let body = DeniedHttpResponse {
-            status: Some(HttpStatus {
-                code: i32::from(code.http_status()),
-            }),
+        Deny {
+            http_status: code.http_status(),
+            grpc_code: code.grpc_code(),
+            code: code.as_str(),
             headers,
             body: error.json_body(),
-        };
-        CheckResponse {
-            status: Some(rpc::Status {
-                code: code.grpc_code(),
-                message: code.as_str().to_owned(),
-                details: Vec::new(),
-            }),
-            // Keys unavailable is the server's failure, not the client's: Envoy 1.37+ treats
-            // `error_response` as an error (status_on_error / failure_mode_allow apply);
-            // older Envoys ignore the unknown field and see a plain denial.
-            http_response: Some(if unavailable {
-                HttpResponse::ErrorResponse(body)
-            } else {
-                HttpResponse::DeniedResponse(body)
-            }),
-            dynamic_metadata: None,
+            server_error,
+        }
+    }
+}
+
+/// The `CheckResponse` for a verdict.
+pub fn check_response(verdict: Verdict) -> CheckResponse {
+    match verdict {
+        Verdict::Allow(allow) => {
+            let ok = OkHttpResponse {
+                headers: allow.set.iter().map(|(k, v)| header(k, v)).collect(),
+                headers_to_remove: allow.remove,
+                query_parameters_to_remove: allow.remove_query,
+                ..Default::default()
+            };
+            CheckResponse {
+                status: Some(rpc::Status {
+                    code: 0,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(ok)),
+                dynamic_metadata: allow.metadata,
+            }
+        }
+        Verdict::Deny(deny) => {
+            let body = DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: i32::from(deny.http_status),
+                }),
+                headers: deny.headers.iter().map(|(k, v)| header(k, v)).collect(),
+                body: deny.body,
+            };
+            CheckResponse {
+                status: Some(rpc::Status {
+                    code: deny.grpc_code,
+                    message: deny.code.to_owned(),
+                    details: Vec::new(),
+                }),
+                // Keys unavailable is the server's failure, not the client's: Envoy 1.37+
+                // treats `error_response` as an error (status_on_error / failure_mode_allow
+                // apply); older Envoys ignore the unknown field and see a plain denial.
+                http_response: Some(if deny.server_error {
+                    HttpResponse::ErrorResponse(body)
+                } else {
+                    HttpResponse::DeniedResponse(body)
+                }),
+                dynamic_metadata: None,
+            }
         }
     }
 }
@@ -431,79 +563,65 @@ impl Authorization for AuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let started = Instant::now();
         let request = request.into_inner();
-        let mut fields = LogFields::default();
-        let outcome = self.decide(&request, &mut fields).await;
-        let response = match &outcome {
-            Ok(allowed) => self.allow(allowed),
-            Err(error) => self.deny(error),
-        };
-        let elapsed = started.elapsed();
-        self.metrics.record(outcome.as_ref().err(), elapsed);
-        log_decision(&request, &outcome, &fields, elapsed, &self.deny_log);
-        Ok(Response::new(response))
+        let attributes = request.attributes.as_ref();
+        let http = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let mut inbound = inbound(http);
+        inbound.required_scopes = attributes
+            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
+            .map(String::as_str);
+        let verdict = self.authorize(&inbound, Wire::Grpc).await;
+        Ok(Response::new(check_response(verdict)))
+    }
+}
+
+/// The request as the decision sees it, from Envoy's HTTP attributes: every header of
+/// `headers` (lower-case keys, repeats joined by a comma) and of `header_map` (raw
+/// headers, repeats kept apart, sent instead of `headers` with `encode_raw_headers`).
+pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
+    let Some(h) = http else {
+        return Inbound::default();
+    };
+    let joined = h.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+    let raw = h
+        .header_map
+        .as_ref()
+        .into_iter()
+        .flat_map(|m| m.headers.iter())
+        .map(|h| {
+            let value = if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                h.raw_value.as_slice()
+            };
+            (h.key.as_str(), value)
+        });
+    Inbound {
+        method: &h.method,
+        host: &h.host,
+        path: &h.path,
+        headers: joined.chain(raw).collect(),
+        required_scopes: None,
     }
 }
 
 /// The parts of the request that select a rule.
-pub fn request_view(http: Option<&HttpRequest>) -> policy::Request<'_> {
-    let Some(h) = http else {
-        return policy::Request::default();
-    };
-    let preflight_method =
-        header_value(h, "origin").and_then(|_| header_value(h, "access-control-request-method"));
+pub fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
+    let preflight_method = request
+        .first("origin")
+        .and_then(|_| request.first("access-control-request-method"));
     let method_override = METHOD_OVERRIDE_HEADERS
         .iter()
-        .find_map(|name| header_value(h, name));
+        .find_map(|name| request.first(name));
     policy::Request {
-        method: &h.method,
-        host: &h.host,
-        path: &h.path,
+        method: request.method,
+        host: request.host,
+        path: request.path,
         preflight_method,
         method_override,
     }
-}
-
-/// A header's value from `headers` (lower-case keys) or, when Envoy sent raw headers,
-/// from `header_map`.
-fn header_value<'r>(http: &'r HttpRequest, name: &str) -> Option<&'r str> {
-    if let Some(v) = http.headers.get(name) {
-        return Some(v);
-    }
-    http.header_map
-        .as_ref()?
-        .headers
-        .iter()
-        .find(|h| h.key.eq_ignore_ascii_case(name))
-        .and_then(|h| {
-            if h.raw_value.is_empty() {
-                Some(h.value.as_str())
-            } else {
-                std::str::from_utf8(&h.raw_value).ok()
-            }
-        })
-}
-
-/// Every `authorization` value Envoy forwarded: from `headers` (lower-case keys, repeats
-/// joined by a comma) and from `header_map` (raw headers, repeats kept apart).
-pub fn authorization_values(http: Option<&HttpRequest>) -> impl Iterator<Item = &[u8]> {
-    let joined = http
-        .and_then(|h| h.headers.get("authorization"))
-        .map(|v| v.as_bytes());
-    let raw = http
-        .and_then(|h| h.header_map.as_ref())
-        .into_iter()
-        .flat_map(|m| m.headers.iter())
-        .filter(|h| h.key.eq_ignore_ascii_case("authorization"))
-        .map(|h| {
-            if h.raw_value.is_empty() {
-                h.value.as_bytes()
-            } else {
-                h.raw_value.as_slice()
-            }
-        });
-    joined.into_iter().chain(raw)
 }
 
 /// A header option set the portable way: `append` unset, overwrite-or-add.
@@ -526,7 +644,7 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 /// Denials go through `deny_log`'s per-code rate limit: a flood is summarised, not
 /// logged line by line (the metrics count it exactly).
 fn log_decision(
-    request: &CheckRequest,
+    request: &Inbound<'_>,
     outcome: &Result<Allowed, AuthError>,
     fields: &LogFields<'_>,
     elapsed: std::time::Duration,
@@ -537,13 +655,8 @@ fn log_decision(
     {
         return;
     }
-    let http = request
-        .attributes
-        .as_ref()
-        .and_then(|a| a.request.as_ref())
-        .and_then(|r| r.http.as_ref());
-    let method = http.map_or("", |h| h.method.as_str());
-    let path = http.map_or("", |h| h.path.split('?').next().unwrap_or(""));
+    let method = request.method;
+    let path = request.path.split('?').next().unwrap_or("");
     let latency_us = elapsed.as_micros() as u64;
     let rule = fields.rule.unwrap_or(DEFAULT_RULE);
     // Verified facts when the token verified; else the unverified ones, for debugging.

@@ -95,8 +95,12 @@ pub struct UpstreamConfig {
     pub array_separator: String,
     /// Header that receives the verified payload, base64url as in the token.
     pub forward_payload_header: Option<IdentityHeader>,
-    /// Remove `authorization` before the request goes upstream.
+    /// Remove the token's sources before the request goes upstream.
     pub strip_authorization: bool,
+    /// The headers `token_sources` reads (default `authorization`): removed upstream
+    /// when `strip_authorization` is on. Cookies and query parameters are the Check
+    /// path's to rewrite, since they depend on the request.
+    pub token_headers: Vec<String>,
     /// Claims copied into `CheckResponse.dynamic_metadata`.
     pub metadata_claims: Vec<String>,
 }
@@ -112,6 +116,7 @@ impl Default for UpstreamConfig {
             array_separator: ",".into(),
             forward_payload_header: None,
             strip_authorization: false,
+            token_headers: vec!["authorization".into()],
             metadata_claims: Vec::new(),
         }
     }
@@ -167,7 +172,8 @@ impl UpstreamConfig {
         }
         self.remove_confusable(&mut m);
         if self.strip_authorization {
-            m.remove.push("authorization");
+            m.remove
+                .extend(self.token_headers.iter().map(String::as_str));
         }
         m
     }
@@ -181,7 +187,8 @@ impl UpstreamConfig {
             .extend(self.identity_headers().map(IdentityHeader::name));
         self.remove_confusable(&mut m);
         if self.strip_authorization {
-            m.remove.push("authorization");
+            m.remove
+                .extend(self.token_headers.iter().map(String::as_str));
         }
         m
     }
@@ -305,6 +312,7 @@ mod tests {
             array_separator: ";".into(),
             forward_payload_header: Some(h("x-jwt-payload")),
             strip_authorization: true,
+            token_headers: vec!["authorization".into()],
             metadata_claims: vec!["sub".into(), "org".into()],
         }
     }

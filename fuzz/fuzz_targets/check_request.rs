@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+use jwt_authz::bearer::TokenSource;
 use jwt_authz::jwks::{JwksSettings, JwksSource};
 use jwt_authz::policy::{
     Action, ClaimCondition, ClaimTest, DefaultAction, Mode, PathPattern, Policy, PolicySettings,
@@ -111,6 +112,7 @@ fn state() -> &'static State {
                 policy,
                 upstream: UpstreamConfig::default(),
                 deny_log_rate: 10,
+                token_sources: vec![TokenSource::authorization()],
             },
             Some(Arc::new(TokenCache::new(1024))),
         );

@@ -82,6 +82,14 @@ pub struct ServeArgs {
     ))]
     pub admin_listen: Option<String>,
 
+    #[arg(long, env = "JWT_AUTHZ_HTTP_LISTEN", help = help(
+        "HTTP authorization endpoint (Envoy http_service, nginx auth_request, Traefik \
+         forwardAuth) listen address, or `off`. It trusts X-Original-*/X-Forwarded-* \
+         headers: make it reachable by the proxy alone",
+        defaults::HTTP_LISTEN,
+    ))]
+    pub http_listen: Option<String>,
+
     #[arg(long, env = "JWT_AUTHZ_LEEWAY", help = help(
         "Clock skew tolerated on `exp` and `nbf` (`60s`, `2m`; a bare number is seconds)",
         defaults::LEEWAY,
@@ -179,6 +187,10 @@ pub struct DemoArgs {
     /// gRPC Check listen address.
     #[arg(long, default_value = "127.0.0.1:9191")]
     pub listen: SocketAddr,
+    /// HTTP authorization endpoint listen address (what curl, nginx, Traefik and Envoy's
+    /// `http_service` call).
+    #[arg(long, default_value = "127.0.0.1:9193")]
+    pub http_listen: SocketAddr,
     /// Development issuer (JWKS, discovery, `/token`) listen address.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub issuer_listen: SocketAddr,

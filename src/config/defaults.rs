@@ -5,6 +5,8 @@
 pub const LISTEN: &str = "0.0.0.0:9191";
 /// Admin HTTP listen address.
 pub const ADMIN_LISTEN: &str = "0.0.0.0:9192";
+/// HTTP authorization endpoint listen address: off unless asked for.
+pub const HTTP_LISTEN: &str = "off";
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY: &str = "60s";
 /// Background JWKS refetch interval.

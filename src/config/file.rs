@@ -12,6 +12,10 @@ pub struct FileConfig {
     pub admin_listen: Option<String>,
     /// A duration, or `off`.
     pub config_poll: Option<String>,
+    /// The HTTP authorization endpoint's address, or `off`.
+    pub http_listen: Option<String>,
+    /// Where the access token may be, tried in order.
+    pub token_sources: Option<Vec<FileTokenSource>>,
     #[serde(default, deserialize_with = "duration_text")]
     pub leeway: Option<String>,
     pub jwks: Option<FileJwks>,
@@ -32,6 +36,16 @@ pub struct FileConfig {
     /// `reject` or `strip`: what `;` path parameters do.
     pub path_parameters: Option<String>,
     pub upstream: Option<FileUpstream>,
+}
+
+/// One token source: exactly one of `header`, `cookie`, `query`; `scheme` with `header`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTokenSource {
+    pub header: Option<String>,
+    pub scheme: Option<String>,
+    pub cookie: Option<String>,
+    pub query: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

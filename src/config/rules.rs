@@ -344,6 +344,7 @@ pub(super) fn parse_upstream(e: &mut Errors, file: FileUpstream) -> UpstreamConf
         array_separator,
         forward_payload_header,
         strip_authorization: file.strip_authorization.unwrap_or(false),
+        token_headers: defaults.token_headers,
         metadata_claims: file
             .metadata_claims
             .map(|c| trimmed(&c))

@@ -388,3 +388,104 @@ routes:
         errors[3]
     );
 }
+
+#[test]
+fn token_sources_default_to_the_bearer_header_and_http_listen_to_off() {
+    let config = from_flags(&["--issuer", "https://t.auth0.com/", "--audience", "a"]).unwrap();
+    assert_eq!(config.token_sources, [TokenSource::authorization()]);
+    assert_eq!(config.http_listen, None);
+    assert_eq!(config.upstream.token_headers, ["authorization"]);
+    let config = from_flags(&[
+        "--issuer",
+        "https://t.auth0.com/",
+        "--audience",
+        "a",
+        "--http-listen",
+        "127.0.0.1:9193",
+    ])
+    .unwrap();
+    assert_eq!(config.http_listen, Some("127.0.0.1:9193".parse().unwrap()));
+}
+
+#[test]
+fn token_sources_are_read_in_order() {
+    let yaml = r#"
+token_sources:
+  - { header: Authorization, scheme: bearer }
+  - { cookie: access_token }
+  - { header: X-Api-Token }
+  - { query: access_token }
+"#;
+    let config = from(
+        &["--issuer", "https://t.auth0.com/", "--audience", "a"],
+        yaml,
+    )
+    .unwrap();
+    assert_eq!(
+        config.token_sources,
+        [
+            TokenSource::Header {
+                name: "authorization".into(),
+                scheme: Some("bearer".into())
+            },
+            TokenSource::Cookie("access_token".into()),
+            TokenSource::Header {
+                name: "x-api-token".into(),
+                scheme: None
+            },
+            TokenSource::Query("access_token".into()),
+        ]
+    );
+    assert_eq!(
+        config.upstream.token_headers,
+        ["authorization", "x-api-token"]
+    );
+}
+
+#[test]
+fn bad_token_sources_name_their_field_path() {
+    let yaml = r#"
+http_listen: nowhere
+token_sources:
+  - { header: authorization, scheme: Bearer }
+  - { cookie: "bad name" }
+  - { query: "a&b" }
+  - { header: x-a, cookie: b }
+  - { cookie: c, scheme: Bearer }
+  - { header: authorization, scheme: Bearer }
+  - { header: x-jwt-sub }
+  - { header: "x y" }
+"#;
+    let errors = from(
+        &["--issuer", "https://t.auth0.com/", "--audience", "a"],
+        yaml,
+    )
+    .unwrap_err()
+    .0;
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "http_listen",
+            "token_sources[1].cookie",
+            "token_sources[2].query",
+            "token_sources[3]",
+            "token_sources[4].scheme",
+            "token_sources[5]",
+            "token_sources[7].header",
+            "token_sources",
+        ],
+        "{errors:?}"
+    );
+    let empty = from(
+        &["--issuer", "https://t.auth0.com/", "--audience", "a"],
+        "token_sources: []\n",
+    );
+    assert_eq!(
+        empty.unwrap_err().0,
+        ["token_sources: list at least one source"]
+    );
+}

@@ -25,6 +25,8 @@ pub struct Authz {
     pub addr: SocketAddr,
     /// The admin HTTP endpoints (/metrics, /healthz, /readyz).
     pub admin: SocketAddr,
+    /// The HTTP authorization endpoint (always on in tests).
+    pub http: SocketAddr,
     pub client: AuthorizationClient<Channel>,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -49,15 +51,17 @@ impl Authz {
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = admin_listener.local_addr().unwrap();
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = http_listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::server::serve(
-            config,
-            listener,
-            Some(admin_listener),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let listeners = crate::server::Listeners {
+            grpc: listener,
+            admin: Some(admin_listener),
+            http: Some(http_listener),
+        };
+        let task = tokio::spawn(crate::server::serve_all(config, listeners, async move {
+            let _ = rx.await;
+        }));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -66,6 +70,7 @@ impl Authz {
         Authz {
             addr,
             admin,
+            http,
             client: AuthorizationClient::new(channel.clone()),
             channel,
             shutdown: Some(tx),

@@ -8,3 +8,4 @@ mod deploy;
 mod edge;
 mod envoy;
 mod grpcurl;
+mod http_endpoint;

@@ -1,0 +1,274 @@
+//! Where a request's access token may be: the configured `token_sources`, tried in order.
+//!
+//! - `{ header: authorization, scheme: Bearer }` (the default): `<scheme> <token>`, the
+//!   scheme compared case-insensitively, with the quickstart's codes.
+//! - `{ header: x-api-token }`: the raw token, no scheme.
+//! - `{ cookie: access_token }`: a cookie, read with the syntax of RFC 6265 §4.2.1.
+//! - `{ query: access_token }`: a query parameter (RFC 6750 §2.3 discourages it).
+//!
+//! A source that carries nothing is skipped; a source that carries something malformed
+//! fails the request. Two sources carrying *different* tokens are refused
+//! ([`AuthError::TokenSentTwice`]), never "use the first"; two carrying the same token are
+//! accepted, since nothing is ambiguous about one credential sent twice. A cookie name or
+//! query parameter that appears twice is refused even when both values agree: whoever reads
+//! the request after us may pick the other one.
+
+use std::borrow::Cow;
+
+use super::BearerToken;
+use crate::error::AuthError;
+use crate::inbound::Inbound;
+
+/// One place a token may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header; with `scheme`, its value is `<scheme> <token>`, else the raw token.
+    Header {
+        /// Lower-case header name.
+        name: String,
+        scheme: Option<String>,
+    },
+    /// A cookie, by its exact (case-sensitive) name.
+    Cookie(String),
+    /// A query parameter, by its exact name.
+    Query(String),
+}
+
+impl TokenSource {
+    /// The default and the quickstart's only source: `authorization: Bearer <token>`.
+    pub fn authorization() -> TokenSource {
+        TokenSource::Header {
+            name: "authorization".into(),
+            scheme: Some("Bearer".into()),
+        }
+    }
+}
+
+/// The token a request carried, and which source it came from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FoundToken<'a> {
+    text: Cow<'a, str>,
+    /// Index in the configured sources of the first source that carried it.
+    pub source: usize,
+}
+
+impl FoundToken<'_> {
+    /// The token, for verification.
+    pub fn token(&self) -> BearerToken<'_> {
+        BearerToken(&self.text)
+    }
+}
+
+impl std::fmt::Debug for FoundToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FoundToken(.., source: {})", self.source)
+    }
+}
+
+/// Finds the request's token in `sources`. `max_len` caps every value read (a header
+/// value, a cookie value, a decoded query value).
+pub fn find_token<'a>(
+    sources: &[TokenSource],
+    request: &Inbound<'a>,
+    max_len: usize,
+) -> Result<FoundToken<'a>, AuthError> {
+    let mut found: Option<FoundToken<'a>> = None;
+    for (i, source) in sources.iter().enumerate() {
+        let Some(text) = read(source, request, max_len)? else {
+            continue;
+        };
+        match &found {
+            None => found = Some(FoundToken { text, source: i }),
+            Some(first) if first.text == text => {}
+            Some(_) => return Err(AuthError::TokenSentTwice),
+        }
+    }
+    found.ok_or(AuthError::MissingHeader)
+}
+
+/// What one source carries: `None` when nothing.
+fn read<'a>(
+    source: &TokenSource,
+    request: &Inbound<'a>,
+    max_len: usize,
+) -> Result<Option<Cow<'a, str>>, AuthError> {
+    match source {
+        TokenSource::Header { name, scheme } => {
+            let values = request.values(name);
+            let token = match scheme {
+                Some(scheme) => BearerToken::from_values_with_scheme(values, scheme, max_len),
+                None => raw_header(values, max_len),
+            };
+            match token {
+                Ok(token) => Ok(Some(Cow::Borrowed(token.as_str()))),
+                Err(AuthError::MissingHeader) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        TokenSource::Cookie(name) => cookie(request.values("cookie"), name, max_len),
+        TokenSource::Query(name) => match request.query() {
+            Some(query) => query_parameter(query, name, max_len),
+            None => Ok(None),
+        },
+    }
+}
+
+/// A header that holds the raw token. Blank is absent; a comma means Envoy joined two
+/// headers.
+fn raw_header<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    max_len: usize,
+) -> Result<BearerToken<'a>, AuthError> {
+    let mut found = None;
+    for value in values {
+        let text = checked(value, max_len)?.trim_matches([' ', '\t']);
+        if text.is_empty() {
+            continue;
+        }
+        if found.is_some() || text.contains([',', ' ', '\t']) {
+            return Err(AuthError::TokenSentTwice);
+        }
+        found = Some(BearerToken(text));
+    }
+    found.ok_or(AuthError::MissingHeader)
+}
+
+fn checked(value: &[u8], max_len: usize) -> Result<&str, AuthError> {
+    if value.len() > max_len
+        || !value
+            .iter()
+            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err(AuthError::BadTokenValue);
+    }
+    std::str::from_utf8(value).map_err(|_| AuthError::BadTokenValue)
+}
+
+/// The pairs of every `cookie` header, as `(name, raw value)`.
+///
+/// RFC 6265 §4.2.1 separates pairs with `; `. Envoy joins two `cookie` headers with `,`
+/// in `CheckRequest.headers` (HTTP/2 clients send one header per cookie) or keeps them
+/// apart in `header_map`; a `,` is not a cookie-octet, so it separates pairs too. Pairs
+/// without `=` are skipped: they name no cookie.
+pub fn cookie_pairs<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    values
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split([';', ',']))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((
+                name.trim_matches([' ', '\t']),
+                value.trim_matches([' ', '\t']),
+            ))
+        })
+}
+
+fn cookie<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    wanted: &str,
+    max_len: usize,
+) -> Result<Option<Cow<'a, str>>, AuthError> {
+    let mut found = None;
+    for (name, value) in cookie_pairs(values) {
+        if name != wanted {
+            continue;
+        }
+        if found.is_some() {
+            return Err(AuthError::TokenSentTwice);
+        }
+        // cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE )
+        let inner = match value.strip_prefix('"') {
+            Some(rest) => rest.strip_suffix('"').ok_or(AuthError::BadTokenValue)?,
+            None => value,
+        };
+        let octet =
+            |b: u8| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
+        if inner.len() > max_len || !inner.bytes().all(octet) {
+            return Err(AuthError::BadTokenValue);
+        }
+        found = Some(inner);
+    }
+    Ok(found.filter(|v| !v.is_empty()).map(Cow::Borrowed))
+}
+
+fn query_parameter<'a>(
+    query: &'a str,
+    wanted: &str,
+    max_len: usize,
+) -> Result<Option<Cow<'a, str>>, AuthError> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(name) = percent_decode(raw_name) else {
+            continue;
+        };
+        if name != wanted {
+            continue;
+        }
+        // An encoded spelling of the name (`access%5Ftoken`) is read the same by most
+        // servers but may escape `query_parameters_to_remove`: refused.
+        if raw_name != wanted || found.is_some() {
+            return Err(AuthError::TokenSentTwice);
+        }
+        if raw_value.len() > max_len.saturating_mul(3) {
+            return Err(AuthError::BadTokenValue);
+        }
+        let value = percent_decode(raw_value).ok_or(AuthError::BadTokenValue)?;
+        if value.len() > max_len || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AuthError::BadTokenValue);
+        }
+        found = Some(value);
+    }
+    Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// RFC 3986 percent-decoding (`+` stays `+`). `None` for a malformed escape or a result
+/// that is not UTF-8.
+fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains('%') {
+        return Some(Cow::Borrowed(text));
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// The `cookie` header without the cookies named in `names`, as one value joined by
+/// `; `; `None` when the request has no `cookie` header. An empty string means no cookie
+/// is left: remove the header. The value is given even when nothing was removed, so a
+/// proxy that copies it upstream (nginx `auth_request_set`) never loses other cookies.
+pub fn cookie_without<'a>(
+    values: impl Iterator<Item = &'a [u8]> + Clone,
+    names: &[&str],
+) -> Option<String> {
+    values.clone().next()?;
+    let kept: Vec<String> = values
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split([';', ',']))
+        .map(|pair| pair.trim_matches([' ', '\t']))
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !names.contains(&name.trim_matches([' ', '\t']))
+        })
+        .map(str::to_owned)
+        .collect();
+    Some(kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests;

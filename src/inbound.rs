@@ -1,0 +1,76 @@
+//! The request being authorized, as the decision sees it, whichever wire it came over: the
+//! gRPC `CheckRequest` (`service`) or the HTTP authorization endpoint (`authz_http`). Both
+//! adapters build one [`Inbound`] and hand it to the same decision function, so no rule is
+//! written twice.
+//!
+//! Pure: no I/O and no protocol types. Header names are matched case-insensitively; every
+//! value a header had is kept, in order (a repeated header is never folded into one).
+
+/// One request to authorize, borrowed from the adapter's own request.
+#[derive(Debug, Default, Clone)]
+pub struct Inbound<'a> {
+    /// The original method (`GET`).
+    pub method: &'a str,
+    /// The original host (`:authority`), possibly with a port.
+    pub host: &'a str,
+    /// The original request target in origin form, query string included.
+    pub path: &'a str,
+    /// Every header: name and value, repeats kept apart or comma-joined as received.
+    pub headers: Vec<(&'a str, &'a [u8])>,
+    /// Envoy's `required_scopes` context extension, when the route set one.
+    pub required_scopes: Option<&'a str>,
+}
+
+impl<'a> Inbound<'a> {
+    /// Every value of header `name`, in order.
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + Clone + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The first value of header `name`, when it is UTF-8.
+    pub fn first(&self, name: &str) -> Option<&'a str> {
+        self.values(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The query string: what follows the first `?` of the path, up to a `#`.
+    pub fn query(&self) -> Option<&'a str> {
+        let (_, rest) = self.path.split_once('?')?;
+        Some(rest.split('#').next().unwrap_or(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_headers_are_kept_apart_and_names_ignore_case() {
+        let inbound = Inbound {
+            headers: vec![("Cookie", b"a=1"), ("cookie", b"b=2"), ("x", b"y")],
+            ..Inbound::default()
+        };
+        let values: Vec<&[u8]> = inbound.values("cookie").collect();
+        assert_eq!(values, [b"a=1".as_slice(), b"b=2".as_slice()]);
+        assert_eq!(inbound.first("X"), Some("y"));
+        assert_eq!(inbound.first("absent"), None);
+    }
+
+    #[test]
+    fn query_is_cut_at_the_fragment() {
+        let q = |path| {
+            Inbound {
+                path,
+                ..Inbound::default()
+            }
+            .query()
+        };
+        assert_eq!(q("/a?x=1&y=2#frag"), Some("x=1&y=2"));
+        assert_eq!(q("/a?"), Some(""));
+        assert_eq!(q("/a"), None);
+    }
+}
