@@ -1,15 +1,21 @@
-//! The tonic `Authorization` service: translates a `CheckRequest` into the domain (bearer
-//! token, required scopes), asks [`Verifier`] and [`ScopeRule`], and translates the
-//! outcome back into a `CheckResponse`. It owns no decision of its own.
-//!
-//! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
-//! would count as a failure in Envoy, which `failure_mode_allow` turns into an allow.
+//! The Check service: one request, from whichever wire, through the route policy, the
+//! token's verification (or the verified-token cache) and the route's checks, to a
+//! [`Verdict`]; counted and logged once. The wires' adapters live beside it: [`grpc`] for
+//! Envoy's `Check`, and the HTTP endpoint (`crate::authz_http`). Decisions are made by
+//! `policy` and `verify`; this module puts them in order.
+
+mod grpc;
+mod log;
+mod verdict;
+
+use log::{log_decision, log_shadow};
+
+pub use grpc::{check_response, inbound};
+pub use verdict::{Allow, Deny, Verdict, Wire};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-use tonic::{Request, Response, Status};
 
 use crate::bearer::{self, TokenSource};
 use crate::config::Config;
@@ -17,13 +23,7 @@ use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use crate::policy::{self, Action, Policy, REQUIRED_SCOPES_KEY, TokenRule, granted_scopes};
-use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
-use crate::proto::google::rpc;
-use crate::proto::{
-    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
-};
+use crate::policy::{self, Action, Policy, TokenRule, granted_scopes};
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
 use crate::verify::{IssuerConfig, TokenFacts, Verified, Verifier, accept_audience};
@@ -63,47 +63,6 @@ pub struct CheckSettings {
     pub deny_log_rate: u32,
     /// Where the token may be, tried in order.
     pub token_sources: Vec<TokenSource>,
-}
-
-/// Which wire a request came over: what its answer can change upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    /// gRPC `Check`: every mutation, query parameters included.
-    Grpc,
-    /// The HTTP endpoint: headers only; a query parameter cannot be removed.
-    Http,
-}
-
-/// What the service answers, before it is put on a wire.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    Allow(Allow),
-    Deny(Deny),
-}
-
-/// An allowed request's changes upstream.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Allow {
-    /// Headers set (overwritten) on the upstream request.
-    pub set: Vec<(String, String)>,
-    /// Headers removed from the upstream request, after `set`.
-    pub remove: Vec<String>,
-    /// Query parameters removed (gRPC only).
-    pub remove_query: Vec<String>,
-    pub metadata: Option<prost_types::Struct>,
-}
-
-/// A denial, with everything the client is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deny {
-    pub http_status: u16,
-    pub grpc_code: i32,
-    pub code: &'static str,
-    /// `content-type`, `www-authenticate`, `retry-after`.
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
-    /// The server, not the client, failed (keys unavailable).
-    pub server_error: bool,
 }
 
 /// The state a reload carries over from one configuration's service to the next.
@@ -441,170 +400,6 @@ impl AuthzService {
             metadata: upstream.metadata(claims),
         })
     }
-
-    fn allow(&self, allowed: &Allowed, request: &Inbound<'_>) -> Allow {
-        let upstream = &self.settings.upstream;
-        let (mutations, metadata) = match allowed {
-            Allowed::Token(entry) => (
-                upstream.mutations(|i| entry.header_value(i), entry.payload()),
-                entry.metadata.as_deref().cloned(),
-            ),
-            Allowed::Anonymous | Allowed::Preflight => (upstream.for_anonymous(), None),
-        };
-        let own = |s: &str| s.to_owned();
-        let mut allow = Allow {
-            set: mutations
-                .set
-                .iter()
-                .map(|(k, v)| (own(k), own(v)))
-                .collect(),
-            remove: mutations.remove.iter().map(|r| own(r)).collect(),
-            remove_query: Vec::new(),
-            metadata,
-        };
-        if upstream.strip_authorization {
-            self.strip_cookies_and_query(request, &mut allow);
-        }
-        allow
-    }
-
-    /// With `strip_authorization`, the token cookies leave the `cookie` header (only those
-    /// cookies) and the token query parameters leave the path, on every route.
-    fn strip_cookies_and_query(&self, request: &Inbound<'_>, allow: &mut Allow) {
-        let mut cookies = Vec::new();
-        for source in &self.settings.token_sources {
-            match source {
-                TokenSource::Cookie(name) => cookies.push(name.as_str()),
-                TokenSource::Query(name) => allow.remove_query.push(name.clone()),
-                TokenSource::Header { .. } => {}
-            }
-        }
-        if cookies.is_empty() {
-            return;
-        }
-        match bearer::cookie_without(request.values("cookie"), &cookies) {
-            Some(rest) if rest.is_empty() => allow.remove.push("cookie".into()),
-            Some(rest) => allow.set.push(("cookie".into(), rest)),
-            None => {}
-        }
-    }
-
-    fn deny(&self, error: &AuthError) -> Deny {
-        let code = error.code();
-        let mut headers = vec![("content-type", "application/json".to_owned())];
-        if let Some(challenge) = error.www_authenticate(&self.settings.realm) {
-            headers.push(("www-authenticate", challenge));
-        }
-        let server_error = code.is_server_error();
-        if server_error {
-            headers.push(("retry-after", self.settings.retry_after_secs.to_string()));
-        }
-        Deny {
-            http_status: code.http_status(),
-            grpc_code: code.grpc_code(),
-            code: code.as_str(),
-            headers,
-            body: error.json_body(),
-            server_error,
-        }
-    }
-}
-
-/// The `CheckResponse` for a verdict.
-pub fn check_response(verdict: Verdict) -> CheckResponse {
-    match verdict {
-        Verdict::Allow(allow) => {
-            let ok = OkHttpResponse {
-                headers: allow.set.iter().map(|(k, v)| header(k, v)).collect(),
-                headers_to_remove: allow.remove,
-                query_parameters_to_remove: allow.remove_query,
-                ..Default::default()
-            };
-            CheckResponse {
-                status: Some(rpc::Status {
-                    code: 0,
-                    ..Default::default()
-                }),
-                http_response: Some(HttpResponse::OkResponse(ok)),
-                dynamic_metadata: allow.metadata,
-            }
-        }
-        Verdict::Deny(deny) => {
-            let body = DeniedHttpResponse {
-                status: Some(HttpStatus {
-                    code: i32::from(deny.http_status),
-                }),
-                headers: deny.headers.iter().map(|(k, v)| header(k, v)).collect(),
-                body: deny.body,
-            };
-            CheckResponse {
-                status: Some(rpc::Status {
-                    code: deny.grpc_code,
-                    message: deny.code.to_owned(),
-                    details: Vec::new(),
-                }),
-                // Keys unavailable is the server's failure, not the client's: Envoy 1.37+
-                // treats `error_response` as an error (status_on_error / failure_mode_allow
-                // apply); older Envoys ignore the unknown field and see a plain denial.
-                http_response: Some(if deny.server_error {
-                    HttpResponse::ErrorResponse(body)
-                } else {
-                    HttpResponse::DeniedResponse(body)
-                }),
-                dynamic_metadata: None,
-            }
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl Authorization for AuthzService {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        let request = request.into_inner();
-        let attributes = request.attributes.as_ref();
-        let http = attributes
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let mut inbound = inbound(http);
-        inbound.required_scopes = attributes
-            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
-            .map(String::as_str);
-        let verdict = self.authorize(&inbound, Wire::Grpc).await;
-        Ok(Response::new(check_response(verdict)))
-    }
-}
-
-/// The request as the decision sees it, from Envoy's HTTP attributes: every header of
-/// `headers` (lower-case keys, repeats joined by a comma) and of `header_map` (raw
-/// headers, repeats kept apart, sent instead of `headers` with `encode_raw_headers`).
-pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
-    let Some(h) = http else {
-        return Inbound::default();
-    };
-    let joined = h.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
-    let raw = h
-        .header_map
-        .as_ref()
-        .into_iter()
-        .flat_map(|m| m.headers.iter())
-        .map(|h| {
-            let value = if h.raw_value.is_empty() {
-                h.value.as_bytes()
-            } else {
-                h.raw_value.as_slice()
-            };
-            (h.key.as_str(), value)
-        });
-    Inbound {
-        method: &h.method,
-        host: &h.host,
-        path: &h.path,
-        headers: joined.chain(raw).collect(),
-        required_scopes: None,
-    }
 }
 
 /// The parts of the request that select a rule.
@@ -622,89 +417,4 @@ pub fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
         preflight_method,
         method_override,
     }
-}
-
-/// A header option set the portable way: `append` unset, overwrite-or-add.
-fn header(key: &str, value: &str) -> HeaderValueOption {
-    HeaderValueOption {
-        header: Some(HeaderValue {
-            key: key.to_owned(),
-            value: value.to_owned(),
-            raw_value: Vec::new(),
-        }),
-        // `append` (deprecated) stays unset: Envoy versions disagree on how it combines
-        // with `append_action`, and unset + overwrite behaves the same in all of them.
-        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-        ..Default::default()
-    }
-}
-
-/// One line per decision. Never the token or the header: only the route (without its
-/// query string, which may carry credentials), rule, code, `kid`, `iss`, `sub` and latency.
-/// Denials go through `deny_log`'s per-code rate limit: a flood is summarised, not
-/// logged line by line (the metrics count it exactly).
-fn log_decision(
-    request: &Inbound<'_>,
-    outcome: &Result<Allowed, AuthError>,
-    fields: &LogFields<'_>,
-    elapsed: std::time::Duration,
-    deny_log: &DenyLog,
-) {
-    if let Err(error) = outcome
-        && !deny_log.admit(error.code())
-    {
-        return;
-    }
-    let method = request.method;
-    let path = request.path.split('?').next().unwrap_or("");
-    let latency_us = elapsed.as_micros() as u64;
-    let rule = fields.rule.unwrap_or(DEFAULT_RULE);
-    // Verified facts when the token verified; else the unverified ones, for debugging.
-    let (kid, iss) = match &fields.entry {
-        Some(entry) => (entry.kid(), Some(entry.iss())),
-        None => (fields.token.kid.as_deref(), fields.token.iss.as_deref()),
-    };
-    let (kid, iss) = (kid.map(clip), iss.map(clip));
-    let sub = fields.entry.as_ref().and_then(|e| e.sub()).map(clip);
-    match outcome {
-        Ok(Allowed::Token(_)) => {
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
-        }
-        Ok(Allowed::Anonymous) => {
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, anonymous = true, latency_us);
-        }
-        Ok(Allowed::Preflight) => {
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, preflight = true, latency_us);
-        }
-        Err(error) => {
-            let code = error.code().as_str();
-            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
-        }
-    }
-}
-
-/// The rule name logged for a request that matched no rule.
-const DEFAULT_RULE: &str = "default";
-
-/// The would-be decision of a shadow rule: logged, never sent.
-fn log_shadow(rule: &str, outcome: &Result<Allowed, AuthError>) {
-    match outcome {
-        Ok(_) => tracing::info!(shadow = true, rule, decision = "allow", code = "ok"),
-        Err(error) => {
-            tracing::info!(shadow = true, rule, decision = "deny", code = error.code().as_str(), reason = %error)
-        }
-    }
-}
-
-/// Attacker-controlled strings are logged with `Debug` (escaped) and clipped.
-fn clip(s: &str) -> &str {
-    const MAX: usize = 128;
-    if s.len() <= MAX {
-        return s;
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

@@ -1,0 +1,131 @@
+//! The gRPC adapter: `envoy.service.auth.v3.Authorization/Check` in, a [`Verdict`] out.
+//! It translates Envoy's `CheckRequest` into the wire-independent [`Inbound`] and the
+//! verdict into a `CheckResponse`, and decides nothing.
+//!
+//! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
+//! would count as a failure in Envoy, which `failure_mode_allow` turns into an allow.
+
+use tonic::{Request, Response, Status};
+
+use super::AuthzService;
+use super::verdict::{Verdict, Wire};
+use crate::inbound::Inbound;
+use crate::policy::REQUIRED_SCOPES_KEY;
+use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
+use crate::proto::google::rpc;
+use crate::proto::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+
+/// The `CheckResponse` for a verdict.
+pub fn check_response(verdict: Verdict) -> CheckResponse {
+    match verdict {
+        Verdict::Allow(allow) => {
+            let ok = OkHttpResponse {
+                headers: allow.set.iter().map(|(k, v)| header(k, v)).collect(),
+                headers_to_remove: allow.remove,
+                query_parameters_to_remove: allow.remove_query,
+                ..Default::default()
+            };
+            CheckResponse {
+                status: Some(rpc::Status {
+                    code: 0,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(ok)),
+                dynamic_metadata: allow.metadata,
+            }
+        }
+        Verdict::Deny(deny) => {
+            let body = DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: i32::from(deny.http_status),
+                }),
+                headers: deny.headers.iter().map(|(k, v)| header(k, v)).collect(),
+                body: deny.body,
+            };
+            CheckResponse {
+                status: Some(rpc::Status {
+                    code: deny.grpc_code,
+                    message: deny.code.to_owned(),
+                    details: Vec::new(),
+                }),
+                // Keys unavailable is the server's failure, not the client's: Envoy 1.37+
+                // treats `error_response` as an error (status_on_error / failure_mode_allow
+                // apply); older Envoys ignore the unknown field and see a plain denial.
+                http_response: Some(if deny.server_error {
+                    HttpResponse::ErrorResponse(body)
+                } else {
+                    HttpResponse::DeniedResponse(body)
+                }),
+                dynamic_metadata: None,
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let request = request.into_inner();
+        let attributes = request.attributes.as_ref();
+        let http = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let mut inbound = inbound(http);
+        inbound.required_scopes = attributes
+            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
+            .map(String::as_str);
+        let verdict = self.authorize(&inbound, Wire::Grpc).await;
+        Ok(Response::new(check_response(verdict)))
+    }
+}
+
+/// The request as the decision sees it, from Envoy's HTTP attributes: every header of
+/// `headers` (lower-case keys, repeats joined by a comma) and of `header_map` (raw
+/// headers, repeats kept apart, sent instead of `headers` with `encode_raw_headers`).
+pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
+    let Some(h) = http else {
+        return Inbound::default();
+    };
+    let joined = h.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+    let raw = h
+        .header_map
+        .as_ref()
+        .into_iter()
+        .flat_map(|m| m.headers.iter())
+        .map(|h| {
+            let value = if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                h.raw_value.as_slice()
+            };
+            (h.key.as_str(), value)
+        });
+    Inbound {
+        method: &h.method,
+        host: &h.host,
+        path: &h.path,
+        headers: joined.chain(raw).collect(),
+        required_scopes: None,
+    }
+}
+
+/// A header option set the portable way: `append` unset, overwrite-or-add.
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        }),
+        // `append` (deprecated) stays unset: Envoy versions disagree on how it combines
+        // with `append_action`, and unset + overwrite behaves the same in all of them.
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,118 @@
+//! What the service answers before it goes on a wire: the changes an allow makes
+//! upstream, and a denial's status, headers and body. The gRPC adapter ([`super::grpc`])
+//! and the HTTP endpoint put a [`Verdict`] on their wire.
+
+use super::{Allowed, AuthzService};
+use crate::bearer::{self, TokenSource};
+use crate::error::AuthError;
+use crate::inbound::Inbound;
+
+/// Which wire a request came over: what its answer can change upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// gRPC `Check`: every mutation, query parameters included.
+    Grpc,
+    /// The HTTP endpoint: headers only; a query parameter cannot be removed.
+    Http,
+}
+
+/// What the service answers, before it is put on a wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow(Allow),
+    Deny(Deny),
+}
+
+/// An allowed request's changes upstream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Allow {
+    /// Headers set (overwritten) on the upstream request.
+    pub set: Vec<(String, String)>,
+    /// Headers removed from the upstream request, after `set`.
+    pub remove: Vec<String>,
+    /// Query parameters removed (gRPC only).
+    pub remove_query: Vec<String>,
+    pub metadata: Option<prost_types::Struct>,
+}
+
+/// A denial, with everything the client is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub http_status: u16,
+    pub grpc_code: i32,
+    pub code: &'static str,
+    /// `content-type`, `www-authenticate`, `retry-after`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    /// The server, not the client, failed (keys unavailable).
+    pub server_error: bool,
+}
+
+impl AuthzService {
+    pub(super) fn allow(&self, allowed: &Allowed, request: &Inbound<'_>) -> Allow {
+        let upstream = &self.settings.upstream;
+        let (mutations, metadata) = match allowed {
+            Allowed::Token(entry) => (
+                upstream.mutations(|i| entry.header_value(i), entry.payload()),
+                entry.metadata.as_deref().cloned(),
+            ),
+            Allowed::Anonymous | Allowed::Preflight => (upstream.for_anonymous(), None),
+        };
+        let own = |s: &str| s.to_owned();
+        let mut allow = Allow {
+            set: mutations
+                .set
+                .iter()
+                .map(|(k, v)| (own(k), own(v)))
+                .collect(),
+            remove: mutations.remove.iter().map(|r| own(r)).collect(),
+            remove_query: Vec::new(),
+            metadata,
+        };
+        if upstream.strip_authorization {
+            self.strip_cookies_and_query(request, &mut allow);
+        }
+        allow
+    }
+
+    /// With `strip_authorization`, the token cookies leave the `cookie` header (only those
+    /// cookies) and the token query parameters leave the path, on every route.
+    fn strip_cookies_and_query(&self, request: &Inbound<'_>, allow: &mut Allow) {
+        let mut cookies = Vec::new();
+        for source in &self.settings.token_sources {
+            match source {
+                TokenSource::Cookie(name) => cookies.push(name.as_str()),
+                TokenSource::Query(name) => allow.remove_query.push(name.clone()),
+                TokenSource::Header { .. } => {}
+            }
+        }
+        if cookies.is_empty() {
+            return;
+        }
+        match bearer::cookie_without(request.values("cookie"), &cookies) {
+            Some(rest) if rest.is_empty() => allow.remove.push("cookie".into()),
+            Some(rest) => allow.set.push(("cookie".into(), rest)),
+            None => {}
+        }
+    }
+
+    pub(super) fn deny(&self, error: &AuthError) -> Deny {
+        let code = error.code();
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if let Some(challenge) = error.www_authenticate(&self.settings.realm) {
+            headers.push(("www-authenticate", challenge));
+        }
+        let server_error = code.is_server_error();
+        if server_error {
+            headers.push(("retry-after", self.settings.retry_after_secs.to_string()));
+        }
+        Deny {
+            http_status: code.http_status(),
+            grpc_code: code.grpc_code(),
+            code: code.as_str(),
+            headers,
+            body: error.json_body(),
+            server_error,
+        }
+    }
+}
