@@ -147,6 +147,9 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     /// The content last loaded or refused, so a poll acts on changes only.
     seen: Option<Vec<u8>>,
+    /// Installed when the reloader is built, before the server accepts: a SIGHUP that
+    /// arrives early is then a reload, not the signal's default action (termination).
+    hangup: Hangup,
 }
 
 impl Reloader {
@@ -157,6 +160,7 @@ impl Reloader {
         let metrics = live.current().metrics();
         let seen = path.as_ref().and_then(|p| std::fs::read(p).ok());
         metrics.record_reload(true, running.clock.now_secs());
+        let hangup = hangup_signal();
         Reloader {
             path,
             running,
@@ -164,6 +168,7 @@ impl Reloader {
             live,
             metrics,
             seen,
+            hangup,
         }
     }
 
@@ -174,7 +179,7 @@ impl Reloader {
             // Nothing to reload; keep the key caches (and their refreshers) alive.
             return std::future::pending().await;
         };
-        let mut hangup = hangup_signal();
+        let mut hangup = self.hangup.take();
         let poll = self.running.config_poll;
         let mut ticker = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
