@@ -139,9 +139,12 @@ pub struct Policy {
     rules: Vec<Rule>,
     default_action: DefaultAction,
     settings: PolicySettings,
-    /// Some rule has a literal with an upper-case letter, or any rule at all: whether a
-    /// case-insensitive reading must be compared.
+    /// Some rule matches on a path at all: whether a case-insensitive reading can differ.
     check_case: bool,
+    /// Some rule's path literal has an upper-case letter: then even a lower-case request
+    /// path can match differently when read case-insensitively. Computed once here, not
+    /// per request.
+    upper_case_literals: bool,
 }
 
 impl Default for Policy {
@@ -228,11 +231,13 @@ impl Policy {
             DefaultAction::Deny
         });
         let check_case = rules.iter().any(|r| !matches!(r.path, PathPattern::Any));
+        let upper_case_literals = rules.iter().any(|r| r.path.has_upper_case());
         Policy {
             rules,
             default_action,
             settings,
             check_case,
+            upper_case_literals,
         }
     }
 
@@ -337,8 +342,7 @@ impl Policy {
     ) -> Requirement<'p> {
         let deciding = self.first_enforcing(method, host, path, false);
         if self.check_case
-            && (path.bytes().any(|b| b.is_ascii_uppercase())
-                || self.rules.iter().any(|r| r.path.has_upper_case()))
+            && (self.upper_case_literals || path.bytes().any(|b| b.is_ascii_uppercase()))
             && self.first_enforcing(method, host, path, true) != deciding
         {
             return Requirement::ambiguous(Ambiguity::Case);
