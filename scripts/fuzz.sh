@@ -2,6 +2,7 @@
 # Runs each cargo-fuzz target in fuzz/ for a bounded time, seeded from tests/fixtures.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 60 s each, every target)
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh 0      (a fixed number of executions per target)
 #
 # Crashes are kept in fuzz/artifacts/<target>/ (replay one with
 # `cargo +nightly fuzz run <target> <file>`); each becomes a regression test in
@@ -59,9 +60,16 @@ for target in "${targets[@]}"; do
     seed "$target"
     mkdir -p "artifacts/$target"
     log=$(mktemp)
-    echo "fuzzing $target for ${seconds}s"
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        bound=(-runs="$FUZZ_RUNS")
+        echo "fuzzing $target for $FUZZ_RUNS executions"
+    else
+        bound=(-max_total_time="$seconds")
+        echo "fuzzing $target for ${seconds}s"
+    fi
+    started=$(date +%s)
     if "${cargo[@]}" run "${sanitizer[@]}" -O "$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=4096 \
+        "${bound[@]}" -max_len=16384 -timeout=10 -rss_limit_mb=4096 \
         -print_final_stats=1 >"$log" 2>&1; then
         status=ok
     else
@@ -70,7 +78,7 @@ for target in "${targets[@]}"; do
     fi
     runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | grep -Eo '[0-9]+' || echo "?")
     [ "$status" = ok ] || runs=$(grep -Eo '^#[0-9]+' "$log" | tail -1 | tr -d '#' || echo "?")
-    echo "$target: $status, $runs executions, corpus $(find "corpus/$target" -type f | wc -l) inputs"
+    echo "$target: $status, $runs executions in $(($(date +%s) - started)) s, corpus $(find "corpus/$target" -type f | wc -l) inputs"
     if [ "$status" != ok ]; then
         tail -40 "$log"
         ls -l "artifacts/$target"

@@ -13,6 +13,7 @@
 #![cfg(any(test, feature = "test-util"))]
 
 mod decision;
+mod dpop;
 mod harness;
 mod idp;
 mod keys;
@@ -22,6 +23,9 @@ mod tools;
 mod upstream;
 
 pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
+pub use dpop::{
+    ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
+};
 pub use harness::{Authz, config, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
