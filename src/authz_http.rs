@@ -45,6 +45,8 @@ pub struct Original<'a> {
     pub method: &'a str,
     pub host: &'a str,
     pub path: &'a str,
+    /// `X-Forwarded-Proto`, when the proxy sent it.
+    pub scheme: Option<&'a str>,
 }
 
 /// Answers one authorization request.
@@ -63,6 +65,8 @@ pub async fn handle(service: &AuthzService, parts: &Parts) -> HttpResponse {
                 path: original.path,
                 headers,
                 required_scopes: None,
+                scheme: original.scheme,
+                peer_certificate: None,
             };
             service.authorize(&inbound, Wire::Http).await
         }
@@ -123,7 +127,16 @@ pub fn original<'a>(
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err("original method is not a word");
     }
-    Ok(Original { method, host, path })
+    let scheme = single(headers, "x-forwarded-proto")?;
+    if scheme.is_some_and(|s| !matches!(s, "http" | "https")) {
+        return Err("X-Forwarded-Proto is not http or https");
+    }
+    Ok(Original {
+        method,
+        host,
+        path,
+        scheme,
+    })
 }
 
 /// The one value of header `name`: `None` when absent, an error when repeated (or
@@ -192,13 +205,21 @@ pub fn response(verdict: Verdict) -> HttpResponse {
             if let Some(v) = body_header {
                 response.headers_mut().insert(DENY_BODY_HEADER, v);
             }
-            for (name, value) in deny.headers {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, v);
+            for (i, (name, value)) in deny.headers.iter().enumerate() {
+                let Ok(v) = HeaderValue::from_str(value) else {
+                    continue;
+                };
+                // Two challenges are two `www-authenticate` lines.
+                if deny.headers[..i].iter().any(|(seen, _)| seen == name) {
+                    response.headers_mut().append(*name, v);
+                } else {
+                    response.headers_mut().insert(*name, v);
                 }
             }
             response
         }
+        // Never produced for this endpoint, whose 200 means "allow": refused, to fail closed.
+        Verdict::Answer(_) => httpd::respond(StatusCode::FORBIDDEN, "application/json", ""),
     }
 }
 
@@ -226,6 +247,7 @@ mod tests {
         assert_eq!(
             o,
             Original {
+                scheme: None,
                 method: "DELETE",
                 host: "api.example.com",
                 path: "/api/x?y=1"
@@ -249,6 +271,7 @@ mod tests {
         assert_eq!(
             o,
             Original {
+                scheme: None,
                 method: "POST",
                 host: "app.example.com",
                 path: "/api/private"

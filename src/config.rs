@@ -20,9 +20,11 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use crate::bearer::TokenSource;
+use crate::binding::dpop::{DpopMode, DpopSettings};
 use crate::clock::Clock;
 use crate::jwks::JwksSettings;
-use crate::policy::Policy;
+use crate::policy::{Action, Policy, ScopeRule};
+use crate::resource_metadata::{ResourceFacts, ResourceMetadata, parse_resource};
 use crate::upstream::UpstreamConfig;
 use crate::verify::IssuerConfig;
 pub use cli::{Cli, Command, DemoArgs, ExplainArgs, ServeArgs};
@@ -40,6 +42,32 @@ pub enum LogFormat {
 pub struct TokenCacheConfig {
     pub enabled: bool,
     pub max_entries: u64,
+}
+
+/// Where DPoP proofs' `jti`s are remembered. Fixed at start-up: a reload that changes it
+/// is named in the log and waits for a restart.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ReplayStoreConfig {
+    /// In this process, at most `max_entries` at once (one replica).
+    Memory { max_entries: usize },
+    /// A Redis server every replica shares.
+    Redis { url: String, timeout: Duration },
+}
+
+/// Never prints the Redis URL's password.
+impl std::fmt::Debug for ReplayStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayStoreConfig::Memory { max_entries } => {
+                write!(f, "Memory {{ max_entries: {max_entries} }}")
+            }
+            ReplayStoreConfig::Redis { url, timeout } => write!(
+                f,
+                "Redis {{ url: {:?}, timeout: {timeout:?} }}",
+                crate::fetch_url::redact_str(url)
+            ),
+        }
+    }
 }
 
 /// The whole, checked configuration of a running service.
@@ -71,6 +99,11 @@ pub struct Config {
     /// The flags and environment this configuration was built from; a reload re-reads
     /// the file and applies them over it again.
     pub origin: ServeArgs,
+    /// How DPoP proofs are checked.
+    pub dpop: DpopSettings,
+    pub replay_store: ReplayStoreConfig,
+    /// RFC 9728 metadata, when a resource identifier is configured.
+    pub resource_metadata: Option<ResourceMetadata>,
 }
 
 /// Every problem found in the configuration, one per line, each naming its option.
@@ -193,6 +226,21 @@ impl Config {
                 _ => None,
             })
             .collect();
+        let dpop_file = file.dpop.unwrap_or_default();
+        let dpop = parse_dpop(&mut e, &dpop_file, allow_http);
+        let replay_store = parse_replay_store(&mut e, &dpop_file);
+        let resource_metadata = match (&file.protected_resource, &dpop) {
+            (Some(resource), Some(dpop)) => parse_resource_metadata(
+                &mut e,
+                resource,
+                allow_http,
+                &issuers,
+                &policy,
+                &token_sources,
+                dpop,
+            ),
+            _ => None,
+        };
         for claim in &upstream.claim_headers {
             let name = claim.header.name();
             if upstream.token_headers.iter().any(|t| t == name) {
@@ -207,6 +255,8 @@ impl Config {
             jwks,
             log_format,
             config_poll,
+            dpop,
+            replay_store,
         ) {
             (
                 Some(listen),
@@ -215,7 +265,12 @@ impl Config {
                 Some(jwks),
                 Some(log_format),
                 Some(config_poll),
+                Some(dpop),
+                Some(replay_store),
             ) if e.0.is_empty() => Ok(Config {
+                dpop,
+                replay_store,
+                resource_metadata,
                 listen,
                 admin_listen,
                 http_listen,
@@ -241,6 +296,149 @@ impl Config {
             _ => Err(ConfigErrors(e.0)),
         }
     }
+}
+
+/// The DPoP proof settings; `None` when one is bad (and recorded).
+fn parse_dpop(e: &mut Errors, file: &file::FileDpop, allow_http: bool) -> Option<DpopSettings> {
+    let algorithms = match &file.algorithms {
+        None => e.check(
+            "dpop.algorithms",
+            parse_algorithms(&defaults::DPOP_ALGORITHMS.map(String::from)),
+        ),
+        Some(names) => e.check("dpop.algorithms", parse_algorithms(names)),
+    };
+    let max_age = positive(
+        e,
+        "dpop.max_age",
+        file.max_age.as_deref().unwrap_or(defaults::DPOP_MAX_AGE),
+    );
+    let clock_skew = e.check(
+        "dpop.clock_skew",
+        parse_duration(
+            file.clock_skew
+                .as_deref()
+                .unwrap_or(defaults::DPOP_CLOCK_SKEW),
+        ),
+    );
+    let public_base_url = match file.public_base_url.as_deref() {
+        None => Some(None),
+        Some(text) => e
+            .check(
+                "dpop.public_base_url",
+                parse_resource(text, allow_http).map_err(|err| {
+                    format!("{err} (the scheme, host and path prefix clients address)")
+                }),
+            )
+            .map(Some),
+    };
+    Some(DpopSettings {
+        algorithms: algorithms?,
+        max_age: max_age?,
+        clock_skew: clock_skew?,
+        public_base_url: public_base_url?,
+    })
+}
+
+/// Where proofs' `jti`s go; `None` when the setting is bad (and recorded).
+fn parse_replay_store(e: &mut Errors, file: &file::FileDpop) -> Option<ReplayStoreConfig> {
+    let store = file
+        .replay_store
+        .as_deref()
+        .unwrap_or(defaults::DPOP_REPLAY_STORE)
+        .trim();
+    let timeout = positive(
+        e,
+        "dpop.replay_store_timeout",
+        file.replay_store_timeout
+            .as_deref()
+            .unwrap_or(defaults::DPOP_REPLAY_TIMEOUT),
+    );
+    let max_entries = file
+        .replay_max_entries
+        .unwrap_or(defaults::DPOP_REPLAY_MAX_ENTRIES);
+    if max_entries == 0 {
+        e.push("dpop.replay_max_entries", "must be greater than 0");
+    }
+    if store == "memory" {
+        return Some(ReplayStoreConfig::Memory { max_entries });
+    }
+    if !(store.starts_with("redis://") || store.starts_with("rediss://"))
+        || url::Url::parse(store).is_err()
+    {
+        e.push(
+            "dpop.replay_store",
+            format!(
+                "`{}` is not `memory` or a redis:// or rediss:// URL",
+                crate::fetch_url::redact_str(store)
+            ),
+        );
+        return None;
+    }
+    Some(ReplayStoreConfig::Redis {
+        url: store.to_owned(),
+        timeout: timeout?,
+    })
+}
+
+/// RFC 9728 metadata from the resource identifier and what the rest of the configuration
+/// says (issuers, route scopes, token sources, DPoP).
+fn parse_resource_metadata(
+    e: &mut Errors,
+    file: &file::FileProtectedResource,
+    allow_http: bool,
+    issuers: &[IssuerConfig],
+    policy: &Policy,
+    token_sources: &[TokenSource],
+    dpop: &DpopSettings,
+) -> Option<ResourceMetadata> {
+    let resource = e.check(
+        "protected_resource.resource",
+        parse_resource(file.resource.trim(), allow_http),
+    )?;
+    let scopes = policy
+        .rules()
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Token(t) => Some(&t.scopes),
+            _ => None,
+        })
+        .flat_map(|s| match s {
+            ScopeRule::None => &[][..],
+            ScopeRule::AllOf(v) | ScopeRule::AnyOf(v) => v.as_slice(),
+        })
+        .map(String::as_str)
+        .collect();
+    let mut bearer_methods = Vec::new();
+    for source in token_sources {
+        let method = match source {
+            TokenSource::Header { .. } => "header",
+            TokenSource::Query(_) => "query",
+            TokenSource::Cookie(_) => continue,
+        };
+        if !bearer_methods.contains(&method) {
+            bearer_methods.push(method);
+        }
+    }
+    let dpop_accepted = issuers.iter().any(|i| i.dpop != DpopMode::Off);
+    let dpop_algs = if dpop_accepted {
+        dpop.algorithms
+            .iter()
+            .map(|a| crate::alg::name(*a))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ResourceMetadata::build(&ResourceFacts {
+        resource: Some(&resource),
+        resource_text: file.resource.trim(),
+        resource_name: file.resource_name.as_deref(),
+        resource_documentation: file.resource_documentation.as_deref(),
+        authorization_servers: issuers.iter().map(|i| i.issuer.as_str()).collect(),
+        scopes,
+        bearer_methods,
+        dpop_algs,
+        dpop_required: !issuers.is_empty() && issuers.iter().all(|i| i.dpop == DpopMode::Required),
+    })
 }
 
 /// The JWKS fetch settings; `None` when one of them is bad (and recorded).

@@ -91,6 +91,30 @@ pub enum AuthError {
     /// The issuer's keys have never been loaded: the service cannot verify anything yet.
     #[error("signing keys are not available")]
     JwksUnavailable,
+    /// The `DPoP` proof (RFC 9449 §4.3) is missing, malformed, for another request, stale,
+    /// replayed or signed by another key than the token is bound to; the reason is logged.
+    #[error("DPoP proof is invalid: {0}")]
+    DpopProof(&'static str),
+    /// The issuer or route requires DPoP and the token came with the Bearer scheme.
+    #[error("DPoP is required")]
+    DpopRequired,
+    /// A DPoP-bound token (`cnf.jkt`) was sent with the Bearer scheme (RFC 9449 §7.2).
+    #[error("DPoP-bound token sent as a bearer token")]
+    BoundTokenAsBearer,
+    /// The `DPoP` scheme with a token that has no `cnf.jkt`.
+    #[error("token is not DPoP-bound")]
+    TokenNotDpopBound,
+    /// A certificate-bound token (RFC 8705 §3) without the client certificate it is bound
+    /// to: none was forwarded, or another one.
+    #[error("certificate binding failed: {0}")]
+    CertificateBinding(&'static str),
+    /// `cnf` is not an object, or names a confirmation method this service cannot check.
+    #[error("token confirmation method is not supported")]
+    UnsupportedConfirmation,
+    /// The DPoP replay store could not be reached (or is full), so a proof's `jti` could
+    /// not be recorded: the proof is refused rather than risk a replay.
+    #[error("DPoP replay store is unavailable")]
+    ReplayStoreUnavailable,
 }
 
 /// Every JSON `code` a denial can carry: the one table from which the HTTP status, the
@@ -106,6 +130,8 @@ pub enum Code {
     InsufficientClaims,
     AccessDenied,
     JwksUnavailable,
+    InvalidDpopProof,
+    ReplayStoreUnavailable,
 }
 
 /// What a denial puts in `WWW-Authenticate` (RFC 6750 §3).
@@ -117,6 +143,9 @@ pub enum Challenge {
     /// `Bearer realm=...` with this `error` attribute, or none (§3.1: a request with no
     /// credentials gets no `error`).
     Bearer(Option<&'static str>),
+    /// RFC 9449 §7.1: only a `DPoP` challenge carries the error, since only a DPoP
+    /// request can fix it.
+    Dpop(&'static str),
 }
 
 const UNAUTHENTICATED: i32 = 16;
@@ -125,7 +154,7 @@ const UNAVAILABLE: i32 = 14;
 
 impl Code {
     /// Every code, in the order metrics list them.
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 11] = [
         Code::AuthorizationHeaderMissing,
         Code::InvalidHeader,
         Code::InvalidToken,
@@ -135,6 +164,8 @@ impl Code {
         Code::InsufficientClaims,
         Code::AccessDenied,
         Code::JwksUnavailable,
+        Code::InvalidDpopProof,
+        Code::ReplayStoreUnavailable,
     ];
 
     /// The JSON `code`, also the metric label.
@@ -149,6 +180,8 @@ impl Code {
             Code::InsufficientClaims => "insufficient_claims",
             Code::AccessDenied => "access_denied",
             Code::JwksUnavailable => "jwks_unavailable",
+            Code::InvalidDpopProof => "invalid_dpop_proof",
+            Code::ReplayStoreUnavailable => "replay_store_unavailable",
         }
     }
 
@@ -159,9 +192,10 @@ impl Code {
             | Code::InvalidHeader
             | Code::InvalidToken
             | Code::TokenExpired
-            | Code::InvalidClaims => 401,
+            | Code::InvalidClaims
+            | Code::InvalidDpopProof => 401,
             Code::InsufficientScope | Code::InsufficientClaims | Code::AccessDenied => 403,
-            Code::JwksUnavailable => 503,
+            Code::JwksUnavailable | Code::ReplayStoreUnavailable => 503,
         }
     }
 
@@ -182,11 +216,13 @@ impl Code {
                 Challenge::Bearer(Some("invalid_token"))
             }
             Code::InsufficientScope => Challenge::Bearer(Some("insufficient_scope")),
+            Code::InvalidDpopProof => Challenge::Dpop("invalid_dpop_proof"),
             // RFC 6750 has no error code for a claim condition; RFC 9470's step-up errors
             // are for authentication strength only. No challenge is better than a wrong one.
-            Code::InsufficientClaims | Code::AccessDenied | Code::JwksUnavailable => {
-                Challenge::None
-            }
+            Code::InsufficientClaims
+            | Code::AccessDenied
+            | Code::JwksUnavailable
+            | Code::ReplayStoreUnavailable => Challenge::None,
         }
     }
 
@@ -279,6 +315,30 @@ impl AuthError {
                 JwksUnavailable,
                 "Signing keys are not available yet. Retry later",
             ),
+            AuthError::DpopProof(_) => (InvalidDpopProof, "The DPoP proof is invalid."),
+            AuthError::DpopRequired => (
+                InvalidToken,
+                "This resource requires a DPoP-bound access token and a DPoP proof.",
+            ),
+            AuthError::BoundTokenAsBearer => (
+                InvalidToken,
+                "A DPoP-bound access token must be sent with the DPoP scheme.",
+            ),
+            AuthError::TokenNotDpopBound => {
+                (InvalidToken, "The access token is not bound to a DPoP key.")
+            }
+            AuthError::CertificateBinding(_) => (
+                InvalidToken,
+                "The access token is bound to a client certificate this request did not present.",
+            ),
+            AuthError::UnsupportedConfirmation => (
+                InvalidToken,
+                "The access token's confirmation method is not supported.",
+            ),
+            AuthError::ReplayStoreUnavailable => (
+                ReplayStoreUnavailable,
+                "The DPoP replay store is unavailable. Retry later",
+            ),
         }
     }
 
@@ -297,6 +357,7 @@ impl AuthError {
         let (code, description) = self.code_and_description();
         let bearer_error = match code.challenge() {
             Challenge::Bearer(error) => error,
+            Challenge::Dpop(error) => Some(error),
             Challenge::None => None,
         };
         WireError {
@@ -319,24 +380,74 @@ impl AuthError {
         )
     }
 
-    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` where no challenge applies.
-    pub fn www_authenticate(&self, realm: &str) -> Option<String> {
-        let (code, description) = self.code_and_description();
-        let Challenge::Bearer(error) = code.challenge() else {
-            return None;
-        };
-        let mut value = format!("Bearer realm=\"{realm}\"");
-        if let Some(error) = error {
-            value.push_str(&format!(", error=\"{error}\""));
-            if code.http_status() == 401 {
-                value.push_str(&format!(", error_description=\"{description}\""));
-            }
-        }
-        if let AuthError::InsufficientScope { required } = self {
-            value.push_str(&format!(", scope=\"{required}\""));
-        }
-        Some(value)
+    /// Whether only a `DPoP` challenge can help: the request must be made with DPoP (or
+    /// with a proof that verifies).
+    const fn needs_dpop(&self) -> bool {
+        matches!(
+            self,
+            AuthError::DpopProof(_)
+                | AuthError::DpopRequired
+                | AuthError::BoundTokenAsBearer
+                | AuthError::TokenNotDpopBound
+        )
     }
+
+    /// The `WWW-Authenticate` values (RFC 6750 §3, RFC 9449 §7.1), one per challenge; empty
+    /// where no challenge applies.
+    ///
+    /// A request made with the DPoP scheme, or refused for a reason only DPoP fixes, gets
+    /// a `DPoP` challenge carrying the error. Any other gets the `Bearer` challenge, plus an
+    /// error-free `DPoP` one naming the proof algorithms when DPoP is accepted. Every
+    /// challenge names the resource metadata (RFC 9728 §5.1) when it is published.
+    pub fn www_authenticate(&self, to: &ChallengeTo<'_>) -> Vec<String> {
+        let (code, description) = self.code_and_description();
+        let error = match code.challenge() {
+            Challenge::None => return Vec::new(),
+            Challenge::Bearer(error) => error,
+            Challenge::Dpop(error) => Some(error),
+        };
+        let with_error = |scheme: &str, error: Option<&str>| {
+            let mut value = format!("{scheme} realm=\"{}\"", to.realm);
+            if let Some(error) = error {
+                value.push_str(&format!(", error=\"{error}\""));
+                if code.http_status() == 401 {
+                    value.push_str(&format!(", error_description=\"{description}\""));
+                }
+            }
+            if let AuthError::InsufficientScope { required } = self {
+                value.push_str(&format!(", scope=\"{required}\""));
+            }
+            if scheme == "DPoP"
+                && let Some(algs) = to.dpop_algs
+            {
+                value.push_str(&format!(", algs=\"{algs}\""));
+            }
+            if let Some(url) = to.resource_metadata {
+                value.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
+            value
+        };
+        if (to.dpop_request || self.needs_dpop()) && to.dpop_algs.is_some() {
+            return vec![with_error("DPoP", error)];
+        }
+        let mut values = vec![with_error("Bearer", error)];
+        if to.dpop_algs.is_some() {
+            values.push(with_error("DPoP", None));
+        }
+        values
+    }
+}
+
+/// Who a challenge is for: what `WWW-Authenticate` may offer besides the error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChallengeTo<'a> {
+    pub realm: &'a str,
+    /// The DPoP proof algorithms, space-separated, when any issuer accepts DPoP.
+    pub dpop_algs: Option<&'a str>,
+    /// The request used the `DPoP` authorization scheme.
+    pub dpop_request: bool,
+    /// The RFC 9728 metadata URL, when the resource publishes one.
+    pub resource_metadata: Option<&'a str>,
 }
 
 #[cfg(test)]

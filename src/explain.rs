@@ -23,6 +23,7 @@ use crate::jwks::KeySet;
 use crate::policy::{self, Action, TokenRule, granted_scopes};
 use crate::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use crate::proto::{AttributeContext, Authorization, CheckRequest, CheckResponse, HttpResponse};
+use crate::replay::ReplayStore;
 use crate::service::{AuthzService, inbound, request_view};
 use crate::verify::{Issuer, TokenFacts, Verifier, accept_audience};
 
@@ -34,7 +35,9 @@ pub async fn run(args: &ExplainArgs) -> anyhow::Result<String> {
     };
     let config = Config::load(&serve).map_err(|e| anyhow::anyhow!("{e}"))?;
     let verifier = Arc::new(verifier(&config, args).await?);
-    let service = AuthzService::from_config(&config, Arc::clone(&verifier));
+    // A replay store of its own: explaining a request never uses up a proof elsewhere.
+    let replay = Arc::new(ReplayStore::memory(1024));
+    let service = AuthzService::from_config(&config, Arc::clone(&verifier), replay);
     let request = check_request(args)?;
     let response = service
         .check(tonic::Request::new(request.clone()))

@@ -19,6 +19,12 @@ pub struct Inbound<'a> {
     pub headers: Vec<(&'a str, &'a [u8])>,
     /// Envoy's `required_scopes` context extension, when the route set one.
     pub required_scopes: Option<&'a str>,
+    /// The original scheme (`https`), when the proxy said: a DPoP proof's `htu` is
+    /// compared with it.
+    pub scheme: Option<&'a str>,
+    /// The client certificate the proxy verified, URL-encoded PEM as Envoy forwards it
+    /// (`include_peer_certificate`): a certificate-bound token is checked against it.
+    pub peer_certificate: Option<&'a str>,
 }
 
 impl<'a> Inbound<'a> {

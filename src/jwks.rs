@@ -16,8 +16,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use cache::{JwksCache, JwksError, JwksStats, KeyLookup};
-pub use key::VerifyingKey;
-use key::parse_key;
+pub use key::{VerifyingKey, parse_key};
 
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

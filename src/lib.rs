@@ -9,6 +9,7 @@
 pub mod alg;
 pub mod authz_http;
 pub mod bearer;
+pub mod binding;
 pub mod claims;
 pub mod clock;
 pub mod config;
@@ -25,6 +26,8 @@ pub mod metrics;
 pub mod policy;
 pub mod proto;
 pub mod reload;
+pub mod replay;
+pub mod resource_metadata;
 pub mod server;
 pub mod service;
 pub mod telemetry;

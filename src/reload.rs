@@ -276,6 +276,9 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     if format!("{:?}", running.jwks) != format!("{:?}", new.jwks) {
         changed.push("jwks");
     }
+    if running.replay_store != new.replay_store {
+        changed.push("dpop.replay_store");
+    }
     changed
 }
 
@@ -289,6 +292,7 @@ fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.token_cache = running.token_cache;
     new.config_poll = running.config_poll;
     new.jwks = running.jwks.clone();
+    new.replay_store = running.replay_store.clone();
     new
 }
 

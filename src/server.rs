@@ -12,11 +12,12 @@ use tonic::transport::server::TcpIncoming;
 
 use http::StatusCode;
 
-use crate::config::Config;
+use crate::config::{Config, ReplayStoreConfig};
 use crate::httpd;
 use crate::metrics::Metrics;
 use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
+use crate::replay::ReplayStore;
 use crate::service::AuthzService;
 
 /// Binds `config.listen` (and `config.admin_listen`, `config.http_listen`) and serves until SIGTERM or SIGINT.
@@ -106,7 +107,9 @@ pub async fn serve_all(
         .build_v1alpha()
         .context("reflection: cannot load descriptors")?;
 
-    let live = LiveAuthz::new(AuthzService::from_config(&config, verifier));
+    let replay = Arc::new(replay_store(&config)?);
+    tracing::info!(replay_store = %replay.describe(), "DPoP replay store");
+    let live = LiveAuthz::new(AuthzService::from_config(&config, verifier, replay));
     let service = live.current();
     let issuer_count = config.issuers.len();
     // The reloader owns the key caches' refreshers: aborting it stops them.
@@ -116,10 +119,11 @@ pub async fn serve_all(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     if let Some(admin) = admin {
         let metrics = service.metrics();
+        let live = live.clone();
         tracing::info!(admin = %admin.local_addr()?, "admin endpoints listening");
         tokio::spawn(crate::httpd::serve(
             admin,
-            move |request| admin_endpoint(&metrics, request),
+            move |request| admin_endpoint(&metrics, &live.current(), request),
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             },
@@ -164,7 +168,16 @@ pub async fn serve_all(
 
 /// `/metrics` (Prometheus text), `/healthz` (the process answers) and `/readyz` (signing
 /// keys are loaded: the same condition as gRPC health SERVING).
-fn admin_endpoint(metrics: &Metrics, request: &http::request::Parts) -> httpd::HttpResponse {
+fn admin_endpoint(
+    metrics: &Metrics,
+    service: &AuthzService,
+    request: &http::request::Parts,
+) -> httpd::HttpResponse {
+    if let Some(metadata) = service.resource_metadata()
+        && metadata.is_request(request.method.as_str(), request.uri.path())
+    {
+        return httpd::respond(StatusCode::OK, "application/json", metadata.body.clone());
+    }
     match request.uri.path() {
         "/metrics" => httpd::respond(
             StatusCode::OK,
@@ -221,3 +234,17 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
         tracing::info!("shutdown signal received, draining");
     }
 }
+
+/// The DPoP replay store `config` names. Redis is connected lazily: an unreachable one
+/// refuses DPoP requests (503 `replay_store_unavailable`) until it answers.
+pub fn replay_store(config: &Config) -> anyhow::Result<ReplayStore> {
+    match &config.replay_store {
+        ReplayStoreConfig::Memory { max_entries } => Ok(ReplayStore::memory(*max_entries)),
+        ReplayStoreConfig::Redis { url, timeout } => {
+            ReplayStore::redis(url, *timeout, REPLAY_KEY_PREFIX).map_err(|e| anyhow::anyhow!(e))
+        }
+    }
+}
+
+/// Prefix of the replay store's Redis keys, so a shared Redis can hold other data.
+const REPLAY_KEY_PREFIX: &str = "jwt-authz:dpop:";

@@ -18,12 +18,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::bearer::{self, TokenSource};
+use crate::binding::{
+    self,
+    dpop::{self, DpopMode, DpopSettings, ProofTarget},
+};
 use crate::config::Config;
 use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::policy::{self, Action, Policy, TokenRule, granted_scopes};
+use crate::replay::ReplayStore;
+use crate::resource_metadata::ResourceMetadata;
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
 use crate::verify::{IssuerConfig, TokenFacts, Verified, Verifier, accept_audience};
@@ -63,6 +69,14 @@ pub struct CheckSettings {
     pub deny_log_rate: u32,
     /// Where the token may be, tried in order.
     pub token_sources: Vec<TokenSource>,
+    /// The same, with the `authorization` header's scheme `DPoP`: read for a request that
+    /// uses that scheme.
+    pub dpop_sources: Vec<TokenSource>,
+    pub dpop: DpopSettings,
+    /// The `algs` of DPoP challenges; `None` when no issuer accepts DPoP.
+    pub dpop_algs: Option<String>,
+    /// RFC 9728 metadata, served by the Check and named in challenges.
+    pub resource_metadata: Option<ResourceMetadata>,
 }
 
 /// The state a reload carries over from one configuration's service to the next.
@@ -70,6 +84,8 @@ pub struct Shared {
     pub cache: Option<Arc<TokenCache>>,
     pub metrics: Arc<Metrics>,
     pub deny_log: Arc<DenyLog>,
+    /// DPoP proofs seen: kept across reloads, so a reload never lets a proof be replayed.
+    pub replay: Arc<ReplayStore>,
 }
 
 impl CheckSettings {
@@ -84,7 +100,40 @@ impl CheckSettings {
             upstream: config.upstream.clone(),
             deny_log_rate: config.log_deny_rate,
             token_sources: config.token_sources.clone(),
+            dpop_sources: config
+                .token_sources
+                .iter()
+                .map(|source| match source {
+                    TokenSource::Header {
+                        name,
+                        scheme: Some(_),
+                    } if name == "authorization" => TokenSource::Header {
+                        name: name.clone(),
+                        scheme: Some("DPoP".into()),
+                    },
+                    other => other.clone(),
+                })
+                .collect(),
+            dpop: config.dpop.clone(),
+            dpop_algs: config
+                .issuers
+                .iter()
+                .any(|i| i.dpop != DpopMode::Off)
+                .then(|| config.dpop.algs()),
+            resource_metadata: config.resource_metadata.clone(),
         }
+    }
+
+    /// Whether `request` uses the `DPoP` authorization scheme where DPoP is accepted.
+    fn is_dpop_request(&self, request: &Inbound<'_>) -> bool {
+        self.dpop_algs.is_some()
+            && self.dpop_sources != self.token_sources
+            && request.values("authorization").next().is_some_and(|value| {
+                value
+                    .split(|b| *b == b' ')
+                    .next()
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"dpop"))
+            })
     }
 }
 
@@ -116,6 +165,7 @@ pub struct AuthzService {
     /// other settings is verified afresh instead of being trusted.
     entry_fingerprints: Arc<HashMap<String, u64>>,
     deny_log: Arc<DenyLog>,
+    replay: Arc<ReplayStore>,
 }
 
 /// Why a request was allowed.
@@ -126,6 +176,8 @@ enum Allowed {
     Anonymous,
     /// A CORS preflight let through without a token.
     Preflight,
+    /// A request for the RFC 9728 metadata, answered by the service itself.
+    ResourceMetadata,
 }
 
 impl AuthzService {
@@ -134,8 +186,10 @@ impl AuthzService {
         verifier: Arc<Verifier>,
         settings: CheckSettings,
         cache: Option<Arc<TokenCache>>,
+        replay: Arc<ReplayStore>,
     ) -> Self {
         let shared = Shared {
+            replay,
             metrics: Arc::new(Metrics::new(
                 verifier.caches().cloned().collect(),
                 cache.clone(),
@@ -155,6 +209,7 @@ impl AuthzService {
             cache,
             metrics,
             deny_log,
+            replay,
         } = shared;
         metrics.set_caches(verifier.caches().cloned().collect());
         metrics.add_shadow_rules(settings.policy.shadow_rules().map(|r| r.name.as_str()));
@@ -167,6 +222,7 @@ impl AuthzService {
         AuthzService {
             verifier,
             deny_log,
+            replay,
             settings: Arc::new(settings),
             cache,
             metrics,
@@ -179,13 +235,24 @@ impl AuthzService {
         self.entry_fingerprints.get(iss).copied()
     }
 
-    /// The service for `config`, verifying with `verifier`.
-    pub fn from_config(config: &Config, verifier: Arc<Verifier>) -> Self {
+    /// The service for `config`, verifying with `verifier`, remembering DPoP proofs in
+    /// `replay`.
+    pub fn from_config(config: &Config, verifier: Arc<Verifier>, replay: Arc<ReplayStore>) -> Self {
         let cache = config
             .token_cache
             .enabled
             .then(|| Arc::new(TokenCache::new(config.token_cache.max_entries)));
-        AuthzService::new(verifier, CheckSettings::from_config(config), cache)
+        AuthzService::new(verifier, CheckSettings::from_config(config), cache, replay)
+    }
+
+    /// The RFC 9728 metadata of this configuration, when it publishes one.
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.settings.resource_metadata.as_ref()
+    }
+
+    /// The replay store DPoP proofs are recorded in.
+    pub fn replay_store(&self) -> &Arc<ReplayStore> {
+        &self.replay
     }
 
     /// What every configuration of a running server shares: the token cache, the metrics
@@ -195,6 +262,7 @@ impl AuthzService {
             cache: self.cache.clone(),
             metrics: Arc::clone(&self.metrics),
             deny_log: Arc::clone(&self.deny_log),
+            replay: Arc::clone(&self.replay),
         }
     }
 
@@ -236,8 +304,9 @@ impl AuthzService {
         started: Instant,
     ) -> Verdict {
         let verdict = match &outcome {
+            Ok(Allowed::ResourceMetadata) => Verdict::Answer(self.metadata_answer()),
             Ok(allowed) => Verdict::Allow(self.allow(allowed, request)),
-            Err(error) => Verdict::Deny(self.deny(error)),
+            Err(error) => Verdict::Deny(self.deny(error, request)),
         };
         let elapsed = started.elapsed();
         self.metrics.record(outcome.as_ref().err(), elapsed);
@@ -251,6 +320,15 @@ impl AuthzService {
         wire: Wire,
         log: &mut LogFields<'s>,
     ) -> Result<Allowed, AuthError> {
+        // Envoy sends the Check's answer as the response; the HTTP endpoint can only allow
+        // or deny, so there the document comes from the admin port.
+        if wire == Wire::Grpc
+            && let Some(metadata) = &self.settings.resource_metadata
+            && metadata.is_request(request.method, request.path)
+        {
+            log.rule = Some(RESOURCE_METADATA_RULE);
+            return Ok(Allowed::ResourceMetadata);
+        }
         let view = request_view(request);
         let requirement = self
             .settings
@@ -298,6 +376,10 @@ impl AuthzService {
             }
         }?;
         self.check_route(&entry, rule)?;
+        if rule.dpop_required && !self.settings.is_dpop_request(request) {
+            // A DPoP request got here with its proof checked; a bearer one did not.
+            return Err(AuthError::DpopRequired);
+        }
         Ok(Allowed::Token(entry))
     }
 
@@ -308,7 +390,12 @@ impl AuthzService {
         wire: Wire,
         log: &mut LogFields<'_>,
     ) -> Result<Arc<CachedToken>, AuthError> {
-        let sources = &self.settings.token_sources;
+        let dpop = self.settings.is_dpop_request(request);
+        let sources = if dpop {
+            &self.settings.dpop_sources
+        } else {
+            &self.settings.token_sources
+        };
         let found = bearer::find_token(sources, request, self.settings.max_header_bytes)?;
         let from_query = matches!(sources.get(found.source), Some(TokenSource::Query(_)));
         if from_query && wire == Wire::Http && self.settings.upstream.strip_authorization {
@@ -316,7 +403,66 @@ impl AuthzService {
         }
         let entry = self.verified_entry(found.token(), log).await?;
         log.entry = Some(Arc::clone(&entry));
+        self.check_binding(&entry, found.token().as_str(), dpop, request)
+            .await?;
         Ok(entry)
+    }
+
+    /// A sender-constrained token is used by its holder only: a certificate-bound one
+    /// with its certificate (RFC 8705 §3), a DPoP-bound one with a fresh proof by its key
+    /// (RFC 9449 §7), never as a bearer token. Checked on every request, cached or not.
+    async fn check_binding(
+        &self,
+        entry: &CachedToken,
+        token: &str,
+        dpop: bool,
+        request: &Inbound<'_>,
+    ) -> Result<(), AuthError> {
+        if let Some(bound_to) = entry.x5t_s256() {
+            binding::check_certificate(bound_to, request.peer_certificate)?;
+        }
+        let mode = self
+            .verifier
+            .issuer(entry.iss())
+            .map_or(DpopMode::Off, |i| i.config.dpop);
+        let jkt = match (dpop, entry.jkt()) {
+            (false, Some(_)) => return Err(AuthError::BoundTokenAsBearer),
+            (false, None) if mode == DpopMode::Required => return Err(AuthError::DpopRequired),
+            (false, None) => return Ok(()),
+            (true, _) if mode == DpopMode::Off => return Err(AuthError::NotBearer),
+            (true, None) => return Err(AuthError::TokenNotDpopBound),
+            (true, Some(jkt)) => jkt,
+        };
+        let settings = &self.settings.dpop;
+        let now_ms = self.verifier.clock().now_millis();
+        let target = ProofTarget {
+            method: request.method,
+            scheme: request.scheme,
+            host: request.host,
+            path: request.path,
+            access_token: token,
+        };
+        let proof = dpop::check_proof(
+            request.values("dpop"),
+            &target,
+            settings,
+            self.settings.max_header_bytes,
+            now_ms,
+        )?;
+        if proof.jkt != jkt {
+            return Err(AuthError::DpopProof(
+                "the proof key is not the key the token is bound to",
+            ));
+        }
+        match self
+            .replay
+            .first_use(&proof.replay_key, settings.replay_ttl(), now_ms)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AuthError::DpopProof("jti was used before")),
+            Err(_) => Err(AuthError::ReplayStoreUnavailable),
+        }
     }
 
     /// Checks a verified token against the route it is used on, whether it verified now or
@@ -365,19 +511,21 @@ impl AuthzService {
             .as_str()
             .get(verified.payload.clone())
             .unwrap_or_default();
-        let entry = Arc::new(self.entry(&verified, payload));
+        let entry = Arc::new(self.entry(&verified, payload)?);
         if let (Some(cache), Some(key)) = (&self.cache, key) {
             cache.insert(key, Arc::clone(&entry), self.verifier.clock().now_millis());
         }
         Ok(entry)
     }
 
-    fn entry(&self, verified: &Verified, payload: &str) -> CachedToken {
+    fn entry(&self, verified: &Verified, payload: &str) -> Result<CachedToken, AuthError> {
         let claims = &verified.claims;
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
         let upstream = &self.settings.upstream;
         let iss = text("iss").unwrap_or_default();
-        CachedToken::new(EntryParts {
+        let binding = binding::confirmation(claims)?;
+        Ok(CachedToken::new(EntryParts {
+            binding,
             config_fingerprint: self.entry_fingerprint(iss).unwrap_or_default(),
             alg: verified.alg,
             key_fingerprint: verified.key_fingerprint,
@@ -398,9 +546,12 @@ impl AuthzService {
                 .map(|c| c.holds(claims))
                 .collect(),
             metadata: upstream.metadata(claims),
-        })
+        }))
     }
 }
+
+/// The rule name logged for a request answered with the resource metadata.
+const RESOURCE_METADATA_RULE: &str = "resource_metadata";
 
 /// The parts of the request that select a rule.
 pub fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {

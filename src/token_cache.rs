@@ -40,8 +40,8 @@ pub struct CachedToken {
     pub nbf: Option<u64>,
     pub leeway_ms: u64,
     /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
-    /// it is forwarded, one value per configured claim header, then the audiences. Empty
-    /// means absent.
+    /// it is forwarded, the `cnf` thumbprints (`jkt`, `x5t#S256`), one value per configured
+    /// claim header, then the audiences. Empty means absent.
     text: Box<str>,
     ends: Box<[u32]>,
     /// Index in `ends` of the first audience.
@@ -56,7 +56,9 @@ const KID: usize = 1;
 const SUB: usize = 2;
 const SCOPES: usize = 3;
 const PAYLOAD: usize = 4;
-const HEADERS: usize = 5;
+const JKT: usize = 5;
+const X5T: usize = 6;
+const HEADERS: usize = 7;
 
 /// Everything a [`CachedToken`] is built from.
 pub struct EntryParts<'a> {
@@ -75,6 +77,8 @@ pub struct EntryParts<'a> {
     /// space-joined cache entry must not split them into two).
     pub scopes: Vec<&'a str>,
     pub payload: Option<&'a str>,
+    /// The key (`cnf.jkt`) and certificate (`cnf["x5t#S256"]`) the token is bound to.
+    pub binding: crate::binding::Confirmation<'a>,
     pub header_values: Vec<Option<String>>,
     /// The token's `aud` values.
     pub audiences: Vec<&'a str>,
@@ -100,6 +104,8 @@ impl CachedToken {
             parts.sub.unwrap_or(""),
             &scopes,
             parts.payload.unwrap_or(""),
+            parts.binding.jkt.unwrap_or(""),
+            parts.binding.x5t_s256.unwrap_or(""),
         ]
         .into_iter()
         .chain(
@@ -165,6 +171,17 @@ impl CachedToken {
     /// The payload segment, when it is forwarded upstream.
     pub fn payload(&self) -> &str {
         self.field(PAYLOAD)
+    }
+
+    /// The RFC 7638 thumbprint of the DPoP key the token is bound to (`cnf.jkt`).
+    pub fn jkt(&self) -> Option<&str> {
+        self.optional(JKT)
+    }
+
+    /// The SHA-256 thumbprint of the client certificate the token is bound to
+    /// (`cnf["x5t#S256"]`).
+    pub fn x5t_s256(&self) -> Option<&str> {
+        self.optional(X5T)
     }
 
     /// The value of the `i`-th configured claim header.

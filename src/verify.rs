@@ -17,6 +17,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::bearer::BearerToken;
+use crate::binding::dpop::DpopMode;
 use crate::claims::{self, Claims};
 use crate::clock::Clock;
 use crate::error::AuthError;
@@ -38,6 +39,8 @@ pub struct IssuerConfig {
     pub leeway: Duration,
     /// Require RFC 9068 `typ: at+jwt`.
     pub require_access_token_type: bool,
+    /// Whether the issuer's tokens may, or must, be DPoP-bound.
+    pub dpop: DpopMode,
 }
 
 impl IssuerConfig {

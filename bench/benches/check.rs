@@ -24,7 +24,8 @@ fn check(c: &mut Criterion) {
         ("no_authorization_401", false, &without_token),
     ] {
         let config = common::config(cache);
-        let service = AuthzService::from_config(&config, common::verifier(&config));
+        let replay = std::sync::Arc::new(jwt_authz::replay::ReplayStore::memory(1_000_000));
+        let service = AuthzService::from_config(&config, common::verifier(&config), replay);
         // One call first: it must answer as expected, and it fills the cache.
         let first = rt
             .block_on(service.check(tonic::Request::new(request.clone())))

@@ -18,12 +18,14 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use jwt_authz::bearer::TokenSource;
+use jwt_authz::binding::dpop::{DpopMode, DpopSettings};
 use jwt_authz::jwks::{JwksSettings, JwksSource};
 use jwt_authz::policy::{
     Action, ClaimCondition, ClaimTest, DefaultAction, Mode, PathPattern, Policy, PolicySettings,
     Rule, ScopeRule, TokenRule,
 };
 use jwt_authz::proto::{Authorization, CheckRequest, HttpResponse};
+use jwt_authz::replay::ReplayStore;
 use jwt_authz::service::{AuthzService, CheckSettings};
 use jwt_authz::testkit::{self, AUDIENCE};
 use jwt_authz::token_cache::TokenCache;
@@ -58,6 +60,7 @@ fn state() -> &'static State {
             algorithms,
             leeway: Duration::from_secs(60),
             require_access_token_type: false,
+            dpop: DpopMode::Allowed,
         };
         let settings = JwksSettings {
             refresh: Duration::from_secs(600),
@@ -113,8 +116,21 @@ fn state() -> &'static State {
                 upstream: UpstreamConfig::default(),
                 deny_log_rate: 10,
                 token_sources: vec![TokenSource::authorization()],
+                dpop_sources: vec![TokenSource::Header {
+                    name: "authorization".into(),
+                    scheme: Some("DPoP".into()),
+                }],
+                dpop: DpopSettings {
+                    algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+                    max_age: Duration::from_secs(60),
+                    clock_skew: Duration::from_secs(5),
+                    public_base_url: None,
+                },
+                dpop_algs: Some("ES256 EdDSA RS256".into()),
+                resource_metadata: None,
             },
             Some(Arc::new(TokenCache::new(1024))),
+            Arc::new(ReplayStore::memory(100_000)),
         );
         let mut claims = testkit::claims(ISSUER);
         claims["sub"] = "fuzz|user".into();

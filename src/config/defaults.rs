@@ -33,6 +33,20 @@ pub const CONFIG_POLL: &str = "500ms";
 pub const LOG_LEVEL: &str = "info";
 /// Denial log lines per JSON code per second (0: every denial); the rest are summarised.
 pub const LOG_DENY_RATE: u32 = 10;
+/// Whether an issuer's tokens may be DPoP-bound: `off`, `allowed` or `required`.
+pub const DPOP: &str = "allowed";
+/// DPoP proof algorithms accepted.
+pub const DPOP_ALGORITHMS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
+/// How old a DPoP proof's `iat` may be.
+pub const DPOP_MAX_AGE: &str = "60s";
+/// How far a DPoP proof's `iat` may be ahead of this clock (and behind, beyond `max_age`).
+pub const DPOP_CLOCK_SKEW: &str = "5s";
+/// Where DPoP proofs' `jti`s are remembered: `memory` or a `redis://` URL.
+pub const DPOP_REPLAY_STORE: &str = "memory";
+/// Most `jti`s the in-memory replay store holds at once.
+pub const DPOP_REPLAY_MAX_ENTRIES: usize = 1_000_000;
+/// Timeout of one replay store operation (Redis).
+pub const DPOP_REPLAY_TIMEOUT: &str = "250ms";
 /// Signing algorithm an issuer allows when it names none.
 pub const ALGORITHM: &str = "RS256";
 

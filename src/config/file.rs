@@ -36,6 +36,35 @@ pub struct FileConfig {
     /// `reject` or `strip`: what `;` path parameters do.
     pub path_parameters: Option<String>,
     pub upstream: Option<FileUpstream>,
+    /// DPoP proof checks and the replay store.
+    pub dpop: Option<FileDpop>,
+    /// RFC 9728 protected-resource metadata.
+    pub protected_resource: Option<FileProtectedResource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDpop {
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub max_age: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub clock_skew: Option<String>,
+    pub public_base_url: Option<String>,
+    /// `memory` or `redis://...`.
+    pub replay_store: Option<String>,
+    pub replay_max_entries: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub replay_store_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProtectedResource {
+    /// The resource identifier: the public URL of the protected API.
+    pub resource: String,
+    pub resource_name: Option<String>,
+    pub resource_documentation: Option<String>,
 }
 
 /// One token source: exactly one of `header`, `cookie`, `query`; `scheme` with `header`.
@@ -87,6 +116,8 @@ pub struct FileIssuer {
     pub leeway: Option<String>,
     /// RFC 9068: accept only `typ: at+jwt`, so ID tokens are not taken as access tokens.
     pub require_access_token_type: Option<bool>,
+    /// `off`, `allowed` or `required`.
+    pub dpop: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +140,8 @@ pub struct FileRoute {
     pub cors_preflight: Option<String>,
     /// `enforce` or `shadow`.
     pub mode: Option<String>,
+    /// `required`: only DPoP-bound tokens with a valid proof, whatever the issuer allows.
+    pub dpop: Option<String>,
 }
 
 /// One claim condition: `claim` and exactly one operator.

@@ -7,6 +7,7 @@ use super::defaults;
 use super::file::FileIssuer;
 use super::values::{parse_algorithms, parse_duration, parse_fetch_url};
 use super::{Errors, ServeArgs, trimmed};
+use crate::binding::dpop::DpopMode;
 use crate::jwks::JwksSource;
 use crate::verify::IssuerConfig;
 
@@ -27,6 +28,7 @@ pub(super) fn parse_issuers(
             algorithms: (!args.algorithms.is_empty()).then(|| args.algorithms.clone()),
             leeway: None,
             require_access_token_type: Some(args.require_access_token_type),
+            dpop: None,
         }],
         None => {
             if !args.audiences.is_empty() || args.jwks_uri.is_some() || !args.algorithms.is_empty()
@@ -101,6 +103,10 @@ fn parse_issuer(
         None => e.check(&f("algorithms"), parse_algorithms(&[defaults::ALGORITHM])),
         Some(names) => e.check(&f("algorithms"), parse_algorithms(names)),
     };
+    let dpop = e.check(
+        &f("dpop"),
+        DpopMode::parse(issuer.dpop.as_deref().unwrap_or(defaults::DPOP)),
+    );
     let leeway = match &issuer.leeway {
         None => default_leeway,
         Some(text) => e.check(&f("leeway"), parse_duration(text)),
@@ -113,5 +119,6 @@ fn parse_issuer(
         algorithms: algorithms?,
         leeway: leeway?,
         require_access_token_type: issuer.require_access_token_type.unwrap_or(false),
+        dpop: dpop?,
     })
 }

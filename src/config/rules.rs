@@ -99,7 +99,8 @@ pub(super) fn parse_routes(
         let token_keys = route.scopes.is_some()
             || route.issuers.is_some()
             || route.audiences.is_some()
-            || route.claims.is_some();
+            || route.claims.is_some()
+            || route.dpop.is_some();
         let action = match (anonymous, deny, token_keys) {
             (true, false, false) => Some(Action::Anonymous),
             (false, true, false) => Some(Action::Deny),
@@ -107,7 +108,7 @@ pub(super) fn parse_routes(
             _ => {
                 e.push(
                     &field("allow_anonymous"),
-                    "`allow_anonymous`, `deny` and the token keys (`scopes`, `issuers`, `audiences`, `claims`) exclude each other",
+                    "`allow_anonymous`, `deny` and the token keys (`scopes`, `issuers`, `audiences`, `claims`, `dpop`) exclude each other",
                 );
                 None
             }
@@ -196,6 +197,17 @@ fn parse_token_rule(
             conditions.push(c);
         }
     }
+    let dpop_required = match route.dpop.as_deref() {
+        None => Some(false),
+        Some("required") => Some(true),
+        Some(other) => {
+            e.push(
+                &field("dpop"),
+                format!("`{other}` is not `required` (a route can only require DPoP)"),
+            );
+            None
+        }
+    };
     let failed = route
         .claims
         .as_ref()
@@ -209,6 +221,7 @@ fn parse_token_rule(
         audiences,
         conditions,
         first_condition: 0,
+        dpop_required: dpop_required?,
     })
 }
 

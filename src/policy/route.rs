@@ -37,6 +37,8 @@ pub struct TokenRule {
     /// Index of the first of [`TokenRule::conditions`] in the policy's condition list
     /// ([`Policy::conditions`]); set by [`Policy::new`].
     pub first_condition: usize,
+    /// Only a DPoP-bound token with a valid proof, whatever its issuer allows.
+    pub dpop_required: bool,
 }
 
 impl TokenRule {
@@ -63,6 +65,7 @@ impl PartialEq for Action {
                     && a.audiences == b.audiences
                     && a.conditions.len() == b.conditions.len()
                     && a.first_condition == b.first_condition
+                    && a.dpop_required == b.dpop_required
             }
             _ => false,
         }

@@ -37,12 +37,26 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
                 dynamic_metadata: allow.metadata,
             }
         }
-        Verdict::Deny(deny) => {
+        Verdict::Deny(deny) | Verdict::Answer(deny) => {
+            let headers = deny
+                .headers
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| {
+                    // A repeated name (two challenges) is appended, not overwritten.
+                    let repeated = deny.headers[..i].iter().any(|(seen, _)| seen == k);
+                    let mut option = header(k, v);
+                    if repeated {
+                        option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
+                    }
+                    option
+                })
+                .collect();
             let body = DeniedHttpResponse {
                 status: Some(HttpStatus {
                     code: i32::from(deny.http_status),
                 }),
-                headers: deny.headers.iter().map(|(k, v)| header(k, v)).collect(),
+                headers,
                 body: deny.body,
             };
             CheckResponse {
@@ -80,6 +94,10 @@ impl Authorization for AuthzService {
         inbound.required_scopes = attributes
             .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
             .map(String::as_str);
+        inbound.peer_certificate = attributes
+            .and_then(|a| a.source.as_ref())
+            .map(|peer| peer.certificate.as_str())
+            .filter(|pem| !pem.is_empty());
         let verdict = self.authorize(&inbound, Wire::Grpc).await;
         Ok(Response::new(check_response(verdict)))
     }
@@ -112,6 +130,8 @@ pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
         path: &h.path,
         headers: joined.chain(raw).collect(),
         required_scopes: None,
+        scheme: Some(h.scheme.as_str()).filter(|s| !s.is_empty()),
+        peer_certificate: None,
     }
 }
 

@@ -41,6 +41,9 @@ pub(super) fn log_decision(
         Ok(Allowed::Anonymous) => {
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, anonymous = true, latency_us);
         }
+        Ok(Allowed::ResourceMetadata) => {
+            tracing::debug!(decision = "answer", method = ?clip(method), path = ?clip(path), rule, latency_us);
+        }
         Ok(Allowed::Preflight) => {
             tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, preflight = true, latency_us);
         }

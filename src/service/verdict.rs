@@ -4,7 +4,7 @@
 
 use super::{Allowed, AuthzService};
 use crate::bearer::{self, TokenSource};
-use crate::error::AuthError;
+use crate::error::{AuthError, ChallengeTo};
 use crate::inbound::Inbound;
 
 /// Which wire a request came over: what its answer can change upstream.
@@ -21,6 +21,9 @@ pub enum Wire {
 pub enum Verdict {
     Allow(Allow),
     Deny(Deny),
+    /// A response the service gives itself in place of the upstream's (the RFC 9728
+    /// metadata): sent by Envoy as a local reply, with its own status.
+    Answer(Deny),
 }
 
 /// An allowed request's changes upstream.
@@ -56,7 +59,9 @@ impl AuthzService {
                 upstream.mutations(|i| entry.header_value(i), entry.payload()),
                 entry.metadata.as_deref().cloned(),
             ),
-            Allowed::Anonymous | Allowed::Preflight => (upstream.for_anonymous(), None),
+            Allowed::Anonymous | Allowed::Preflight | Allowed::ResourceMetadata => {
+                (upstream.for_anonymous(), None)
+            }
         };
         let own = |s: &str| s.to_owned();
         let mut allow = Allow {
@@ -96,10 +101,20 @@ impl AuthzService {
         }
     }
 
-    pub(super) fn deny(&self, error: &AuthError) -> Deny {
+    pub(super) fn deny(&self, error: &AuthError, request: &Inbound<'_>) -> Deny {
         let code = error.code();
         let mut headers = vec![("content-type", "application/json".to_owned())];
-        if let Some(challenge) = error.www_authenticate(&self.settings.realm) {
+        let to = ChallengeTo {
+            realm: &self.settings.realm,
+            dpop_algs: self.settings.dpop_algs.as_deref(),
+            dpop_request: self.settings.is_dpop_request(request),
+            resource_metadata: self
+                .settings
+                .resource_metadata
+                .as_ref()
+                .map(|m| m.url.as_str()),
+        };
+        for challenge in error.www_authenticate(&to) {
             headers.push(("www-authenticate", challenge));
         }
         let server_error = code.is_server_error();
@@ -113,6 +128,28 @@ impl AuthzService {
             headers,
             body: error.json_body(),
             server_error,
+        }
+    }
+
+    /// The RFC 9728 document, as a `200` the proxy sends itself.
+    pub(super) fn metadata_answer(&self) -> Deny {
+        let body = self
+            .settings
+            .resource_metadata
+            .as_ref()
+            .map(|m| m.body.clone())
+            .unwrap_or_default();
+        Deny {
+            http_status: 200,
+            // Any status but OK makes Envoy send this response instead of forwarding.
+            grpc_code: crate::error::Code::AccessDenied.grpc_code(),
+            code: "resource_metadata",
+            headers: vec![
+                ("content-type", "application/json".to_owned()),
+                ("cache-control", "max-age=300".to_owned()),
+            ],
+            body,
+            server_error: false,
         }
     }
 }

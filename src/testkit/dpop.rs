@@ -95,7 +95,12 @@ pub fn ath(access_token: &str) -> String {
 /// RFC 7638: SHA-256 over the required members of the JWK, in lexicographic order, no
 /// whitespace.
 pub fn jwk_thumbprint(jwk: &Value) -> String {
-    let text = |name: &str| jwk[name].as_str().expect("a required JWK member").to_owned();
+    let text = |name: &str| {
+        jwk[name]
+            .as_str()
+            .expect("a required JWK member")
+            .to_owned()
+    };
     let canonical = match text("kty").as_str() {
         "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, text("e"), text("n")),
         "EC" => format!(
@@ -104,7 +109,11 @@ pub fn jwk_thumbprint(jwk: &Value) -> String {
             text("x"),
             text("y")
         ),
-        "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, text("crv"), text("x")),
+        "OKP" => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            text("crv"),
+            text("x")
+        ),
         other => panic!("no thumbprint for kty {other}"),
     };
     let bytes = canonical.into_bytes();

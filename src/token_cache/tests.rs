@@ -13,6 +13,7 @@ fn parts(exp: u64) -> EntryParts<'static> {
         sub: None,
         scopes: Vec::new(),
         payload: None,
+        binding: crate::binding::Confirmation::default(),
         header_values: Vec::new(),
         audiences: vec!["api"],
         conditions: Vec::new(),
@@ -39,8 +40,14 @@ fn fields_round_trip_through_the_shared_buffer() {
         ],
         payload: Some("cGF5"),
         header_values: vec![Some("u1".into()), None, Some("v3".into())],
+        binding: crate::binding::Confirmation {
+            jkt: Some("thumb"),
+            x5t_s256: None,
+        },
         ..parts(10)
     });
+    assert_eq!(e.jkt(), Some("thumb"));
+    assert_eq!(e.x5t_s256(), None);
     assert_eq!(e.iss(), "i");
     assert_eq!(e.kid(), Some("rsa-1"));
     assert_eq!(e.sub(), None);

@@ -19,6 +19,7 @@ fn issuer() -> IssuerConfig {
         algorithms: vec![Algorithm::RS256],
         leeway: Duration::from_secs(60),
         require_access_token_type: false,
+        dpop: Default::default(),
     }
 }
 

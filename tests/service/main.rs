@@ -2,6 +2,7 @@
 //! provider: the Check RPC, several issuers, the JWKS cache and the metrics. One binary so
 //! the crate is linked once for all of them.
 
+mod binding;
 mod check;
 mod identity;
 mod issuers;
