@@ -76,6 +76,10 @@ impl AuthzService {
         };
         if upstream.strip_authorization {
             self.strip_cookies_and_query(request, &mut allow);
+            // The proof goes with the token it was made for.
+            if request.values("dpop").next().is_some() {
+                allow.remove.push("dpop".into());
+            }
         }
         allow
     }

@@ -2,6 +2,7 @@
 //! Envoy, a real `grpcurl`, and the deployment files that wire them together. A missing
 //! Envoy or grpcurl fails these tests (scripts/install-test-tools.sh installs both).
 
+mod binding;
 mod cli;
 mod demo;
 mod deploy;
