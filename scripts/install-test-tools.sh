@@ -5,6 +5,8 @@
 #   .tools/venv/bin/kubernetes-validate  kubernetes-validate 1.37.0 (schemas for the
 #                          Kubernetes versions it ships; the tests pin one)
 #   /usr/sbin/nginx      Debian's nginx (with ngx_http_auth_request_module), via apt-get
+#   tests/oidc/node_modules  oidc-provider (the version pinned in tests/oidc/package.json,
+#                          exactly as in its package-lock.json), via npm ci; needs Node.js 20+
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -43,3 +45,20 @@ fi
 /usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module \
   || { echo "nginx lacks the auth_request module" >&2; exit 1; }
 /usr/sbin/nginx -v >&2
+
+# The OpenID provider the tests get real access tokens from (tests/oidc/provider.mjs).
+command -v node >/dev/null && command -v npm >/dev/null \
+  || { echo "node and npm (Node.js 20 or later) are needed for tests/oidc: install Node.js" >&2; exit 1; }
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+  || { echo "tests/oidc needs Node.js 20 or later, found $(node --version)" >&2; exit 1; }
+oidc="$root/tests/oidc"
+pinned=$(node -p 'require(process.argv[1]).dependencies["oidc-provider"]' "$oidc/package.json")
+# npm ci replaces node_modules whole, so it runs only when the lock file changed since.
+if ! cmp -s "$oidc/package-lock.json" "$oidc/node_modules/.installed-package-lock.json"; then
+  echo "installing oidc-provider $pinned into $oidc/node_modules" >&2
+  npm ci --prefix "$oidc" --no-audit --no-fund --loglevel=error
+  cp "$oidc/package-lock.json" "$oidc/node_modules/.installed-package-lock.json"
+fi
+(cd "$oidc" && node --input-type=module -e 'await import("oidc-provider")') \
+  || { echo "oidc-provider does not load from $oidc/node_modules" >&2; exit 1; }
+echo "oidc-provider $(node -p 'require(process.argv[1]).version' "$oidc/node_modules/oidc-provider/package.json"), node $(node --version)" >&2

@@ -12,16 +12,19 @@
 
 #![cfg(any(test, feature = "test-util"))]
 
+mod certs;
 mod decision;
 mod dpop;
 mod harness;
 mod idp;
 mod keys;
 mod mint;
+mod oidc;
 mod request;
 mod tools;
 mod upstream;
 
+pub use certs::{CLIENT_CERT_CN, Certificate, Pki, client_certificate, generate_pki};
 pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
 pub use dpop::{
     ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
@@ -32,6 +35,7 @@ pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
 pub use mint::{
     AUDIENCE, claims, corrupt_signature, forge, mint, mint_header, mint_with, now, sign_raw,
 };
+pub use oidc::{OidcProvider, TokenResponse};
 pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
 pub use tools::{free_port, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

@@ -9,5 +9,6 @@ mod issuers;
 mod jwks;
 mod logging;
 mod metrics;
+mod oidc_provider;
 mod reload;
 mod routes;
