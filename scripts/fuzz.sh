@@ -16,7 +16,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(check_request jwks_parse)
+    targets=(check_request jwks_parse dpop_proof)
 fi
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -51,6 +51,13 @@ seed() {
             # Mode 1: a raw header value, in `headers` and (high bit) in `header_map`.
             printf '\x01Bearer a.b.c' >"$dir/header"
             printf '\x81bearer \xff\xfe.e30.' >"$dir/raw-header"
+            ;;
+        dpop_proof)
+            # Mode 1: one of the target's valid proofs, unedited, for each proof.
+            for proof in 0 1 2 3; do
+                printf "\x01\x$proof\x00\x00\x00" >"$dir/valid-proof-$proof"
+            done
+            printf '\x00a.b.c\x00d.e.f' >"$dir/two-headers"
             ;;
     esac
 }

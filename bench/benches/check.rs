@@ -3,6 +3,9 @@
 //! verification or the token cache, scopes, building the CheckResponse, the decision log
 //! call). RS256 tokens; the token cache on (every iteration a hit) and off; and the
 //! cheapest Check, a request without `authorization` (an immediate 401), for reference.
+//! DPoP: the same RS256 token bound to a client key, cached, with a fresh proof per
+//! iteration (signed outside the timing), so the difference to `rs256_cache_hit` is what
+//! proof verification and the replay store cost.
 
 mod common;
 
@@ -10,7 +13,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use jwt_authz::proto::Authorization;
 use jwt_authz::service::AuthzService;
-use jwt_authz::testkit::allows;
+use jwt_authz::testkit::{self, allows};
 
 fn check(c: &mut Criterion) {
     let rt = common::runtime();
@@ -38,6 +41,37 @@ fn check(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || tonic::Request::new(request.clone()),
+                |r| rt.block_on(service.check(r)).map(|r| allows(r.get_ref())),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    for (name, kid) in [
+        ("dpop_es256_proof_cache_hit", "ec-256"),
+        ("dpop_eddsa_proof_cache_hit", "ed-1"),
+    ] {
+        let client = testkit::proof_key(kid);
+        let token = common::bound_token(&client.thumbprint());
+        let mut request = common::request(None);
+        testkit::set_authorization(&mut request, &format!("DPoP {token}"));
+        let url = "https://api.example.com/api/private-scoped";
+        let with_proof = |proof: String| {
+            let mut r = request.clone();
+            testkit::http_mut(&mut r)
+                .headers
+                .insert("dpop".into(), proof);
+            tonic::Request::new(r)
+        };
+        let config = common::config(true);
+        let replay = std::sync::Arc::new(jwt_authz::replay::ReplayStore::memory(10_000_000));
+        let service = AuthzService::from_config(&config, common::verifier(&config), replay);
+        let first = rt
+            .block_on(service.check(with_proof(client.proof("GET", url, Some(&token)))))
+            .expect("Check answers");
+        assert!(allows(first.get_ref()), "{name}: {first:?}");
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || with_proof(client.proof("GET", url, Some(&token))),
                 |r| rt.block_on(service.check(r)).map(|r| allows(r.get_ref())),
                 BatchSize::SmallInput,
             )

@@ -44,6 +44,20 @@ pub fn token(kid: &str, alg: Algorithm) -> String {
     testkit::mint_with(&testkit::key(kid), alg, Some(kid), &claims)
 }
 
+/// A [`token`] (RS256, `rsa-1`) bound to the DPoP key whose thumbprint is `jkt`.
+pub fn bound_token(jkt: &str) -> String {
+    let mut claims = testkit::claims(ISSUER);
+    claims["sub"] = "auth0|bench-user".into();
+    claims["exp"] = (testkit::now() + 3600).into();
+    claims["cnf"] = serde_json::json!({ "jkt": jkt });
+    testkit::mint_with(
+        &testkit::key("rsa-1"),
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims,
+    )
+}
+
 /// A browser's full CheckRequest requiring `read:messages`; `token` of `None` sends no
 /// `authorization`.
 pub fn request(token: Option<&str>) -> CheckRequest {
