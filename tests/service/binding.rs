@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::metrics::scrape;
 
 /// What the test kit's requests address: `GET http://api.example.com/api/private`.
-const URL: &str = "http://api.example.com/api/private";
+pub(crate) const URL: &str = "http://api.example.com/api/private";
 const METADATA: &str = "https://api.example.com/.well-known/oauth-protected-resource";
 
 struct Bound {
@@ -63,7 +63,7 @@ impl Bound {
 
 /// `GET /api/private` with `authorization: <value>` and each `DPoP` value, kept apart as
 /// Envoy's raw `header_map` does.
-fn with_proofs(authorization: &str, proofs: &[&str]) -> CheckRequest {
+pub(crate) fn with_proofs(authorization: &str, proofs: &[&str]) -> CheckRequest {
     let mut request = request(Some(authorization), None);
     let http = http_mut(&mut request);
     match proofs {
@@ -371,7 +371,7 @@ async fn missing_token_gets_bearer_and_dpop_challenges() {
 }
 
 /// Envoy's `attributes.source.certificate`: the URL-encoded PEM of the client certificate.
-fn with_certificate(token: &str, pem: Option<&str>) -> CheckRequest {
+pub(crate) fn with_certificate(token: &str, pem: Option<&str>) -> CheckRequest {
     let mut request = request(Some(&format!("Bearer {token}")), None);
     if let Some(pem) = pem {
         let attributes = request.attributes.get_or_insert_with(Default::default);

@@ -1,11 +1,13 @@
 //! The test OpenID provider (oidc-provider on Node.js) issues the three kinds of access token
-//! the tests rely on, and the service accepts its plain Bearer token: real tokens from a
-//! standard authorization server, not only the test kit's own.
+//! the tests rely on, and the service accepts each of them from its holder only: real
+//! tokens from a standard authorization server, not only the test kit's own.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_authz::testkit::*;
 use serde_json::Value;
+
+use super::binding::{URL, with_certificate, with_proofs};
 
 /// The decoded header and payload of a compact JWT.
 fn decode(token: &str) -> (Value, Value) {
@@ -115,4 +117,59 @@ async fn bearer_token_from_the_oidc_provider_is_allowed() {
         401,
         "invalid_token",
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dpop_and_certificate_bound_tokens_from_the_oidc_provider() {
+    let provider = OidcProvider::start().await;
+    let authz = Authz::start_trusting(
+        &provider.issuer(),
+        &provider.jwks_uri(),
+        &["--require-access-token-type"],
+    )
+    .await;
+    authz.wait_serving().await;
+
+    let client = proof_key("ec-256");
+    let token = provider.dpop_token(&client, "read:messages").await;
+    let dpop = format!("DPoP {token}");
+    let proof = client.proof("GET", URL, Some(&token));
+    assert_allowed(&authz.check(with_proofs(&dpop, &[&proof])).await);
+    assert_denied(
+        &authz.check(with_proofs(&dpop, &[&proof])).await,
+        401,
+        "invalid_dpop_proof",
+    );
+    let thief = proof_key("ed-1");
+    let stolen = thief.proof("GET", URL, Some(&token));
+    assert_denied(
+        &authz.check(with_proofs(&dpop, &[&stolen])).await,
+        401,
+        "invalid_dpop_proof",
+    );
+    assert_denied(&authz.check_token(&token).await, 401, "invalid_token");
+
+    let dir = temp_dir("bound");
+    let pki = generate_pki(&dir);
+    let bound = provider
+        .mtls_token(&pki.client.cert_pem, "read:messages")
+        .await;
+    assert_allowed(
+        &authz
+            .check(with_certificate(&bound, Some(&pki.client.cert_pem)))
+            .await,
+    );
+    assert_denied(
+        &authz
+            .check(with_certificate(&bound, Some(&pki.other_client.cert_pem)))
+            .await,
+        401,
+        "invalid_token",
+    );
+    assert_denied(
+        &authz.check(with_certificate(&bound, None)).await,
+        401,
+        "invalid_token",
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }
