@@ -1,4 +1,5 @@
 use super::*;
+use crate::binding::dpop::DpopMode;
 use crate::jwks::JwksSource;
 use crate::policy::{Action, DefaultAction, Mode, PathParameters, ScopeRule, TokenRule};
 use clap::Parser;
@@ -487,5 +488,138 @@ token_sources:
     assert_eq!(
         empty.unwrap_err().0,
         ["token_sources: list at least one source"]
+    );
+}
+
+const ISSUER_FLAGS: [&str; 4] = [
+    "--issuer",
+    "https://t.auth0.com/",
+    "--audience",
+    "https://api",
+];
+
+#[test]
+fn dpop_and_resource_metadata_defaults() {
+    let config = from_flags(&ISSUER_FLAGS).unwrap();
+    assert_eq!(config.issuers[0].dpop, DpopMode::Allowed);
+    assert_eq!(config.dpop.max_age, Duration::from_secs(60));
+    assert_eq!(config.dpop.clock_skew, Duration::from_secs(5));
+    assert_eq!(config.dpop.algs(), "ES256 ES384 EdDSA RS256 PS256");
+    assert_eq!(config.dpop.public_base_url, None);
+    assert_eq!(
+        config.replay_store,
+        ReplayStoreConfig::Memory {
+            max_entries: 1_000_000
+        }
+    );
+    assert_eq!(config.resource_metadata, None);
+}
+
+#[test]
+fn dpop_settings_are_read_from_the_file() {
+    let config = from(
+        &[],
+        r#"
+issuers:
+  - { issuer: "https://a/", audiences: [api], dpop: required }
+  - { issuer: "https://b/", audiences: [api], dpop: "off" }
+dpop:
+  algorithms: [ES256]
+  max_age: 2m
+  clock_skew: 1s
+  public_base_url: https://api.example.com/v1
+  replay_store: redis://:secret@redis.internal:6379/2
+  replay_store_timeout: 100ms
+protected_resource:
+  resource: https://api.example.com/v1
+  resource_name: Example
+routes:
+  - { path_prefix: /pay, dpop: required, scopes: { all_of: [pay] } }
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.issuers[0].dpop, DpopMode::Required);
+    assert_eq!(config.issuers[1].dpop, DpopMode::Off);
+    assert_eq!(config.dpop.algorithms, [Algorithm::ES256]);
+    assert_eq!(config.dpop.max_age, Duration::from_secs(120));
+    assert_eq!(
+        config.dpop.public_base_url.as_ref().map(url::Url::as_str),
+        Some("https://api.example.com/v1")
+    );
+    assert_eq!(
+        config.replay_store,
+        ReplayStoreConfig::Redis {
+            url: "redis://:secret@redis.internal:6379/2".into(),
+            timeout: Duration::from_millis(100),
+        }
+    );
+    let printed = format!("{:?}", config.replay_store);
+    assert!(!printed.contains("secret"), "{printed}");
+    let Action::Token(rule) = &config.policy.rules()[0].action else {
+        panic!("a token rule")
+    };
+    assert!(rule.dpop_required);
+    let metadata = config.resource_metadata.unwrap();
+    assert_eq!(metadata.path, "/.well-known/oauth-protected-resource/v1");
+    let doc: serde_json::Value = serde_json::from_str(&metadata.body).unwrap();
+    assert_eq!(doc["resource"], "https://api.example.com/v1");
+    assert_eq!(
+        doc["authorization_servers"],
+        serde_json::json!(["https://a/", "https://b/"])
+    );
+    assert_eq!(doc["scopes_supported"], serde_json::json!(["pay"]));
+    assert_eq!(
+        doc["dpop_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
+    assert_eq!(doc["dpop_bound_access_tokens_required"], false);
+}
+
+#[test]
+fn dpop_errors_name_their_field() {
+    let errors = from(
+        &[],
+        r#"
+issuers:
+  - { issuer: "https://a/", audiences: [api], dpop: sometimes }
+dpop:
+  algorithms: [HS256]
+  max_age: 0s
+  public_base_url: http://api.example.com
+  replay_store: "memcached://cache:11211"
+  replay_max_entries: 0
+protected_resource:
+  resource: https://api.example.com/?x=1
+routes:
+  - { path_prefix: /a, dpop: allowed }
+  - { path_prefix: /b, allow_anonymous: true, dpop: required }
+"#,
+    )
+    .unwrap_err()
+    .0;
+    for field in [
+        "issuers[0].dpop:",
+        "dpop.algorithms:",
+        "dpop.max_age:",
+        "dpop.public_base_url:",
+        "dpop.replay_store:",
+        "dpop.replay_max_entries:",
+        "routes[0].dpop:",
+        "routes[1].allow_anonymous:",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(field)),
+            "{field} in {errors:?}"
+        );
+    }
+    let with_password = from(
+        &ISSUER_FLAGS,
+        "dpop:\n  replay_store: 'mysql://root:hunter2@db/x'\n",
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        with_password.iter().all(|e| !e.contains("hunter2")),
+        "{with_password:?}"
     );
 }
