@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proto;
 pub mod reload;
+pub mod replay;
 pub mod server;
 pub mod service;
 pub mod telemetry;
