@@ -5,6 +5,7 @@
 #   .tools/venv/bin/kubernetes-validate  kubernetes-validate 1.37.0 (schemas for the
 #                          Kubernetes versions it ships; the tests pin one)
 #   /usr/sbin/nginx      Debian's nginx (with ngx_http_auth_request_module), via apt-get
+#   /usr/bin/redis-server  Debian's redis-server (the replay store's tests), via apt-get
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -43,3 +44,11 @@ fi
 /usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module \
   || { echo "nginx lacks the auth_request module" >&2; exit 1; }
 /usr/sbin/nginx -v >&2
+
+if [ ! -x /usr/bin/redis-server ]; then
+  echo "installing redis-server (Debian package) for the replay store tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server >/dev/null
+fi
+/usr/bin/redis-server --version >&2

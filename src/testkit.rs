@@ -18,6 +18,7 @@ mod harness;
 mod idp;
 mod keys;
 mod mint;
+mod redis;
 mod request;
 mod tools;
 mod upstream;
@@ -32,6 +33,7 @@ pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
 pub use mint::{
     AUDIENCE, claims, corrupt_signature, forge, mint, mint_header, mint_with, now, sign_raw,
 };
+pub use redis::RedisServer;
 pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
 pub use tools::{free_port, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

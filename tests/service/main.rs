@@ -9,4 +9,5 @@ mod jwks;
 mod logging;
 mod metrics;
 mod reload;
+mod replay;
 mod routes;
