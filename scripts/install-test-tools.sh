@@ -7,6 +7,7 @@
 #   /usr/sbin/nginx      Debian's nginx (with ngx_http_auth_request_module), via apt-get
 #   tests/oidc/node_modules  oidc-provider (the version pinned in tests/oidc/package.json,
 #                          exactly as in its package-lock.json), via npm ci; needs Node.js 20+
+#   /usr/bin/redis-server  Debian's redis-server (the replay store's tests), via apt-get
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -62,3 +63,10 @@ fi
 (cd "$oidc" && node --input-type=module -e 'await import("oidc-provider")') \
   || { echo "oidc-provider does not load from $oidc/node_modules" >&2; exit 1; }
 echo "oidc-provider $(node -p 'require(process.argv[1]).version' "$oidc/node_modules/oidc-provider/package.json"), node $(node --version)" >&2
+if [ ! -x /usr/bin/redis-server ]; then
+  echo "installing redis-server (Debian package) for the replay store tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server >/dev/null
+fi
+/usr/bin/redis-server --version >&2

@@ -1,6 +1,10 @@
 //! `grpc.health.v1.Health`: NOT_SERVING until every issuer's keys are loaded, SERVING from
 //! then on. Keys, once loaded, stay cached through identity-provider outages, so the
 //! service never goes back to NOT_SERVING on its own.
+//!
+//! The DPoP replay store has a health entry of its own ([`REPLAY_STORE_SERVICE`]): an
+//! unreachable Redis refuses DPoP requests only, so it does not take the whole service
+//! out of rotation, but it shows.
 
 use std::sync::Arc;
 
@@ -9,6 +13,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::jwks::JwksCache;
 use crate::proto::AuthorizationServer;
+use crate::replay::ReplayStore;
 use crate::service::AuthzService;
 
 /// Marks the service NOT_SERVING. Call before the listener accepts anything: tonic-health
@@ -28,6 +33,42 @@ pub async fn report_readiness(reporter: HealthReporter, caches: Vec<Arc<JwksCach
     }
     set_all(&reporter, ServingStatus::Serving).await;
     tracing::info!("signing keys loaded, serving");
+}
+
+/// The health service name that reports whether the DPoP replay store answers.
+pub const REPLAY_STORE_SERVICE: &str = "jwt_authz.dpop_replay_store";
+
+/// How often the replay store's reachability is copied into health.
+const REPLAY_STORE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps [`REPLAY_STORE_SERVICE`] SERVING while `replay` answers and NOT_SERVING while it
+/// does not, logging each change. Runs until the server stops.
+pub async fn report_replay_store(reporter: HealthReporter, replay: Arc<ReplayStore>) {
+    let mut last = None;
+    loop {
+        let reachable = replay.reachable();
+        if last != Some(reachable) {
+            let status = if reachable {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter
+                .set_service_status(REPLAY_STORE_SERVICE, status)
+                .await;
+            match (last, reachable) {
+                (Some(false), true) => {
+                    tracing::info!(store = %replay.describe(), "DPoP replay store reachable again");
+                }
+                (_, false) => {
+                    tracing::warn!(store = %replay.describe(), "DPoP replay store unreachable: DPoP requests are refused with 503 replay_store_unavailable");
+                }
+                _ => {}
+            }
+            last = Some(reachable);
+        }
+        tokio::time::sleep(REPLAY_STORE_POLL).await;
+    }
 }
 
 async fn set_all(reporter: &HealthReporter, status: ServingStatus) {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::{AuthError, Code};
 use crate::jwks::JwksCache;
+use crate::replay::ReplayStore;
 use crate::token_cache::TokenCache;
 
 /// Decision counters: index 0 counts allows, index `1 + code.index()` each denial code.
@@ -39,6 +40,8 @@ pub struct Metrics {
     reloads_failed: AtomicU64,
     /// Unix seconds of the last successful reload (or of start-up), 0 before.
     last_reload_success: AtomicU64,
+    /// The DPoP replay store, whose own counters are reported.
+    replay: arc_swap::ArcSwapOption<ReplayStore>,
 }
 
 impl Metrics {
@@ -58,9 +61,15 @@ impl Metrics {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_reload_success: AtomicU64::new(0),
+            replay: arc_swap::ArcSwapOption::empty(),
         };
         metrics.add_shadow_rules(shadow_rules.iter().map(String::as_str));
         metrics
+    }
+
+    /// Reports `replay`'s counters and reachability.
+    pub fn set_replay(&self, replay: Arc<ReplayStore>) {
+        self.replay.store(Some(replay));
     }
 
     /// Replaces the key caches reported (after a reload).
@@ -158,6 +167,10 @@ impl Metrics {
         }
 
         drop(shadow);
+
+        if let Some(replay) = self.replay.load_full() {
+            render_replay(&mut out, &replay);
+        }
 
         header(
             &mut out,
@@ -312,6 +325,54 @@ impl Metrics {
 /// The `decision` and `code` labels, in counter order.
 fn labels() -> impl Iterator<Item = (&'static str, &'static str)> {
     std::iter::once(("allow", "ok")).chain(Code::ALL.iter().map(|c| ("deny", c.as_str())))
+}
+
+/// The DPoP replay store: whether it answers, what its operations gave, its size.
+fn render_replay(out: &mut String, replay: &ReplayStore) {
+    let stats = replay.stats();
+    let store = stats.kind;
+    header(
+        out,
+        "jwt_authz_dpop_replay_store_up",
+        "gauge",
+        "Whether the DPoP replay store answered its last operation or probe (1) or not (0).",
+    );
+    let _ = writeln!(
+        out,
+        "jwt_authz_dpop_replay_store_up{{store=\"{store}\"}} {}",
+        u8::from(replay.reachable())
+    );
+    header(
+        out,
+        "jwt_authz_dpop_replay_store_operations_total",
+        "counter",
+        "DPoP proof jti lookups by result: first_use (accepted), replay (refused), unavailable and full (refused, 503).",
+    );
+    let first_use = stats
+        .operations
+        .saturating_sub(stats.replays + stats.unavailable + stats.full);
+    for (result, count) in [
+        ("first_use", first_use),
+        ("replay", stats.replays),
+        ("unavailable", stats.unavailable),
+        ("full", stats.full),
+    ] {
+        let _ = writeln!(
+            out,
+            "jwt_authz_dpop_replay_store_operations_total{{store=\"{store}\",result=\"{result}\"}} {count}"
+        );
+    }
+    header(
+        out,
+        "jwt_authz_dpop_replay_store_entries",
+        "gauge",
+        "jtis held by the in-memory replay store (0 for Redis, which expires them itself).",
+    );
+    let _ = writeln!(
+        out,
+        "jwt_authz_dpop_replay_store_entries{{store=\"{store}\"}} {}",
+        stats.entries
+    );
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

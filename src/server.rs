@@ -94,6 +94,12 @@ pub async fn serve_all(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     crate::health::mark_not_serving(&reporter).await;
+    let replay = Arc::new(replay_store(&config)?);
+    tracing::info!(replay_store = %replay.describe(), "DPoP replay store");
+    let replay_health = tokio::spawn(crate::health::report_replay_store(
+        reporter.clone(),
+        Arc::clone(&replay),
+    ));
     let readiness = tokio::spawn(crate::health::report_readiness(reporter, caches));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -107,8 +113,6 @@ pub async fn serve_all(
         .build_v1alpha()
         .context("reflection: cannot load descriptors")?;
 
-    let replay = Arc::new(replay_store(&config)?);
-    tracing::info!(replay_store = %replay.describe(), "DPoP replay store");
     let live = LiveAuthz::new(AuthzService::from_config(&config, verifier, replay));
     let service = live.current();
     let issuer_count = config.issuers.len();
@@ -160,6 +164,7 @@ pub async fn serve_all(
         .context("grpc server");
     reloader.abort();
     readiness.abort();
+    replay_health.abort();
     deny_summaries.abort();
     deny_log.log_summary();
     tracing::info!("jwt-authz stopped");

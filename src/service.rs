@@ -212,6 +212,7 @@ impl AuthzService {
             replay,
         } = shared;
         metrics.set_caches(verifier.caches().cloned().collect());
+        metrics.set_replay(Arc::clone(&replay));
         metrics.add_shadow_rules(settings.policy.shadow_rules().map(|r| r.name.as_str()));
         let entry_fingerprints = Arc::new(
             verifier

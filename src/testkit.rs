@@ -20,6 +20,7 @@ mod idp;
 mod keys;
 mod mint;
 mod oidc;
+mod redis;
 mod request;
 mod tools;
 mod upstream;
@@ -36,6 +37,7 @@ pub use mint::{
     AUDIENCE, claims, corrupt_signature, forge, mint, mint_header, mint_with, now, sign_raw,
 };
 pub use oidc::{OidcProvider, TokenResponse};
+pub use redis::RedisServer;
 pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
 pub use tools::{free_port, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

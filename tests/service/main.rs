@@ -11,4 +11,5 @@ mod logging;
 mod metrics;
 mod oidc_provider;
 mod reload;
+mod replay;
 mod routes;
