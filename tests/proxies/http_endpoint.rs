@@ -98,7 +98,16 @@ fn with_ports(text: &str, ports: &[(u16, u16)]) -> String {
 /// nginx running `nginx/nginx.conf` on a free loopback port: not a daemon, one
 /// process, prefix, pid and logs in `dir`.
 fn start_nginx(dir: &TempDir, authz_http: SocketAddr, upstream: SocketAddr) -> (Proc, u16) {
-    let port = free_port();
+    start_nginx_on(free_port(), dir, authz_http, upstream)
+}
+
+/// [`start_nginx`] on `port`.
+fn start_nginx_on(
+    port: u16,
+    dir: &TempDir,
+    authz_http: SocketAddr,
+    upstream: SocketAddr,
+) -> (Proc, u16) {
     let conf = with_ports(
         NGINX_CONF,
         &[
@@ -606,4 +615,60 @@ async fn wait_listening(port: u16, log: impl Fn() -> String) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// DPoP through nginx `auth_request`: the proof reaches the service with the subrequest,
+/// `htu` is compared with the public base URL (nginx forwards no port), a replay is
+/// refused, and neither the token nor the proof reaches the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_auth_request_checks_dpop_proofs() {
+    let dir = TempDir::new("nginx-dpop");
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let port = free_port();
+    let path = dir.0.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\ndpop:\n  public_base_url: http://127.0.0.1:{port}\nupstream:\n  strip_authorization: true\n",
+            idp.issuer(),
+            idp.jwks_uri()
+        ),
+    )
+    .unwrap();
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let upstream = start_upstream().await;
+    let (_nginx, port) = start_nginx_on(port, &dir, authz.http, upstream);
+    wait_listening(port, || {
+        std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+    })
+    .await;
+    let client = proof_key("ec-256");
+    let mut c = claims(&idp.issuer());
+    c["cnf"] = serde_json::json!({"jkt": client.thumbprint()});
+    let token = mint(&key("rsa-1"), &c);
+    let url = format!("http://127.0.0.1:{port}/api/private");
+    let proof = client.proof("GET", &url, Some(&token));
+    let http = reqwest::Client::new();
+    let send = |proof: String| {
+        http.get(&url)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .send()
+    };
+    let allowed = send(proof.clone()).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    let echoed: serde_json::Value = allowed.json().await.unwrap();
+    let headers = echoed["headers"].to_string().to_ascii_lowercase();
+    assert!(!headers.contains("dpop"), "proof reached the upstream: {echoed}");
+    assert!(!headers.contains(&token.to_ascii_lowercase()), "token reached the upstream");
+    let replayed = send(proof).await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    let challenge = replayed.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("DPoP realm=\"jwt-authz\", error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    let elsewhere = client.proof("GET", "http://127.0.0.1:1/api/private", Some(&token));
+    assert_eq!(send(elsewhere).await.unwrap().status(), 401);
 }
