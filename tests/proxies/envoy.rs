@@ -48,6 +48,20 @@ impl Drop for TempDir {
     }
 }
 
+/// A shipped Envoy bootstrap with each `(shipped, port)` swapped and its listeners bound to
+/// loopback. Panics unless `port_value: <shipped> ` appears exactly once per port, so a
+/// changed file fails here rather than running on the wrong ports.
+pub fn with_ports(text: &str, ports: &[(u16, u16)]) -> String {
+    let mut out = text.replace("address: 0.0.0.0,", "address: 127.0.0.1,");
+    for (from, to) in ports {
+        let needle = format!("port_value: {from} ");
+        let count = out.matches(&needle).count();
+        assert_eq!(count, 1, "envoy bootstrap: `{needle}` {count} times");
+        out = out.replace(&needle, &format!("port_value: {to} "));
+    }
+    out
+}
+
 impl Envoy {
     /// The shipped `envoy/envoy.yaml` on free ports, checking with the service on
     /// `authz_port` and forwarding to `upstream_port`; returns once Envoy's gRPC health
