@@ -1,9 +1,13 @@
 //! The deployment files that cannot run here (no Docker engine, no cluster) are still
 //! checked: they parse, reuse the tested Envoy bootstrap, and carry the settings that make
-//! ext_authz work (gRPC port protocol, explicit timeout, probes, fail closed).
+//! ext_authz work (gRPC port protocol, explicit timeout, probes, fail closed). Every shipped
+//! Envoy bootstrap passes `envoy --mode validate`.
 
 use jwt_authz::config::{Config, ServeArgs, parse_file};
 use serde_yaml_ng::Value;
+
+use super::envoy::TempDir;
+use super::mtls::{with_tls_dir, write_envoy_tls};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -159,6 +163,47 @@ fn kubernetes_manifests_validate_against_pinned_schemas() {
         text.contains("horizontalpodautoscaler") && text.contains("deployment"),
         "{text}"
     );
+}
+
+/// Runs `envoy --mode validate` on a bootstrap: Envoy builds every listener, filter,
+/// cluster and TLS context from it (reading the files it names) without binding a port.
+fn envoy_validate(path: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(jwt_authz::testkit::tool("ENVOY", "venv/bin/envoy"))
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(path)
+        .output()
+        .expect("envoy --mode validate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn shipped_envoy_bootstraps_pass_envoy_validate() {
+    for file in ["envoy/envoy.yaml", "envoy/envoy-http-service.yaml"] {
+        let (ok, text) = envoy_validate(&std::path::Path::new(ROOT).join(file));
+        assert!(ok, "{file}: {text}");
+    }
+
+    // envoy/envoy-mtls.yaml reads its certificates from /etc/envoy/tls/: validated with
+    // that directory swapped for one holding a generated PKI, and nothing else changed.
+    let dir = TempDir::new("validate-mtls");
+    let pki = jwt_authz::testkit::generate_pki(&dir.path().join("pki"));
+    let tls = write_envoy_tls(&dir, &pki);
+    let shipped = std::fs::read_to_string(format!("{ROOT}/envoy/envoy-mtls.yaml")).unwrap();
+    let with_certs = dir.path().join("envoy-mtls.yaml");
+    std::fs::write(&with_certs, with_tls_dir(&shipped, &tls)).unwrap();
+    let (ok, text) = envoy_validate(&with_certs);
+    assert!(ok, "envoy/envoy-mtls.yaml: {text}");
+
+    // The validator is live: the TLS files are read, so a missing CA file is caught.
+    std::fs::remove_file(std::path::Path::new(&tls).join("clients-ca.pem")).unwrap();
+    let (ok, text) = envoy_validate(&with_certs);
+    assert!(!ok, "validated without its clients' CA: {text}");
+    assert!(text.contains("clients-ca.pem"), "{text}");
 }
 
 #[test]

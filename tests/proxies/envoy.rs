@@ -1,10 +1,13 @@
 //! End-to-end through a real Envoy 1.40 running the shipped `envoy/envoy.yaml` (ports
 //! swapped only), the real service, a loopback JWKS and an upstream that records and
 //! echoes every request it receives. A missing `envoy` binary fails these tests.
+//! [`Envoy::run`] runs any other bootstrap the same way (the mTLS tests use it).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jwt_authz::demo::envoy::ENVOY_FLAGS;
 use jwt_authz::demo::{EnvoyPorts, bootstrap_with_ports};
 use jwt_authz::testkit::*;
 use serde_json::{Value, json};
@@ -16,10 +19,28 @@ pub struct Envoy {
     child: Child,
     pub listener: u16,
     admin: u16,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
-struct TempDir(std::path::PathBuf);
+/// A scratch directory under the system's temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty directory named after `tag`, this process and a free port.
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "jwt-authz-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -27,7 +48,24 @@ impl Drop for TempDir {
     }
 }
 
+/// A shipped Envoy bootstrap with each `(shipped, port)` swapped and its listeners bound to
+/// loopback. Panics unless `port_value: <shipped> ` appears exactly once per port, so a
+/// changed file fails here rather than running on the wrong ports.
+pub fn with_ports(text: &str, ports: &[(u16, u16)]) -> String {
+    let mut out = text.replace("address: 0.0.0.0,", "address: 127.0.0.1,");
+    for (from, to) in ports {
+        let needle = format!("port_value: {from} ");
+        let count = out.matches(&needle).count();
+        assert_eq!(count, 1, "envoy bootstrap: `{needle}` {count} times");
+        out = out.replace(&needle, &format!("port_value: {to} "));
+    }
+    out
+}
+
 impl Envoy {
+    /// The shipped `envoy/envoy.yaml` on free ports, checking with the service on
+    /// `authz_port` and forwarding to `upstream_port`; returns once Envoy's gRPC health
+    /// check saw the service SERVING.
     pub async fn start(authz_port: u16, upstream_port: u16) -> Envoy {
         let ports = EnvoyPorts {
             listener: free_port(),
@@ -35,41 +73,74 @@ impl Envoy {
             authz: authz_port,
             upstream: upstream_port,
         };
-        let dir = std::env::temp_dir().join(format!(
-            "jwt-authz-e2e-{}-{}",
-            std::process::id(),
-            ports.listener
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap_with_ports(SHIPPED, ports).unwrap()).unwrap();
-        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+        let bootstrap = bootstrap_with_ports(SHIPPED, ports).unwrap();
+        let envoy = Envoy::run(&bootstrap, ports.listener, ports.admin, TempDir::new("e2e")).await;
+        envoy.wait_authz_healthy().await;
+        envoy
+    }
+
+    /// Runs Envoy on `bootstrap`, whose listener is on `listener` and admin on `admin`
+    /// (both loopback). The bootstrap and Envoy's log are written to `dir`, which lives as
+    /// long as Envoy, so files the bootstrap names can be put there too. Returns once Envoy
+    /// is ready (bounded wait): the admin `/ready` says LIVE and the listener accepts
+    /// connections. Envoy exiting first fails with its log.
+    pub async fn run(bootstrap: &str, listener: u16, admin: u16, dir: TempDir) -> Envoy {
+        let config = dir.path().join("envoy.yaml");
+        std::fs::write(&config, bootstrap).unwrap();
+        let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
         let child = Command::new(tool("ENVOY", "venv/bin/envoy"))
             .arg("-c")
             .arg(&config)
-            .args([
-                "--disable-hot-restart",
-                "--concurrency",
-                "1",
-                "-l",
-                "warning",
-            ])
+            .args(ENVOY_FLAGS)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start envoy");
-        let envoy = Envoy {
+        let mut envoy = Envoy {
             child,
-            listener: ports.listener,
-            admin: ports.admin,
-            _dir: TempDir(dir),
+            listener,
+            admin,
+            dir,
         };
-        envoy.wait_authz_healthy().await;
+        envoy.wait_ready().await;
         envoy
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.listener)
+    }
+
+    /// Waits (bounded) until the admin `/ready` answers 200 (server state LIVE: listeners
+    /// and clusters initialised) and the listener accepts a TCP connection.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        let ready = format!("http://127.0.0.1:{}/ready", self.admin);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "envoy exited ({status}) before it was ready: {}",
+                    self.log()
+                );
+            }
+            let live = match client.get(&ready).send().await {
+                Ok(response) => response.status() == 200,
+                Err(_) => false,
+            };
+            if live
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.listener))
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy was not ready within 30s: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits (bounded) until Envoy's admin reports the jwt_authz host healthy by its gRPC
@@ -101,7 +172,7 @@ impl Envoy {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.0.join("envoy.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }
 
     pub async fn stat(&self, name: &str) -> u64 {

@@ -10,3 +10,4 @@ mod edge;
 mod envoy;
 mod grpcurl;
 mod http_endpoint;
+mod mtls;
