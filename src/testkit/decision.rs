@@ -105,12 +105,13 @@ pub fn allows(response: &CheckResponse) -> bool {
     response.status.as_ref().is_none_or(|s| s.code == 0)
 }
 
+/// Each header's first value, as an HTTP client's `headers[name]` reads it (a second
+/// `www-authenticate` challenge follows the first).
 fn header_map(headers: &[HeaderValueOption]) -> HashMap<String, String> {
-    headers
-        .iter()
-        .map(|h| {
-            let h = h.header.as_ref().unwrap();
-            (h.key.clone(), h.value.clone())
-        })
-        .collect()
+    let mut map = HashMap::new();
+    for h in headers {
+        let h = h.header.as_ref().unwrap();
+        map.entry(h.key.clone()).or_insert_with(|| h.value.clone());
+    }
+    map
 }
