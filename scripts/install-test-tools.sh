@@ -8,6 +8,7 @@
 #   tests/oidc/node_modules  oidc-provider (the version pinned in tests/oidc/package.json,
 #                          exactly as in its package-lock.json), via npm ci; needs Node.js 20+
 #   /usr/bin/redis-server  Debian's redis-server (the replay store's tests), via apt-get
+#   openssl              the mTLS tests' certificates (Debian package), via apt-get
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
 
@@ -70,3 +71,10 @@ if [ ! -x /usr/bin/redis-server ]; then
   apt-get install -y -qq redis-server >/dev/null
 fi
 /usr/bin/redis-server --version >&2
+if ! command -v openssl >/dev/null; then
+  echo "installing openssl (Debian package) for the mTLS test certificates" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq openssl >/dev/null
+fi
+openssl version >&2
