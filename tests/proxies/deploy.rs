@@ -115,11 +115,18 @@ const KUBERNETES_VERSION: &str = "1.33.0";
 /// `scripts/install-test-tools.sh`) in strict mode: unknown fields are errors.
 fn kubernetes_validate(path: &std::path::Path) -> (bool, String) {
     let tool = jwt_authz::testkit::tool("KUBERNETES_VALIDATE", "venv/bin/kubernetes-validate");
-    let output = std::process::Command::new(tool)
+    let mut command = std::process::Command::new(tool);
+    command
         .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
-        .arg(path)
+        .arg(path);
+    run(command)
+}
+
+/// Whether `command` succeeded, and everything it printed.
+fn run(mut command: std::process::Command) -> (bool, String) {
+    let output = command
         .output()
-        .expect("kubernetes-validate runs");
+        .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -168,17 +175,12 @@ fn kubernetes_manifests_validate_against_pinned_schemas() {
 /// Runs `envoy --mode validate` on a bootstrap: Envoy builds every listener, filter,
 /// cluster and TLS context from it (reading the files it names) without binding a port.
 fn envoy_validate(path: &std::path::Path) -> (bool, String) {
-    let output = std::process::Command::new(jwt_authz::testkit::tool("ENVOY", "venv/bin/envoy"))
+    let mut command =
+        std::process::Command::new(jwt_authz::testkit::tool("ENVOY", "venv/bin/envoy"));
+    command
         .args(["--mode", "validate", "-l", "error", "-c"])
-        .arg(path)
-        .output()
-        .expect("envoy --mode validate runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+        .arg(path);
+    run(command)
 }
 
 #[test]

@@ -2,13 +2,13 @@
 //! expiry, outages (stopped, frozen, down at start) and recovery without a restart, and a
 //! password that never shows.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jwt_authz::replay::{ReplayError, ReplayStore};
 use jwt_authz::testkit::*;
+
+use super::logging::Captured;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 const TTL: Duration = Duration::from_secs(60);
@@ -184,20 +184,6 @@ async fn rediss_never_falls_back_to_plain_text() {
     assert_unavailable(&store).await;
 }
 
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // One thread: the store's tasks run where the capturing subscriber is the default.
 #[tokio::test(flavor = "current_thread")]
 async fn the_password_never_shows_in_descriptions_errors_or_logs() {
@@ -235,7 +221,7 @@ async fn the_password_never_shows_in_descriptions_errors_or_logs() {
         "{err}"
     );
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     assert!(logs.contains("replay store unreachable"), "{logs}");
     // The refusal is named, not hidden behind a timeout.
     assert!(logs.to_lowercase().contains("authentication"), "{logs}");
