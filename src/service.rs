@@ -10,7 +10,7 @@ mod verdict;
 
 use log::{log_decision, log_shadow};
 
-pub use grpc::{check_response, inbound};
+pub use grpc::{check_response, inbound, inbound_of};
 pub use verdict::{Allow, Deny, Verdict, Wire};
 
 use std::collections::HashMap;

@@ -86,21 +86,29 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let request = request.into_inner();
-        let attributes = request.attributes.as_ref();
-        let http = attributes
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let mut inbound = inbound(http);
-        inbound.required_scopes = attributes
-            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
-            .map(String::as_str);
-        inbound.peer_certificate = attributes
-            .and_then(|a| a.source.as_ref())
-            .map(|peer| peer.certificate.as_str())
-            .filter(|pem| !pem.is_empty());
+        let inbound = inbound_of(&request);
         let verdict = self.authorize(&inbound, Wire::Grpc).await;
         Ok(Response::new(check_response(verdict)))
     }
+}
+
+/// The request as the decision sees it, from a decoded `CheckRequest`: the HTTP
+/// attributes ([`inbound`]), the route's `required_scopes` context extension and the
+/// client certificate of the source peer, when not empty.
+pub fn inbound_of(request: &CheckRequest) -> Inbound<'_> {
+    let attributes = request.attributes.as_ref();
+    let http = attributes
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let mut inbound = inbound(http);
+    inbound.required_scopes = attributes
+        .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
+        .map(String::as_str);
+    inbound.peer_certificate = attributes
+        .and_then(|a| a.source.as_ref())
+        .map(|peer| peer.certificate.as_str())
+        .filter(|pem| !pem.is_empty());
+    inbound
 }
 
 /// The request as the decision sees it, from Envoy's HTTP attributes: every header of
