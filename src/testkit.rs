@@ -17,6 +17,7 @@ mod certs;
 mod decision;
 mod decoding;
 mod dpop;
+mod encoded;
 mod harness;
 mod idp;
 mod keys;
@@ -33,6 +34,7 @@ pub use decoding::{Reading, compare_readings};
 pub use dpop::{
     ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
 };
+pub use encoded::{CHECK_PATH, EncodedCheck};
 pub use harness::{Authz, config, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};

@@ -1,6 +1,7 @@
 //! The gRPC adapter: `envoy.service.auth.v3.Authorization/Check` in, a [`Verdict`] out.
-//! It translates Envoy's `CheckRequest` into the wire-independent [`Inbound`] and the
-//! verdict into a `CheckResponse`, and decides nothing.
+//! It translates Envoy's `CheckRequest` into the wire-independent [`Inbound`] (from its
+//! bytes through the lean reader, or from prost's decoding of it) and the verdict into a
+//! `CheckResponse`, and decides nothing.
 //!
 //! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
 //! would count as a failure in Envoy, which `failure_mode_allow` turns into an allow.
@@ -76,6 +77,19 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
                 dynamic_metadata: None,
             }
         }
+    }
+}
+
+impl AuthzService {
+    /// The Check of an encoded `CheckRequest`, read by the lean reader ([`super::lean`]):
+    /// the answer [`Authorization::check`] gives for prost's decoding of the same bytes. A
+    /// request that cannot be read is refused with the status tonic gives a message it
+    /// cannot decode (INTERNAL).
+    pub async fn check_encoded(&self, request: &[u8]) -> Result<CheckResponse, Status> {
+        let inbound =
+            super::lean::decode(request).map_err(|error| Status::internal(error.to_string()))?;
+        let verdict = self.authorize(&inbound, Wire::Grpc).await;
+        Ok(check_response(verdict))
     }
 }
 
