@@ -5,7 +5,9 @@
 //! full browser request and the small one Envoy sends with `allowed_headers`.
 //!
 //! - `prost`: the request decoded by prost into a `CheckRequest`, then
-//!   `Authorization::check`;
+//!   `Authorization::check`, as tonic's generated server does;
+//! - `lean`: `AuthzService::check_encoded`, the server's path: the lean reader, then the
+//!   same decision.
 //!
 //! Each row is the mean over many Checks after a first one that fills the cache. Prints a
 //! table and asserts only that every Check was allowed: counts are shown, not tested.
@@ -49,6 +51,12 @@ impl Steps<'_> {
             .block_on(self.service.check(tonic::Request::new(request)))
             .expect("Check answers")
             .into_inner()
+    }
+
+    fn lean_check(&self, request: &Bytes) -> CheckResponse {
+        self.rt
+            .block_on(self.service.check_encoded(request))
+            .expect("Check answers")
     }
 
     fn encode(&mut self, response: &CheckResponse) {
@@ -119,6 +127,27 @@ fn main() {
             count_with(&decoded, |decoded| {
                 let response = steps.prost_check(decoded);
                 steps.encode(&response);
+            }),
+        );
+        assert_eq!(
+            steps.lean_check(&request),
+            response,
+            "{name}: the same answer"
+        );
+        row(
+            "lean",
+            "whole Check",
+            count(|| {
+                let response = steps.lean_check(&request);
+                steps.encode(&response);
+                assert!(allows(&response));
+            }),
+        );
+        row(
+            "lean",
+            "decoding",
+            count(|| {
+                jwt_authz::service::lean::decode(&request).expect("the request reads");
             }),
         );
     }

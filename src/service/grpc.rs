@@ -23,8 +23,9 @@ use crate::proto::{
 pub fn check_response(verdict: Verdict) -> CheckResponse {
     match verdict {
         Verdict::Allow(allow) => {
+            // The verdict's strings move into the response: no copy per header.
             let ok = OkHttpResponse {
-                headers: allow.set.iter().map(|(k, v)| header(k, v)).collect(),
+                headers: allow.set.into_iter().map(|(k, v)| header(k, v)).collect(),
                 headers_to_remove: allow.remove,
                 query_parameters_to_remove: allow.remove_query,
                 ..Default::default()
@@ -39,20 +40,18 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
             }
         }
         Verdict::Deny(deny) | Verdict::Answer(deny) => {
-            let headers = deny
-                .headers
-                .iter()
-                .enumerate()
-                .map(|(i, (k, v))| {
-                    // A repeated name (two challenges) is appended, not overwritten.
-                    let repeated = deny.headers[..i].iter().any(|(seen, _)| seen == k);
-                    let mut option = header(k, v);
-                    if repeated {
-                        option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
-                    }
-                    option
-                })
-                .collect();
+            let mut headers: Vec<HeaderValueOption> = Vec::with_capacity(deny.headers.len());
+            for (name, value) in deny.headers {
+                // A repeated name (two challenges) is appended, not overwritten.
+                let repeated = headers
+                    .iter()
+                    .any(|seen| seen.header.as_ref().is_some_and(|h| h.key == name));
+                let mut option = header(name.to_owned(), value);
+                if repeated {
+                    option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
+                }
+                headers.push(option);
+            }
             let body = DeniedHttpResponse {
                 status: Some(HttpStatus {
                     code: i32::from(deny.http_status),
@@ -158,11 +157,11 @@ pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
 }
 
 /// A header option set the portable way: `append` unset, overwrite-or-add.
-fn header(key: &str, value: &str) -> HeaderValueOption {
+fn header(key: String, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: key.to_owned(),
-            value: value.to_owned(),
+            key,
+            value,
             raw_value: Vec::new(),
         }),
         // `append` (deprecated) stays unset: Envoy versions disagree on how it combines
