@@ -10,7 +10,9 @@
 //! `envoy_request`: a cache-hit Check from the encoded request to the encoded response,
 //! decoding included, for the full browser request (about 1.8 KB) and the small one Envoy
 //! sends with `allowed_headers: [authorization]` (837 bytes): `prost_*` decodes with
-//! prost and calls `Authorization::check`, as tonic's generated server does.
+//! prost and calls `Authorization::check`, as tonic's generated server does; `lean_*` is
+//! the server's path, `AuthzService::check_encoded` (the lean reader, then the same
+//! decision).
 
 mod common;
 
@@ -104,10 +106,21 @@ fn envoy_request(c: &mut Criterion) {
         };
         assert!(allows(&prost()), "{name}: allowed, and now cached");
         println!("envoy_request/{name}: {} bytes", request.len());
+        let lean = || {
+            rt.block_on(service.check_encoded(&request))
+                .expect("Check answers")
+        };
+        assert_eq!(lean(), prost(), "{name}: the same answer both ways");
         group.bench_function(format!("prost_{name}"), |b| {
             b.iter(|| {
                 out.clear();
                 prost().encode(&mut out).expect("the buffer grows");
+            })
+        });
+        group.bench_function(format!("lean_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                lean().encode(&mut out).expect("the buffer grows");
             })
         });
     }
