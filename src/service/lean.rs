@@ -15,6 +15,7 @@
 //! Field numbers are those of `proto/` (Envoy's `attribute_context.proto`, `base.proto`,
 //! `address.proto`, and the well-known `Struct` and `Timestamp`).
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::inbound::Inbound;
@@ -53,6 +54,9 @@ const RECURSION_LIMIT: u32 = 100;
 /// How many headers to make room for at the first one: a browser request through Envoy
 /// carries about two dozen.
 const HEADER_ROOM: usize = 32;
+
+/// How many `headers` map keys are searched one by one for a repeat before they are indexed.
+const INDEXED_MAP: usize = 64;
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -175,6 +179,10 @@ struct Reader<'a> {
     /// How many of `inbound.headers` come from the `headers` map: they stay before those
     /// of `header_map`, as in [`super::inbound`].
     map_headers: usize,
+    /// One bit per length and last byte of the map keys seen (see [`Self::map_header`]).
+    map_marks: u64,
+    /// Where each map key is, once there are [`INDEXED_MAP`] of them.
+    map_index: Option<HashMap<&'a str, usize>>,
     certificate: &'a str,
 }
 
@@ -251,14 +259,39 @@ impl<'a> Reader<'a> {
     /// An entry of the `headers` map: a key seen before takes the new value in its place.
     fn map_header(&mut self, key: &'a str, value: &'a str) {
         let value = value.as_bytes();
-        let map = &mut self.inbound.headers[..self.map_headers];
-        if let Some(seen) = map.iter_mut().find(|(name, _)| *name == key) {
-            seen.1 = value;
-            return;
+        if let Some(index) = &mut self.map_index {
+            // invariant: a map header's place never moves (raw ones go after the map's).
+            if let Some(&at) = index.get(key) {
+                self.inbound.headers[at].1 = value;
+                return;
+            }
+            index.insert(key, self.map_headers);
+        } else {
+            // Envoy never repeats a key: the keys seen are searched only when one with the
+            // same length and last byte was.
+            let mark = 1u64 << ((key.len() ^ usize::from(key.bytes().last().unwrap_or(0))) % 64);
+            if self.map_marks & mark != 0 {
+                let map = &mut self.inbound.headers[..self.map_headers];
+                if let Some(seen) = map.iter_mut().find(|(name, _)| *name == key) {
+                    seen.1 = value;
+                    return;
+                }
+            }
+            self.map_marks |= mark;
         }
         self.make_room();
         self.inbound.headers.insert(self.map_headers, (key, value));
         self.map_headers += 1;
+        if self.map_headers == INDEXED_MAP && self.map_index.is_none() {
+            // Past this many keys a search per entry would cost more than a hash map.
+            let map = &self.inbound.headers[..self.map_headers];
+            self.map_index = Some(
+                map.iter()
+                    .enumerate()
+                    .map(|(at, (k, _))| (*k, at))
+                    .collect(),
+            );
+        }
     }
 
     /// A `header_map` entry: after the map's, in order.

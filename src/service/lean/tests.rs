@@ -182,6 +182,38 @@ fn a_repeated_map_key_keeps_its_last_value() {
 }
 
 #[test]
+fn many_map_keys_keep_the_last_value_of_a_repeat() {
+    let mut fields: Vec<Vec<u8>> = (0..200)
+        .map(|i| entry(3, format!("x-{i}").as_bytes(), b"first"))
+        .collect();
+    fields.extend(
+        (0..200)
+            .step_by(7)
+            .map(|i| entry(3, format!("x-{i}").as_bytes(), b"last")),
+    );
+    fields.push(message(
+        13,
+        &[message(1, &[bytes(1, b"raw"), bytes(3, b"r")])],
+    ));
+    fields.push(entry(3, b"x-3", b"later"));
+    let reading = read(&http(&fields));
+    assert_eq!(reading.map_headers.len(), 200);
+    assert_eq!(reading.raw_headers.len(), 1);
+    let value = |name: &str| {
+        let (_, v) = reading
+            .map_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .expect(name);
+        v.as_slice()
+    };
+    assert_eq!(value("x-0"), b"last");
+    assert_eq!(value("x-1"), b"first");
+    assert_eq!(value("x-3"), b"later");
+    assert_eq!(value("x-196"), b"last");
+}
+
+#[test]
 fn map_entries_follow_field_rules_too() {
     // A key given twice in one entry, a missing value, an unknown field inside the entry,
     // fields in either order.
