@@ -12,7 +12,7 @@
 //! sends with `allowed_headers: [authorization]` (837 bytes): `prost_*` decodes with
 //! prost and calls `Authorization::check`, as tonic's generated server does; `lean_*` is
 //! the server's path, `AuthzService::check_encoded` (the lean reader, then the same
-//! decision).
+//! decision). `decode_prost_*` and `decode_lean_*` are the two readings alone.
 
 mod common;
 
@@ -121,6 +121,17 @@ fn envoy_request(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 lean().encode(&mut out).expect("the buffer grows");
+            })
+        });
+        group.bench_function(format!("decode_prost_{name}"), |b| {
+            b.iter(|| CheckRequest::decode(request.clone()).expect("the request decodes"))
+        });
+        group.bench_function(format!("decode_lean_{name}"), |b| {
+            b.iter(|| {
+                jwt_authz::service::lean::decode(&request)
+                    .expect("the request reads")
+                    .headers
+                    .len()
             })
         });
     }
