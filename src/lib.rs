@@ -10,6 +10,7 @@ pub mod alg;
 pub mod authz_http;
 pub mod bearer;
 pub mod binding;
+pub mod check_rpc;
 pub mod claims;
 pub mod clock;
 pub mod config;

@@ -12,10 +12,11 @@ use tonic::transport::server::TcpIncoming;
 
 use http::StatusCode;
 
+use crate::check_rpc::CheckServer;
 use crate::config::{Config, ReplayStoreConfig};
 use crate::httpd;
 use crate::metrics::Metrics;
-use crate::proto::{AuthorizationServer, FILE_DESCRIPTOR_SET};
+use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::replay::ReplayStore;
 use crate::service::AuthzService;
@@ -158,7 +159,7 @@ pub async fn serve_all(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthorizationServer::new(live))
+        .add_service(CheckServer::new(live))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("grpc server");

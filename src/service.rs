@@ -1,16 +1,18 @@
 //! The Check service: one request, from whichever wire, through the route policy, the
 //! token's verification (or the verified-token cache) and the route's checks, to a
 //! [`Verdict`]; counted and logged once. The wires' adapters live beside it: [`grpc`] for
-//! Envoy's `Check`, and the HTTP endpoint (`crate::authz_http`). Decisions are made by
-//! `policy` and `verify`; this module puts them in order.
+//! Envoy's `Check` (its request read by [`lean`]), and the HTTP endpoint
+//! (`crate::authz_http`). Decisions are made by `policy` and `verify`; this module puts
+//! them in order.
 
 mod grpc;
+pub mod lean;
 mod log;
 mod verdict;
 
 use log::{log_decision, log_shadow};
 
-pub use grpc::{check_response, inbound};
+pub use grpc::{check_response, inbound, inbound_of};
 pub use verdict::{Allow, Deny, Verdict, Wire};
 
 use std::collections::HashMap;

@@ -1,7 +1,8 @@
 //! The test kit: everything the tests, benches, fuzz targets and the load generator need to
 //! drive the service as Envoy and an identity provider would, written once so they all
 //! exercise the same shapes. Fixture keys and minting ([`key`], [`mint`]), Envoy-shaped
-//! `CheckRequest`s ([`request`]), a loopback identity provider with faults ([`Idp`]), the
+//! `CheckRequest`s ([`request`]) and the two readings of an encoded one
+//! ([`compare_readings`]), a loopback identity provider with faults ([`Idp`]), the
 //! real server on a loopback port ([`Authz`]), reading its answers ([`decision`]) and
 //! external processes ([`tool`], [`free_port`]), and an upstream that records what a proxy
 //! forwards ([`RecordingUpstream`]).
@@ -14,7 +15,9 @@
 
 mod certs;
 mod decision;
+mod decoding;
 mod dpop;
+mod encoded;
 mod harness;
 mod idp;
 mod keys;
@@ -27,9 +30,11 @@ mod upstream;
 
 pub use certs::{CLIENT_CERT_CN, Certificate, Pki, client_certificate, generate_pki};
 pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
+pub use decoding::{Reading, compare_readings};
 pub use dpop::{
     ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
 };
+pub use encoded::{CHECK_PATH, EncodedCheck};
 pub use harness::{Authz, config, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};

@@ -69,6 +69,16 @@ pub fn request(token: Option<&str>) -> CheckRequest {
     request
 }
 
+/// A browser's CheckRequest for [`request`]'s route carrying `token`, encoded as Envoy sends
+/// it: every header of the browser's call ([`Shape::Full`], about 1.8 KB) or only
+/// `authorization`, as with `allowed_headers: [authorization]` ([`Shape::Small`]).
+pub fn encoded_request(token: &str, shape: Shape) -> bytes::Bytes {
+    use prost::Message;
+    let mut request = testkit::browser_request("/api/private-scoped", Some("read:messages"), shape);
+    testkit::set_authorization(&mut request, &format!("Bearer {token}"));
+    request.encode_to_vec().into()
+}
+
 /// A runtime to drive the async APIs from criterion's synchronous closures.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -4,15 +4,12 @@
 //! encoding 1.6 KB messages. `--generated-client` uses `AuthorizationClient` and builds
 //! and encodes every request instead.
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use jwt_authz::proto::{AuthorizationClient, CheckRequest, CheckResponse};
-use prost::Message;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use jwt_authz::testkit::{CHECK_PATH, EncodedCheck};
 use tonic::transport::Channel;
 use tonic::{Response, Status};
-
-const CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// What one Check call sends.
 pub enum Payload {
@@ -43,56 +40,13 @@ impl Client {
                     .map_err(|e| Status::unknown(format!("channel not ready: {e}")))?;
                 grpc.unary(
                     tonic::Request::new(bytes),
-                    PathAndQuery::from_static(CHECK),
-                    RawCodec,
+                    PathAndQuery::from_static(CHECK_PATH),
+                    EncodedCheck,
                 )
                 .await
             }
             (Client::Generated(client), Payload::Message(request)) => client.check(*request).await,
             _ => Err(Status::internal("loadgen: payload does not fit the client")),
         }
-    }
-}
-
-/// Sends pre-encoded `CheckRequest` bytes; decodes the `CheckResponse` with prost.
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = CheckResponse;
-    type Encoder = RawEncoder;
-    type Decoder = ResponseDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> ResponseDecoder {
-        ResponseDecoder
-    }
-}
-
-struct RawEncoder;
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-struct ResponseDecoder;
-
-impl Decoder for ResponseDecoder {
-    type Item = CheckResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<CheckResponse>, Status> {
-        CheckResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decoding a CheckResponse: {e}")))
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC adapter: `envoy.service.auth.v3.Authorization/Check` in, a [`Verdict`] out.
-//! It translates Envoy's `CheckRequest` into the wire-independent [`Inbound`] and the
-//! verdict into a `CheckResponse`, and decides nothing.
+//! It translates Envoy's `CheckRequest` into the wire-independent [`Inbound`] (from its
+//! bytes through the lean reader, or from prost's decoding of it) and the verdict into a
+//! `CheckResponse`, and decides nothing.
 //!
 //! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
 //! would count as a failure in Envoy, which `failure_mode_allow` turns into an allow.
@@ -22,8 +23,9 @@ use crate::proto::{
 pub fn check_response(verdict: Verdict) -> CheckResponse {
     match verdict {
         Verdict::Allow(allow) => {
+            // The verdict's strings move into the response: no copy per header.
             let ok = OkHttpResponse {
-                headers: allow.set.iter().map(|(k, v)| header(k, v)).collect(),
+                headers: allow.set.into_iter().map(|(k, v)| header(k, v)).collect(),
                 headers_to_remove: allow.remove,
                 query_parameters_to_remove: allow.remove_query,
                 ..Default::default()
@@ -38,20 +40,18 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
             }
         }
         Verdict::Deny(deny) | Verdict::Answer(deny) => {
-            let headers = deny
-                .headers
-                .iter()
-                .enumerate()
-                .map(|(i, (k, v))| {
-                    // A repeated name (two challenges) is appended, not overwritten.
-                    let repeated = deny.headers[..i].iter().any(|(seen, _)| seen == k);
-                    let mut option = header(k, v);
-                    if repeated {
-                        option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
-                    }
-                    option
-                })
-                .collect();
+            let mut headers: Vec<HeaderValueOption> = Vec::with_capacity(deny.headers.len());
+            for (name, value) in deny.headers {
+                // A repeated name (two challenges) is appended, not overwritten.
+                let repeated = headers
+                    .iter()
+                    .any(|seen| seen.header.as_ref().is_some_and(|h| h.key == name));
+                let mut option = header(name.to_owned(), value);
+                if repeated {
+                    option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
+                }
+                headers.push(option);
+            }
             let body = DeniedHttpResponse {
                 status: Some(HttpStatus {
                     code: i32::from(deny.http_status),
@@ -79,6 +79,19 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
     }
 }
 
+impl AuthzService {
+    /// The Check of an encoded `CheckRequest`, read by the lean reader ([`super::lean`]):
+    /// the answer [`Authorization::check`] gives for prost's decoding of the same bytes. A
+    /// request that cannot be read is refused with the status tonic gives a message it
+    /// cannot decode (INTERNAL).
+    pub async fn check_encoded(&self, request: &[u8]) -> Result<CheckResponse, Status> {
+        let inbound =
+            super::lean::decode(request).map_err(|error| Status::internal(error.to_string()))?;
+        let verdict = self.authorize(&inbound, Wire::Grpc).await;
+        Ok(check_response(verdict))
+    }
+}
+
 #[tonic::async_trait]
 impl Authorization for AuthzService {
     async fn check(
@@ -86,21 +99,29 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let request = request.into_inner();
-        let attributes = request.attributes.as_ref();
-        let http = attributes
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let mut inbound = inbound(http);
-        inbound.required_scopes = attributes
-            .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
-            .map(String::as_str);
-        inbound.peer_certificate = attributes
-            .and_then(|a| a.source.as_ref())
-            .map(|peer| peer.certificate.as_str())
-            .filter(|pem| !pem.is_empty());
+        let inbound = inbound_of(&request);
         let verdict = self.authorize(&inbound, Wire::Grpc).await;
         Ok(Response::new(check_response(verdict)))
     }
+}
+
+/// The request as the decision sees it, from a decoded `CheckRequest`: the HTTP
+/// attributes ([`inbound`]), the route's `required_scopes` context extension and the
+/// client certificate of the source peer, when not empty.
+pub fn inbound_of(request: &CheckRequest) -> Inbound<'_> {
+    let attributes = request.attributes.as_ref();
+    let http = attributes
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let mut inbound = inbound(http);
+    inbound.required_scopes = attributes
+        .and_then(|a| a.context_extensions.get(REQUIRED_SCOPES_KEY))
+        .map(String::as_str);
+    inbound.peer_certificate = attributes
+        .and_then(|a| a.source.as_ref())
+        .map(|peer| peer.certificate.as_str())
+        .filter(|pem| !pem.is_empty());
+    inbound
 }
 
 /// The request as the decision sees it, from Envoy's HTTP attributes: every header of
@@ -136,11 +157,11 @@ pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
 }
 
 /// A header option set the portable way: `append` unset, overwrite-or-add.
-fn header(key: &str, value: &str) -> HeaderValueOption {
+fn header(key: String, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: key.to_owned(),
-            value: value.to_owned(),
+            key,
+            value,
             raw_value: Vec::new(),
         }),
         // `append` (deprecated) stays unset: Envoy versions disagree on how it combines

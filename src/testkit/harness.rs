@@ -129,6 +129,20 @@ impl Authz {
             .into_inner()
     }
 
+    /// Calls the gRPC method at `path` with `request` as the message, already encoded.
+    pub async fn call_encoded(
+        &self,
+        path: &'static str,
+        request: bytes::Bytes,
+    ) -> Result<CheckResponse, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready().await.expect("the channel is ready");
+        let path = http::uri::PathAndQuery::from_static(path);
+        grpc.unary(tonic::Request::new(request), path, super::EncodedCheck)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Checks a request carrying `Authorization: Bearer <token>`.
     pub async fn check_token(&self, token: &str) -> CheckResponse {
         self.check(request(Some(&format!("Bearer {token}")), None))

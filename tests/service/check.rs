@@ -395,3 +395,58 @@ async fn empty_check_request_is_denied_not_an_error() {
     let response = authz.check(jwt_authz::proto::CheckRequest::default()).await;
     assert_denied(&response, 401, "authorization_header_missing");
 }
+
+/// The server reads Check's request bytes itself (the lean reader): the answer is the one
+/// for prost's decoding of the same bytes, and bytes prost refuses are refused as tonic
+/// refuses an undecodable message.
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_requests_are_answered_as_decoded_ones() {
+    use prost::Message;
+    let (idp, authz) = setup().await;
+    let token = mint(&key("rsa-1"), &claims(&idp.issuer()));
+    let mut request = browser_request("/api/private", None, Shape::Full);
+    set_authorization(&mut request, &format!("Bearer {token}"));
+    let typed = authz.check(request.clone()).await;
+    let encoded = authz
+        .call_encoded(CHECK_PATH, request.encode_to_vec().into())
+        .await
+        .expect("Check answers");
+    assert_eq!(encoded, typed);
+    assert_allowed(&encoded);
+
+    // The same request with one more header, `authorization` again in a later map entry:
+    // prost keeps the last value of a repeated key, and so does the server.
+    let mut bytes = request.encode_to_vec();
+    let http = http_mut(&mut request);
+    http.headers.clear();
+    http.headers
+        .insert("authorization".into(), "Bearer not-a-token".into());
+    bytes.extend(request.encode_to_vec());
+    let response = authz
+        .call_encoded(CHECK_PATH, bytes.into())
+        .await
+        .expect("Check answers");
+    assert_denied(&response, 401, "invalid_header");
+
+    // `method` not UTF-8.
+    let not_utf8 = bytes::Bytes::from_static(b"\x0a\x09\x22\x07\x12\x05\x12\x03G\xffT");
+    let status = authz
+        .call_encoded(CHECK_PATH, not_utf8)
+        .await
+        .expect_err("undecodable");
+    assert_eq!(status.code(), tonic::Code::Internal);
+    assert!(
+        status
+            .message()
+            .starts_with("failed to decode Protobuf message"),
+        "{status:?}"
+    );
+    let status = authz
+        .call_encoded(
+            "/envoy.service.auth.v3.Authorization/Other",
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+}
