@@ -29,7 +29,7 @@ use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use crate::policy::{self, Action, Policy, TokenRule, granted_scopes};
+use crate::policy::{self, Action, Policy, ScopeRule, TokenRule, granted_scopes};
 use crate::replay::ReplayStore;
 use crate::resource_metadata::ResourceMetadata;
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
@@ -72,8 +72,9 @@ pub struct CheckSettings {
     /// Where the token may be, tried in order.
     pub token_sources: Vec<TokenSource>,
     /// The same, with the `authorization` header's scheme `DPoP`: read for a request that
-    /// uses that scheme.
-    pub dpop_sources: Vec<TokenSource>,
+    /// uses that scheme. `None` when no issuer accepts DPoP or that reading changes no
+    /// source: worked out once, not on every Check.
+    pub dpop_sources: Option<Vec<TokenSource>>,
     pub dpop: DpopSettings,
     /// The `algs` of DPoP challenges; `None` when no issuer accepts DPoP.
     pub dpop_algs: Option<String>,
@@ -102,20 +103,7 @@ impl CheckSettings {
             upstream: config.upstream.clone(),
             deny_log_rate: config.log_deny_rate,
             token_sources: config.token_sources.clone(),
-            dpop_sources: config
-                .token_sources
-                .iter()
-                .map(|source| match source {
-                    TokenSource::Header {
-                        name,
-                        scheme: Some(_),
-                    } if name == "authorization" => TokenSource::Header {
-                        name: name.clone(),
-                        scheme: Some("DPoP".into()),
-                    },
-                    other => other.clone(),
-                })
-                .collect(),
+            dpop_sources: dpop_sources(config),
             dpop: config.dpop.clone(),
             dpop_algs: config
                 .issuers
@@ -128,8 +116,7 @@ impl CheckSettings {
 
     /// Whether `request` uses the `DPoP` authorization scheme where DPoP is accepted.
     fn is_dpop_request(&self, request: &Inbound<'_>) -> bool {
-        self.dpop_algs.is_some()
-            && self.dpop_sources != self.token_sources
+        self.dpop_sources.is_some()
             && request.values("authorization").next().is_some_and(|value| {
                 value
                     .split(|b| *b == b' ')
@@ -137,6 +124,30 @@ impl CheckSettings {
                     .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"dpop"))
             })
     }
+}
+
+/// The token sources of a request with the `DPoP` scheme: `config`'s, with the scheme of
+/// `authorization` read as `DPoP`. `None` when no issuer accepts DPoP, or when that
+/// reading changes no source.
+fn dpop_sources(config: &Config) -> Option<Vec<TokenSource>> {
+    if config.issuers.iter().all(|i| i.dpop == DpopMode::Off) {
+        return None;
+    }
+    let sources: Vec<TokenSource> = config
+        .token_sources
+        .iter()
+        .map(|source| match source {
+            TokenSource::Header {
+                name,
+                scheme: Some(_),
+            } if name == "authorization" => TokenSource::Header {
+                name: name.clone(),
+                scheme: Some("DPoP".into()),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    (sources != config.token_sources).then_some(sources)
 }
 
 /// A fingerprint of what a cache entry of `issuer`'s tokens is built from under
@@ -336,12 +347,12 @@ impl AuthzService {
         let requirement = self
             .settings
             .policy
-            .requirement(&view, request.required_scopes);
+            .requirement(&view, request.required_scopes.is_some());
         log.rule = requirement.rule;
         let mut token: TokenOutcome = None;
         for shadow in &requirement.shadows {
             let outcome = self
-                .evaluate(&shadow.action, request, wire, &mut token, log)
+                .evaluate(&shadow.action, None, request, wire, &mut token, log)
                 .await;
             self.metrics
                 .record_shadow(&shadow.name, outcome.as_ref().err());
@@ -350,15 +361,27 @@ impl AuthzService {
         if let Some(why) = requirement.ambiguity {
             return Err(AuthError::AmbiguousRequest(why.reason()));
         }
-        self.evaluate(&requirement.action, request, wire, &mut token, log)
-            .await
+        let context_scopes = request
+            .required_scopes
+            .filter(|_| requirement.context_scopes);
+        self.evaluate(
+            &requirement.action,
+            context_scopes,
+            request,
+            wire,
+            &mut token,
+            log,
+        )
+        .await
     }
 
-    /// What `action` gives this request. The token is read and verified only when the
-    /// action needs it, and only once per request (`token` keeps the outcome).
+    /// What `action` gives this request, with the scopes of a `required_scopes` value
+    /// that decides. The token is read and verified only when the action needs it, and
+    /// only once per request (`token` keeps the outcome).
     async fn evaluate(
         &self,
         action: &Action,
+        context_scopes: Option<&str>,
         request: &Inbound<'_>,
         wire: Wire,
         token: &mut TokenOutcome,
@@ -379,6 +402,9 @@ impl AuthzService {
             }
         }?;
         self.check_route(&entry, rule)?;
+        if let Some(value) = context_scopes {
+            ScopeRule::check_context_extension(value, entry.scopes())?;
+        }
         if rule.dpop_required && !self.settings.is_dpop_request(request) {
             // A DPoP request got here with its proof checked; a bearer one did not.
             return Err(AuthError::DpopRequired);
@@ -394,10 +420,9 @@ impl AuthzService {
         log: &mut LogFields<'_>,
     ) -> Result<Arc<CachedToken>, AuthError> {
         let dpop = self.settings.is_dpop_request(request);
-        let sources = if dpop {
-            &self.settings.dpop_sources
-        } else {
-            &self.settings.token_sources
+        let sources = match &self.settings.dpop_sources {
+            Some(dpop_sources) if dpop => dpop_sources,
+            _ => &self.settings.token_sources,
         };
         let found = bearer::find_token(sources, request, self.settings.max_header_bytes)?;
         let from_query = matches!(sources.get(found.source), Some(TokenSource::Query(_)));

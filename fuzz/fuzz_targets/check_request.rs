@@ -116,10 +116,10 @@ fn state() -> &'static State {
                 upstream: UpstreamConfig::default(),
                 deny_log_rate: 10,
                 token_sources: vec![TokenSource::authorization()],
-                dpop_sources: vec![TokenSource::Header {
+                dpop_sources: Some(vec![TokenSource::Header {
                     name: "authorization".into(),
                     scheme: Some("DPoP".into()),
-                }],
+                }]),
                 dpop: DpopSettings {
                     algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
                     max_age: Duration::from_secs(60),
@@ -170,25 +170,7 @@ fn request_with(authorization: &[u8], raw: bool) -> CheckRequest {
 }
 
 fn edited_token(valid: &[String], data: &[u8]) -> Option<(Vec<u8>, bool)> {
-    let (&[pick, op, hi, lo], rest) = data.split_first_chunk::<4>()?;
-    let mut token = valid[pick as usize % valid.len()].clone().into_bytes();
-    let at = (usize::from(hi) << 8 | usize::from(lo)) % (token.len() + 1);
-    match op % 3 {
-        0 => {
-            for (i, b) in rest.iter().enumerate() {
-                if let Some(slot) = token.get_mut(at + i) {
-                    *slot = *b;
-                }
-            }
-        }
-        1 => {
-            token.splice(at..at, rest.iter().copied());
-        }
-        _ => {
-            token.truncate(at);
-            token.extend_from_slice(rest);
-        }
-    }
+    let (token, op) = testkit::edit_valid(valid, data)?;
     let value = [b"Bearer ".as_slice(), &token].concat();
     Some((value, op & 0x80 != 0))
 }
