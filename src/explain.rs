@@ -171,7 +171,7 @@ async fn explain_steps(
             }
         }
     }
-    let requirement = policy.requirement(&view, None);
+    let requirement = policy.requirement(&view, false);
     for shadow in &requirement.shadows {
         let _ = writeln!(
             out,

@@ -58,6 +58,21 @@ impl ScopeRule {
         }
     }
 
+    /// Checks a `required_scopes` value against the granted scopes as
+    /// [`ScopeRule::from_context_extension`]'s rule would, without building the rule: Envoy
+    /// sends the value on every request of a route, so the Check reads it where it is.
+    pub fn check_context_extension<'g>(
+        value: &str,
+        granted: impl Iterator<Item = &'g str> + Clone,
+    ) -> Result<(), AuthError> {
+        let mut required = value.split(' ').filter(|s| !s.is_empty());
+        if required.all(|wanted| granted.clone().any(|g| g == wanted)) {
+            Ok(())
+        } else {
+            ScopeRule::from_context_extension(value).check_granted(granted)
+        }
+    }
+
     /// Checks the rule against the scopes a token's claims grant.
     pub fn check(&self, claims: &Claims, scope_claims: &[String]) -> Result<(), AuthError> {
         let granted: Vec<&str> = granted_scopes(claims, scope_claims).collect();
@@ -253,6 +268,16 @@ mod tests {
                         prop_assert!(!expected);
                         prop_assert_eq!(e, AuthError::InsufficientScope { required: required.join(" ") });
                     }
+                }
+
+                // Read in place, the value gives the rule's answer, error included.
+                let scope_claims = defaults();
+                let granted_now: Vec<&str> = granted_scopes(&c, &scope_claims).collect();
+                for value in [required.join(" "), format!("  {}  ", required.join("   "))] {
+                    prop_assert_eq!(
+                        ScopeRule::check_context_extension(&value, granted_now.iter().copied()),
+                        all.check(&c, &defaults())
+                    );
                 }
 
                 let any = ScopeRule::AnyOf(required.clone());

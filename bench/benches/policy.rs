@@ -59,7 +59,7 @@ fn requirement(c: &mut Criterion) {
             ..Request::default()
         };
         group.bench_function(name, |b| {
-            b.iter(|| black_box(policy.requirement(black_box(&request), None)).rule)
+            b.iter(|| black_box(policy.requirement(black_box(&request), false)).rule)
         });
     }
     group.finish();

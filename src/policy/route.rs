@@ -42,7 +42,7 @@ pub struct TokenRule {
 }
 
 impl TokenRule {
-    /// Only scopes, as Envoy's `required_scopes` context extension asks.
+    /// A rule that asks for scopes only.
     pub fn scopes(scopes: ScopeRule) -> TokenRule {
         TokenRule {
             scopes,
@@ -180,7 +180,22 @@ pub struct Requirement<'p> {
     pub ambiguity: Option<Ambiguity>,
     /// Shadow rules that matched before the deciding one, in order.
     pub shadows: Vec<&'p Rule>,
+    /// Envoy's `required_scopes` context extension decides: the action admits any valid
+    /// token, and the request's value names the scopes it must grant. The value is read
+    /// where the request is ([`ScopeRule::check_context_extension`]), not parsed into an
+    /// action per request.
+    pub context_scopes: bool,
 }
+
+/// The action of a request whose `required_scopes` context extension decides.
+static ANY_VALID_TOKEN: Action = Action::Token(TokenRule {
+    scopes: ScopeRule::None,
+    issuers: Vec::new(),
+    audiences: None,
+    conditions: Vec::new(),
+    first_condition: 0,
+    dpop_required: false,
+});
 
 /// The rule name logged for a request refused as ambiguous.
 pub const AMBIGUOUS_RULE: &str = "ambiguous-path";
@@ -192,6 +207,7 @@ impl Requirement<'_> {
             action: Cow::Owned(Action::Deny),
             ambiguity: Some(why),
             shadows: Vec::new(),
+            context_scopes: false,
         }
     }
 }
@@ -280,30 +296,32 @@ impl Policy {
             action: Cow::Owned(action),
             ambiguity: None,
             shadows: Vec::new(),
+            context_scopes: false,
         }
     }
 
-    /// What a request needs. `context_scopes` is Envoy's `required_scopes` context
-    /// extension, which wins over the rules when present.
+    /// What a request needs. `context_scopes`: the request has Envoy's `required_scopes`
+    /// context extension, which wins over the rules ([`Requirement::context_scopes`]).
     pub fn requirement<'p>(
         &'p self,
         request: &Request<'_>,
-        context_scopes: Option<&str>,
+        context_scopes: bool,
     ) -> Requirement<'p> {
         let preflight = request
             .preflight_method
             .filter(|_| request.method.eq_ignore_ascii_case("OPTIONS"));
-        if let Some(scopes) = context_scopes {
-            let action = if preflight.is_some() && self.settings.cors_preflight {
-                Action::Preflight
-            } else {
-                Action::Token(TokenRule::scopes(ScopeRule::from_context_extension(scopes)))
-            };
+        if context_scopes {
+            let preflight = preflight.is_some() && self.settings.cors_preflight;
             return Requirement {
                 rule: None,
-                action: Cow::Owned(action),
+                action: if preflight {
+                    Cow::Owned(Action::Preflight)
+                } else {
+                    Cow::Borrowed(&ANY_VALID_TOKEN)
+                },
                 ambiguity: None,
                 shadows: Vec::new(),
+                context_scopes: !preflight,
             };
         }
         if self.rules.is_empty() {
@@ -375,6 +393,7 @@ impl Policy {
                     action,
                     ambiguity: None,
                     shadows: Vec::new(),
+                    context_scopes: false,
                 }
             }
             None => {

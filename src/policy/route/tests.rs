@@ -41,7 +41,7 @@ fn with_default(rules: Vec<Rule>, default_action: DefaultAction) -> Policy {
 
 /// The name of the rule that decides `request`, `"default"` or `"ambiguous-path"`.
 fn decided<'p>(policy: &'p Policy, request: &Request<'_>) -> &'p str {
-    policy.requirement(request, None).rule.unwrap_or("default")
+    policy.requirement(request, false).rule.unwrap_or("default")
 }
 
 fn pattern(p: &str) -> PathPattern {
@@ -109,14 +109,14 @@ fn first_matching_rule_wins_and_query_is_ignored() {
         ],
         DefaultAction::Authenticated,
     );
-    let r = policy.requirement(&get("h", "/api/public?x=/admin"), None);
+    let r = policy.requirement(&get("h", "/api/public?x=/admin"), false);
     assert_eq!(*r.action, Action::Anonymous);
     assert_eq!(
-        *policy.requirement(&get("h", "/api/admin"), None).action,
+        *policy.requirement(&get("h", "/api/admin"), false).action,
         Action::Deny
     );
     assert_eq!(
-        *policy.requirement(&get("h", "/other"), None).action,
+        *policy.requirement(&get("h", "/other"), false).action,
         token(&[])
     );
 }
@@ -124,8 +124,10 @@ fn first_matching_rule_wins_and_query_is_ignored() {
 #[test]
 fn context_extension_wins_over_rules() {
     let policy = Policy::new(vec![rule(PathPattern::Any, Action::Deny)]);
-    let r = policy.requirement(&get("h", "/x"), Some("read:a"));
-    assert_eq!(*r.action, token(&["read:a"]));
+    let r = policy.requirement(&get("h", "/x"), true);
+    assert_eq!(*r.action, token(&[]));
+    assert!(r.context_scopes);
+    assert_eq!(r.rule, None);
 }
 
 #[test]
@@ -137,9 +139,9 @@ fn methods_filter_rules() {
         method: "post",
         ..get("h", "/x")
     };
-    assert_eq!(*policy.requirement(&post, None).action, Action::Deny);
+    assert_eq!(*policy.requirement(&post, false).action, Action::Deny);
     assert_eq!(
-        *policy.requirement(&get("h", "/x"), None).action,
+        *policy.requirement(&get("h", "/x"), false).action,
         token(&[])
     );
 }
@@ -162,7 +164,7 @@ fn ambiguous_paths_are_denied_when_rules_exist() {
         "/api/public/%00",
         "/api/public/%252e%252e/admin",
     ] {
-        let r = policy.requirement(&get("h", path), None);
+        let r = policy.requirement(&get("h", path), false);
         assert_eq!(*r.action, Action::Deny, "{path}");
         assert_eq!(r.rule, Some(AMBIGUOUS_RULE), "{path}");
         assert!(r.ambiguity.is_some(), "{path}");
@@ -173,13 +175,13 @@ fn ambiguous_paths_are_denied_when_rules_exist() {
 fn requests_matching_no_rule_are_denied_once_rules_exist() {
     let policy = Policy::new(vec![rule(prefix("/api/admin"), token(&["admin"]))]);
     assert_eq!(policy.default_action(), DefaultAction::Deny);
-    let r = policy.requirement(&get("h", "/other"), None);
+    let r = policy.requirement(&get("h", "/other"), false);
     assert_eq!((r.rule, &*r.action), (None, &Action::Deny));
     // Without rules a valid token is enough, as in the quickstart.
     let open = Policy::new(Vec::new());
     assert_eq!(open.default_action(), DefaultAction::Authenticated);
     assert_eq!(
-        *open.requirement(&get("h", "/other"), None).action,
+        *open.requirement(&get("h", "/other"), false).action,
         token(&[])
     );
     // An explicit default wins.
@@ -188,7 +190,7 @@ fn requests_matching_no_rule_are_denied_once_rules_exist() {
         DefaultAction::Authenticated,
     );
     assert_eq!(
-        *explicit.requirement(&get("h", "/b"), None).action,
+        *explicit.requirement(&get("h", "/b"), false).action,
         token(&[])
     );
 }
@@ -324,26 +326,35 @@ fn cors_preflights_pass_only_where_allowed() {
             ..PolicySettings::default()
         },
     );
-    let r = on.requirement(&preflight("/api/messages", "GET"), None);
+    let r = on.requirement(&preflight("/api/messages", "GET"), false);
     assert_eq!((r.rule, &*r.action), (Some("messages"), &Action::Preflight));
-    let r = on.requirement(&preflight("/api/closed", "GET"), None);
+    let r = on.requirement(&preflight("/api/closed", "GET"), false);
     assert_eq!(*r.action, token(&[]));
     // A preflight for a method no rule covers gets the default (preflights allowed).
-    let r = on.requirement(&preflight("/api/messages", "DELETE"), None);
+    let r = on.requirement(&preflight("/api/messages", "DELETE"), false);
     assert_eq!((r.rule, &*r.action), (None, &Action::Preflight));
     // Ambiguous paths are refused for preflights too.
-    let r = on.requirement(&preflight("/api/messages/../x", "GET"), None);
+    let r = on.requirement(&preflight("/api/messages/../x", "GET"), false);
     assert_eq!(*r.action, Action::Deny);
     // An OPTIONS request that is not a preflight is an ordinary request.
     let plain = Request {
         method: "OPTIONS",
         ..get("h", "/api/messages")
     };
-    assert_eq!(*on.requirement(&plain, None).action, Action::Deny);
+    assert_eq!(*on.requirement(&plain, false).action, Action::Deny);
+
+    // With Envoy's `required_scopes`, a preflight passes when preflights do, and needs
+    // no scope; any other request needs a token with the extension's scopes.
+    let r = on.requirement(&preflight("/api/closed", "GET"), true);
+    assert_eq!((&*r.action, r.context_scopes), (&Action::Preflight, false));
+    let r = on.requirement(&plain, true);
+    assert_eq!((&*r.action, r.context_scopes), (&token(&[]), true));
 
     let off = Policy::new(rules);
-    let r = off.requirement(&preflight("/api/messages", "GET"), None);
+    let r = off.requirement(&preflight("/api/messages", "GET"), false);
     assert_eq!(*r.action, Action::Deny);
+    let r = off.requirement(&preflight("/api/messages", "GET"), true);
+    assert_eq!((&*r.action, r.context_scopes), (&token(&[]), true));
 }
 
 #[test]
@@ -357,14 +368,14 @@ fn shadow_rules_report_but_do_not_decide() {
         named("api", prefix("/api"), token(&[])),
         late,
     ]);
-    let r = policy.requirement(&get("h", "/api/admin/x"), None);
+    let r = policy.requirement(&get("h", "/api/admin/x"), false);
     assert_eq!(r.rule, Some("api"));
     assert_eq!(*r.action, token(&[]));
     let shadows: Vec<&str> = r.shadows.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(shadows, ["new-admin"]);
     assert!(
         policy
-            .requirement(&get("h", "/api/x"), None)
+            .requirement(&get("h", "/api/x"), false)
             .shadows
             .is_empty()
     );
@@ -495,23 +506,24 @@ mod proptests {
         ) {
             let policy = policy();
             let request = Request { method: &method, host: &host, path: &path, ..Request::default() };
-            let r = policy.requirement(&request, None);
+            let r = policy.requirement(&request, false);
             // A generated path is refused, or decides exactly as its normal form does.
             match normalize_path(&path, PathParameters::Reject) {
                 Err(_) => prop_assert_eq!(r.rule, Some(AMBIGUOUS_RULE)),
                 Ok(normal) => {
                     let n = Request { path: &normal, ..request };
-                    let from_normal = policy.requirement(&n, None);
+                    let from_normal = policy.requirement(&n, false);
                     prop_assert_eq!(&from_normal, &r);
                 }
             }
             // A query string or fragment never changes the decision.
             let with_query = format!("{path}{query}");
-            let q = policy.requirement(&Request { path: &with_query, ..request }, None);
+            let q = policy.requirement(&Request { path: &with_query, ..request }, false);
             prop_assert_eq!(q, r);
             // Envoy's `required_scopes` wins over every rule.
-            let ext = policy.requirement(&request, Some("read"));
-            prop_assert_eq!(&*ext.action, &token(&["read"]));
+            let ext = policy.requirement(&request, true);
+            prop_assert_eq!(&*ext.action, &token(&[]));
+            prop_assert!(ext.context_scopes);
         }
     }
 }
