@@ -130,6 +130,24 @@ pub struct Mutations<'a> {
     pub remove: Vec<&'a str>,
 }
 
+/// Where the header changes of one allowed request go, in order.
+pub trait MutationSink<'a> {
+    /// Header `name` is set (overwritten) to `value`.
+    fn set_header(&mut self, name: &'a str, value: &'a str);
+    /// Header `name` is removed.
+    fn remove_header(&mut self, name: &'a str);
+}
+
+impl<'a> MutationSink<'a> for Mutations<'a> {
+    fn set_header(&mut self, name: &'a str, value: &'a str) {
+        self.set.push((name, value));
+    }
+
+    fn remove_header(&mut self, name: &'a str) {
+        self.remove.push(name);
+    }
+}
+
 impl UpstreamConfig {
     /// The value of each configured claim header for these claims, in configuration order;
     /// `None` where the claim is absent, null, or holds control characters.
@@ -161,21 +179,29 @@ impl UpstreamConfig {
         payload_b64: &'a str,
     ) -> Mutations<'a> {
         let mut m = Mutations::default();
+        self.mutations_into(value, payload_b64, &mut m);
+        m
+    }
+
+    /// [`Self::mutations`], given to `sink` one by one: the Check puts them straight into
+    /// its answer, with no list of its own per request.
+    pub fn mutations_into<'a>(
+        &'a self,
+        value: impl Fn(usize) -> Option<&'a str>,
+        payload_b64: &'a str,
+        sink: &mut impl MutationSink<'a>,
+    ) {
         for (i, mapping) in self.claim_headers.iter().enumerate() {
             match value(i) {
-                Some(v) => m.set.push((mapping.header.name(), v)),
-                None => m.remove.push(mapping.header.name()),
+                Some(v) => sink.set_header(mapping.header.name(), v),
+                None => sink.remove_header(mapping.header.name()),
             }
         }
         if let Some(header) = &self.forward_payload_header {
-            m.set.push((header.name(), payload_b64));
+            sink.set_header(header.name(), payload_b64);
         }
-        self.remove_confusable(&mut m);
-        if self.strip_authorization {
-            m.remove
-                .extend(self.token_headers.iter().map(String::as_str));
-        }
-        m
+        self.remove_confusable(sink);
+        self.remove_token_headers(sink);
     }
 
     /// Mutations for a request allowed without a token (an anonymous route or a CORS
@@ -183,14 +209,30 @@ impl UpstreamConfig {
     /// stripped (an unverified token must not reach the upstream either).
     pub fn for_anonymous(&self) -> Mutations<'_> {
         let mut m = Mutations::default();
-        m.remove
-            .extend(self.identity_headers().map(IdentityHeader::name));
-        self.remove_confusable(&mut m);
-        if self.strip_authorization {
-            m.remove
-                .extend(self.token_headers.iter().map(String::as_str));
-        }
+        self.anonymous_into(&mut m);
         m
+    }
+
+    /// [`Self::for_anonymous`], given to `sink` one by one.
+    pub fn anonymous_into<'a>(&'a self, sink: &mut impl MutationSink<'a>) {
+        for header in self.identity_headers() {
+            sink.remove_header(header.name());
+        }
+        self.remove_confusable(sink);
+        self.remove_token_headers(sink);
+    }
+
+    /// The most headers one request's mutations set, and the most they remove: room for
+    /// them is made once.
+    pub fn most_mutations(&self) -> (usize, usize) {
+        let set = self.claim_headers.len() + usize::from(self.forward_payload_header.is_some());
+        let confusable: usize = self.identity_headers().map(|h| h.confusable.len()).sum();
+        let token_headers = if self.strip_authorization {
+            self.token_headers.len()
+        } else {
+            0
+        };
+        (set, set + confusable + token_headers)
     }
 
     /// Every header this configuration sets upstream.
@@ -203,10 +245,19 @@ impl UpstreamConfig {
 
     // invariant: no configured name is another's confusable spelling (the configuration
     // refuses two headers with one spelling key), so this never removes a header just set.
-    fn remove_confusable<'a>(&'a self, m: &mut Mutations<'a>) {
+    fn remove_confusable<'a>(&'a self, sink: &mut impl MutationSink<'a>) {
         for header in self.identity_headers() {
-            m.remove
-                .extend(header.confusable().iter().map(String::as_str));
+            for spelling in header.confusable() {
+                sink.remove_header(spelling);
+            }
+        }
+    }
+
+    fn remove_token_headers<'a>(&'a self, sink: &mut impl MutationSink<'a>) {
+        if self.strip_authorization {
+            for name in &self.token_headers {
+                sink.remove_header(name);
+            }
         }
     }
 }

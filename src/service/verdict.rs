@@ -6,6 +6,7 @@ use super::{Allowed, AuthzService};
 use crate::bearer::{self, TokenSource};
 use crate::error::{AuthError, ChallengeTo};
 use crate::inbound::Inbound;
+use crate::upstream::MutationSink;
 
 /// Which wire a request came over: what its answer can change upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,17 @@ pub struct Allow {
     pub metadata: Option<prost_types::Struct>,
 }
 
+/// The changes are owned here: they move into the wire's answer.
+impl<'a> MutationSink<'a> for Allow {
+    fn set_header(&mut self, name: &'a str, value: &'a str) {
+        self.set.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn remove_header(&mut self, name: &'a str) {
+        self.remove.push(name.to_owned());
+    }
+}
+
 /// A denial, with everything the client is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deny {
@@ -54,26 +66,25 @@ pub struct Deny {
 impl AuthzService {
     pub(super) fn allow(&self, allowed: &Allowed, request: &Inbound<'_>) -> Allow {
         let upstream = &self.settings.upstream;
-        let (mutations, metadata) = match allowed {
-            Allowed::Token(entry) => (
-                upstream.mutations(|i| entry.header_value(i), entry.payload()),
-                entry.metadata.as_deref().cloned(),
-            ),
-            Allowed::Anonymous | Allowed::Preflight | Allowed::ResourceMetadata => {
-                (upstream.for_anonymous(), None)
-            }
-        };
-        let own = |s: &str| s.to_owned();
+        // Room for every change at once (the `cookie` and `dpop` removals included).
+        let (most_set, most_removed) = upstream.most_mutations();
         let mut allow = Allow {
-            set: mutations
-                .set
-                .iter()
-                .map(|(k, v)| (own(k), own(v)))
-                .collect(),
-            remove: mutations.remove.iter().map(|r| own(r)).collect(),
+            set: Vec::with_capacity(most_set),
+            remove: Vec::with_capacity(
+                most_removed + if upstream.strip_authorization { 2 } else { 0 },
+            ),
             remove_query: Vec::new(),
-            metadata,
+            metadata: None,
         };
+        match allowed {
+            Allowed::Token(entry) => {
+                upstream.mutations_into(|i| entry.header_value(i), entry.payload(), &mut allow);
+                allow.metadata = entry.metadata.as_deref().cloned();
+            }
+            Allowed::Anonymous | Allowed::Preflight | Allowed::ResourceMetadata => {
+                upstream.anonymous_into(&mut allow);
+            }
+        }
         if upstream.strip_authorization {
             self.strip_cookies_and_query(request, &mut allow);
             // The proof goes with the token it was made for.

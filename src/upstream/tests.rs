@@ -232,3 +232,37 @@ mod proptests {
         }
     }
 }
+
+#[test]
+fn most_mutations_bounds_every_request() {
+    let mut configs = vec![UpstreamConfig::default(), config()];
+    let mut stripped = config();
+    stripped.strip_authorization = true;
+    stripped.token_headers = vec!["authorization".into(), "x-api-token".into()];
+    configs.push(stripped);
+    let every_claim = claims(json!({
+        "sub": "u1", "scope": "a b", "org": {"id": "o"},
+        "https://example.com/roles": ["r"], "email": "e@example.com",
+    }));
+    for config in &configs {
+        let (most_set, most_removed) = config.most_mutations();
+        for c in [
+            claims(json!({})),
+            claims(json!({"sub": "u1"})),
+            every_claim.clone(),
+        ] {
+            let (set, remove) = verified(config, &c, "p");
+            assert!(set.len() <= most_set, "{set:?}");
+            assert!(remove.len() <= most_removed, "{remove:?}");
+        }
+        let anonymous = config.for_anonymous();
+        assert!(anonymous.set.is_empty());
+        assert!(anonymous.remove.len() <= most_removed);
+        // Every claim present sets the most; an anonymous request removes the most.
+        let (set, _) = verified(config, &every_claim, "p");
+        assert_eq!(
+            (set.len(), anonymous.remove.len()),
+            (most_set, most_removed)
+        );
+    }
+}
