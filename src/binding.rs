@@ -72,7 +72,7 @@ pub fn check_certificate(bound_to: &str, forwarded: Option<&str>) -> Result<(), 
 /// `x5t#S256` of a URL-encoded PEM certificate: base64url SHA-256 of its DER. `None`
 /// unless it is exactly one well-formed `CERTIFICATE` block.
 pub fn certificate_thumbprint(url_encoded_pem: &str) -> Option<String> {
-    let pem = percent_decode(url_encoded_pem)?;
+    let pem = crate::percent::decode(url_encoded_pem)?;
     let pem = std::str::from_utf8(&pem).ok()?;
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
@@ -86,28 +86,6 @@ pub fn certificate_thumbprint(url_encoded_pem: &str) -> Option<String> {
     let base64: String = body.split_ascii_whitespace().collect();
     let der = STANDARD.decode(base64).ok()?;
     Some(URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, &der)))
-}
-
-/// Decodes `%XX` escapes (Envoy URL-encodes the PEM); `None` on a malformed escape.
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

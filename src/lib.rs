@@ -24,6 +24,7 @@ pub mod httpd;
 pub mod inbound;
 pub mod jwks;
 pub mod metrics;
+pub mod percent;
 pub mod policy;
 pub mod proto;
 pub mod reload;

@@ -201,7 +201,7 @@ fn query_parameter<'a>(
     let mut found = None;
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Some(name) = percent_decode(raw_name) else {
+        let Some(name) = crate::percent::decode_utf8(raw_name) else {
             continue;
         };
         if name != wanted {
@@ -215,36 +215,13 @@ fn query_parameter<'a>(
         if raw_value.len() > max_len.saturating_mul(3) {
             return Err(AuthError::BadTokenValue);
         }
-        let value = percent_decode(raw_value).ok_or(AuthError::BadTokenValue)?;
+        let value = crate::percent::decode_utf8(raw_value).ok_or(AuthError::BadTokenValue)?;
         if value.len() > max_len || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(AuthError::BadTokenValue);
         }
         found = Some(value);
     }
     Ok(found.filter(|v| !v.is_empty()))
-}
-
-/// RFC 3986 percent-decoding (`+` stays `+`). `None` for a malformed escape or a result
-/// that is not UTF-8.
-fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
-    if !text.contains('%') {
-        return Some(Cow::Borrowed(text));
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The `cookie` header without the cookies named in `names`, as one value joined by

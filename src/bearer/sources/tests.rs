@@ -175,6 +175,14 @@ fn a_duplicate_or_encoded_query_parameter_is_refused() {
         find("/?access_token=a%20b", &[]),
         Err(AuthError::BadTokenValue)
     );
+    // Not escapes: `%` must be followed by two hex digits (`%+4` is no `\x04`).
+    for value in ["a%+41.b.c", "a.b.c%4", "a.b%zz.c", "a.b.c%"] {
+        assert_eq!(
+            find(&format!("/?access_token={value}"), &[]),
+            Err(AuthError::BadTokenValue),
+            "{value}"
+        );
+    }
 }
 
 #[test]
