@@ -1,12 +1,28 @@
-//! A token's claims: the JSON object type, its strict parsing, dot-path lookup and
-//! NumericDate reading. Policy, upstream headers and verification all read claims through
-//! here, so a claim path or a date means the same thing everywhere.
+//! A token's claims: the compact JWS they come in, the JSON object type, its strict
+//! parsing, dot-path lookup and NumericDate reading. Policy, upstream headers,
+//! verification and DPoP proofs all read claims through here, so a claim path or a date
+//! means the same thing everywhere.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The payload of a token (or a JOSE header): a JSON object.
 pub type Claims = Map<String, Value>;
+
+/// The header, payload and signature segments of a compact JWS (RFC 7515 §7.1): exactly
+/// three, separated by `.`. Tokens and DPoP proofs are split here alike.
+pub fn compact_segments(jws: &str) -> Option<(&str, &str, &str)> {
+    let mut segments = jws.split('.');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some(header), Some(payload), Some(signature), None) => Some((header, payload, signature)),
+        _ => None,
+    }
+}
 
 /// Parses a JSON object that has no duplicate names, at the top level or in any nested
 /// object.

@@ -197,13 +197,7 @@ impl Verifier {
         facts: &mut TokenFacts,
     ) -> Result<Verified, AuthError> {
         let token = token.as_str();
-        let mut segments = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
+        let Some((header_b64, payload_b64, signature_b64)) = claims::compact_segments(token) else {
             return Err(AuthError::Malformed);
         };
         let header_json = decode_segment(header_b64)?;

@@ -130,13 +130,7 @@ pub fn check_proof<'v>(
     let proof = std::str::from_utf8(proof)
         .map_err(|_| AuthError::DpopProof("DPoP header is not a JWS"))?
         .trim_matches([' ', '\t']);
-    let mut segments = proof.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
+    let Some((header_b64, payload_b64, signature_b64)) = claims::compact_segments(proof) else {
         return Err(AuthError::DpopProof("DPoP header is not a compact JWS"));
     };
     let segment = |text: &str| {
