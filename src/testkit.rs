@@ -39,7 +39,8 @@ pub use harness::{Authz, config, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
 pub use mint::{
-    AUDIENCE, claims, corrupt_signature, forge, mint, mint_header, mint_with, now, sign_raw,
+    AUDIENCE, claims, corrupt_signature, edit_valid, forge, mint, mint_header, mint_with, now,
+    sign_raw,
 };
 pub use oidc::{OidcProvider, TokenResponse};
 pub use redis::RedisServer;

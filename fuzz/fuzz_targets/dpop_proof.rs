@@ -61,26 +61,7 @@ fn state() -> &'static State {
 }
 
 fn edited(valid: &[String], data: &[u8]) -> Option<Vec<u8>> {
-    let (&[pick, op, hi, lo], rest) = data.split_first_chunk::<4>()?;
-    let mut proof = valid[pick as usize % valid.len()].clone().into_bytes();
-    let at = (usize::from(hi) << 8 | usize::from(lo)) % (proof.len() + 1);
-    match op % 3 {
-        0 => {
-            for (i, b) in rest.iter().enumerate() {
-                if let Some(slot) = proof.get_mut(at + i) {
-                    *slot = *b;
-                }
-            }
-        }
-        1 => {
-            proof.splice(at..at, rest.iter().copied());
-        }
-        _ => {
-            proof.truncate(at);
-            proof.extend_from_slice(rest);
-        }
-    }
-    Some(proof)
+    testkit::edit_valid(valid, data).map(|(proof, _)| proof)
 }
 
 /// The signed part of a compact JWS: everything before the last `.`.

@@ -86,3 +86,32 @@ pub fn corrupt_signature(token: &str) -> String {
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     String::from_utf8(bytes).expect("invariant: a JWS is ASCII")
 }
+
+/// One of the `valid` inputs changed by fuzz `data`: its first four bytes pick the input,
+/// the edit (`op % 3`: overwrite, insert, or cut and append) and the offset; the rest is
+/// what is written. `op` is returned for targets that draw more choices from it. `None`
+/// when `data` is too short to choose. Near-valid inputs reach the checks that random
+/// bytes never pass.
+pub fn edit_valid(valid: &[String], data: &[u8]) -> Option<(Vec<u8>, u8)> {
+    let (&[pick, op, hi, lo], rest) = data.split_first_chunk::<4>()?;
+    let mut input = valid
+        .get(usize::from(pick) % valid.len().max(1))?
+        .clone()
+        .into_bytes();
+    let at = (usize::from(hi) << 8 | usize::from(lo)) % (input.len() + 1);
+    match op % 3 {
+        0 => {
+            for (slot, b) in input.iter_mut().skip(at).zip(rest) {
+                *slot = *b;
+            }
+        }
+        1 => {
+            input.splice(at..at, rest.iter().copied());
+        }
+        _ => {
+            input.truncate(at);
+            input.extend_from_slice(rest);
+        }
+    }
+    Some((input, op))
+}
