@@ -11,11 +11,21 @@
 #              and open loop during a JWKS refresh every second
 #   memory     RSS idle and after 100,000 distinct tokens
 #   coldstart  exec to SERVING
+#   scaling    the Check RPC with the server on one core (one runtime worker) and on two
+#              cores (two workers), uncached RS256 and token-cache hits; the load
+#              generator shares the two cores in the second case (see BENCHMARKS.md)
 #
-# usage: bench/run.sh [envoy] [rpc] [memory] [coldstart]      (default: all four)
+# usage: bench/run.sh [envoy] [rpc] [memory] [coldstart] [scaling]
+#        (default: the first four)
 # knobs (environment): ROUNDS=3 DURATION=8 LAT_DURATION=4 RPC_DURATION=10 CONNS=32
 #                      POOL=1000 MEM_TOKENS=100000 BASE_PORT=18000 QUIET_MAX=900
 #                      ENVOY=.tools/venv/bin/envoy OUT=dir
+#                      AUTHZ=path LOADGEN=path (binaries to use instead of building them)
+#                      ENVOY_SETUPS="ext_authz ext_authz_noop" (envoy: a subset of the setups)
+#                      NOOP_ARGS="--allow-like-jwt-authz --busy-us 50" (envoy: what the no-op
+#                      Check service imitates)
+#                      SYSCALLS=1 (envoy: count Envoy's system calls and context switches per
+#                      request with perf; adds a little cost to every system call)
 #
 # Every process this script starts is stopped by its PID on exit. Each load run is bounded
 # by its duration; the whole default run takes about 20 minutes.
@@ -34,12 +44,16 @@ BASE_PORT=${BASE_PORT:-18000}
 ENVOY=${ENVOY:-$ROOT/.tools/venv/bin/envoy}
 OUT=${OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 SECTIONS=${*:-envoy rpc memory coldstart}
+SYSCALLS=${SYSCALLS:-0}
 
 JWKS_PORT=$BASE_PORT
 ISSUER="http://127.0.0.1:$JWKS_PORT/"
 AUDIENCE="https://api.example.com"
-AUTHZ=$ROOT/target/release/jwt-authz
-LOADGEN=$ROOT/target/release/loadgen
+AUTHZ=${AUTHZ:-}
+BUILD_AUTHZ=${AUTHZ:+no}
+AUTHZ=${AUTHZ:-$ROOT/target/release/jwt-authz}
+BUILD_LOADGEN=${LOADGEN:+no}
+LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -149,8 +163,16 @@ authz() {
 build() {
   log "building release binary and loadgen"
   # Two builds: the server without the test kit that the load generator's build enables.
-  cargo build --release --quiet --bin jwt-authz
-  cargo build --release --quiet -p jwt-authz-bench --bin loadgen
+  if [ "$BUILD_AUTHZ" = no ]; then
+    [ -x "$AUTHZ" ] || die "AUTHZ=$AUTHZ is not an executable"
+  else
+    cargo build --release --quiet --bin jwt-authz
+  fi
+  if [ "$BUILD_LOADGEN" = no ]; then
+    [ -x "$LOADGEN" ] || die "LOADGEN=$LOADGEN is not an executable"
+  else
+    cargo build --release --quiet -p jwt-authz-bench --bin loadgen
+  fi
 }
 
 tools() {
@@ -159,6 +181,9 @@ tools() {
     apt-get install -y -qq wrk >/dev/null || die "cannot install wrk"
   fi
   [ -x "$ENVOY" ] || "$ROOT/scripts/install-test-tools.sh"
+  if [ "$SYSCALLS" = 1 ] && ! command -v perf >/dev/null; then
+    die "SYSCALLS=1 needs perf (Debian package linux-perf)"
+  fi
 }
 
 machine() {
@@ -170,6 +195,7 @@ machine() {
     echo "envoy: $("$ENVOY" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "rustc: $(rustc --version)"
+    echo "jwt-authz: $AUTHZ ($(sha256sum "$AUTHZ" | cut -c1-12))"
   } | tee "$OUT/machine.txt" >&2
 }
 
@@ -208,7 +234,7 @@ envoy_bootstrap() { # TEMPLATE LISTEN ADMIN JWT_CACHE AUTHZ_PORT
 declare -A ENVOY_PID ENVOY_PORT
 # ext_authz_noop is a reference, not a setup of the comparison: the same ext_authz filter
 # calling the loadgen's no-op Check service, the floor for any ext_authz service.
-SETUPS=(noauth jwt_authn jwt_authn_cache ext_authz ext_authz_noop)
+read -ra SETUPS <<<"${ENVOY_SETUPS:-noauth jwt_authn jwt_authn_cache ext_authz ext_authz_noop}"
 
 start_envoys() {
   local i=0 setup template cache authz_port
@@ -259,15 +285,22 @@ start_envoys() {
 # wrk_run SETUP TOKENS CONNS SECONDS ROUND: one wrk run (core 1), repeated (up to twice)
 # when another workload ran alongside it.
 wrk_run() {
-  local setup=$1 tokens=$2 conns=$3 secs=$4 round=$5 e0 a0 e1 a1 out line n attempt
+  local setup=$1 tokens=$2 conns=$3 secs=$4 round=$5 e0 a0 e1 a1 out line n attempt perf_pid
   for attempt in 1 2 3; do
     quiet
     e0=$(ticks "${ENVOY_PID[$setup]}")
-    a0=$(ticks "$AUTHZ_PID")
+    a0=$(ticks "$(service_pid "$setup")")
+    if [ "$SYSCALLS" = 1 ]; then
+      # Envoy's system calls and context switches (every thread) while wrk runs.
+      perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "${ENVOY_PID[$setup]}" \
+        -o "$OUT/perf.txt" -- sleep "$secs" &
+      perf_pid=$!
+    fi
     out=$(pin 1 wrk -t1 -c"$conns" -d"${secs}s" -s "$ROOT/bench/wrk-tokens.lua" \
       "http://127.0.0.1:${ENVOY_PORT[$setup]}/api/private-scoped" -- "$OUT/tokens-$tokens.txt")
     e1=$(ticks "${ENVOY_PID[$setup]}")
-    a1=$(ticks "$AUTHZ_PID")
+    a1=$(ticks "$(service_pid "$setup")")
+    [ "$SYSCALLS" = 1 ] && wait "$perf_pid"
     others_running || break
     log "another workload ran during $setup/$tokens/$conns (attempt $attempt)"
   done
@@ -276,16 +309,28 @@ wrk_run() {
   line="$line envoy_cpu_us=$(awk -v d=$((e1 - e0)) -v n="$n" -v t="$CLK_TCK" 'BEGIN {printf "%.1f", d / t * 1e6 / n}')"
   line="$line envoy_util=$(awk -v d=$((e1 - e0)) -v s="$secs" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", d / t / s}')"
   line="$line authz_cpu_us=$(awk -v d=$((a1 - a0)) -v n="$n" -v t="$CLK_TCK" 'BEGIN {printf "%.1f", d / t * 1e6 / n}')"
+  if [ "$SYSCALLS" = 1 ]; then
+    line="$line envoy_syscalls=$(awk -F, -v n="$n" '/raw_syscalls/ {printf "%.2f", $1 / n}' "$OUT/perf.txt")"
+    line="$line envoy_switches=$(awk -F, -v n="$n" '/context-switches/ {printf "%.2f", $1 / n}' "$OUT/perf.txt")"
+  fi
   line="$line contended=$(others_running && echo 1 || echo 0)"
   echo "setup=$setup tokens=$tokens conns=$conns round=$round ${line#RESULT }" | tee -a "$OUT/envoy-raw.txt" >&2
+}
+
+# The PID of the Check service behind SETUP: its CPU per request is the `authz` column.
+service_pid() {
+  if [ "$1" = ext_authz_noop ]; then echo "$NOOP_PID"; else echo "$AUTHZ_PID"; fi
 }
 
 envoy_section() {
   log "envoy: starting jwt-authz (core 1) and four Envoys (core 0, --concurrency 1)"
   authz authz-envoy 1 $((BASE_PORT + 91)) $((BASE_PORT + 92))
   AUTHZ_PID=$PID
-  start envoy-noop-service 1 "$LOADGEN" noop-server --listen "127.0.0.1:$((BASE_PORT + 93))" --max-time 2h
+  # shellcheck disable=SC2086 # NOOP_ARGS is a list of flags
+  start envoy-noop-service 1 "$LOADGEN" noop-server --listen "127.0.0.1:$((BASE_PORT + 93))" \
+    --max-time 2h ${NOOP_ARGS:-}
   local noop_pid=$PID
+  NOOP_PID=$noop_pid
   "$LOADGEN" wait --addr "127.0.0.1:$((BASE_PORT + 93))" 2>/dev/null || die "noop-server did not start"
   start_envoys
   : >"$OUT/envoy-raw.txt"
@@ -319,7 +364,8 @@ envoy_section() {
 envoy_summary() {
   local setup tokens conns sel rps p50 p99 ecpu acpu bad
   echo "# Through Envoy: medians of $ROUNDS rounds (wrk, HTTP/1.1; ${DURATION}s at $CONNS connections, ${LAT_DURATION}s at 1 connection)"
-  printf '%-16s %-7s %5s %9s %9s %9s %14s %14s %s\n' setup tokens conns 'req/s' 'p50 ms' 'p99 ms' 'envoy us/req' 'authz us/req' 'non-2xx'
+  printf '%-16s %-7s %5s %9s %9s %9s %14s %14s %8s %s\n' setup tokens conns 'req/s' 'p50 ms' 'p99 ms' 'envoy us/req' 'service us/req' 'non-2xx' \
+    "$([ "$SYSCALLS" = 1 ] && echo 'envoy syscalls/req, switches/req')"
   for conns in "$CONNS" 1; do
     for tokens in pool single; do
       for setup in "${SETUPS[@]}"; do
@@ -330,9 +376,11 @@ envoy_summary() {
         ecpu=$(field envoy_cpu_us <<<"$sel" | median)
         acpu=$(field authz_cpu_us <<<"$sel" | median)
         bad=$(field non2xx <<<"$sel" | awk '{s += $1} END {print s + 0}')
-        printf '%-16s %-7s %5s %9.0f %9.3f %9.3f %14.1f %14.1f %s\n' "$setup" "$tokens" "$conns" \
+        local calls=""
+        [ "$SYSCALLS" = 1 ] && calls="$(field envoy_syscalls <<<"$sel" | median) $(field envoy_switches <<<"$sel" | median)"
+        printf '%-16s %-7s %5s %9.0f %9.3f %9.3f %14.1f %14.1f %8s %s\n' "$setup" "$tokens" "$conns" \
           "$rps" "$(awk -v v="$p50" 'BEGIN {print v / 1000}')" "$(awk -v v="$p99" 'BEGIN {print v / 1000}')" \
-          "$ecpu" "$acpu" "$bad"
+          "$ecpu" "$acpu" "$bad" "$calls"
         eval "RPS_${setup}_${tokens}_${conns}=$rps P50_${setup}_${tokens}_${conns}=$p50"
       done
     done
@@ -341,11 +389,15 @@ envoy_summary() {
   echo "# Ratios of medians (3 = ext_authz, 2 = jwt_authn, 1 = no auth)"
   for tokens in pool single; do
     local r3 r2 r2c r1 rn l3 l2 l2c
-    eval "r3=\$RPS_ext_authz_${tokens}_${CONNS} r2=\$RPS_jwt_authn_${tokens}_${CONNS} r2c=\$RPS_jwt_authn_cache_${tokens}_${CONNS} r1=\$RPS_noauth_${tokens}_${CONNS} rn=\$RPS_ext_authz_noop_${tokens}_${CONNS}"
-    eval "l3=\$P50_ext_authz_${tokens}_1 l2=\$P50_jwt_authn_${tokens}_1 l2c=\$P50_jwt_authn_cache_${tokens}_1"
-    awk -v t="$tokens" -v r3="$r3" -v r2="$r2" -v r2c="$r2c" -v r1="$r1" -v rn="$rn" -v l3="$l3" -v l2="$l2" -v l2c="$l2c" 'BEGIN {
-      printf "%-7s req/s 3/2 (no JWT cache) %.2f   3/2 (jwt_cache_config) %.2f   3/1 %.2f   3/no-op service %.2f\n", t, r3 / r2, r3 / r2c, r3 / r1, r3 / rn
-      printf "%-7s added p50 at 1 connection: %+.3f ms over jwt_authn, %+.3f ms over jwt_authn with cache\n", t, (l3 - l2) / 1000, (l3 - l2c) / 1000
+    # A setup left out (ENVOY_SETUPS) has no figures: its ratios print n/a.
+    eval "r3=\${RPS_ext_authz_${tokens}_${CONNS}:-0} r2=\${RPS_jwt_authn_${tokens}_${CONNS}:-0} r2c=\${RPS_jwt_authn_cache_${tokens}_${CONNS}:-0} r1=\${RPS_noauth_${tokens}_${CONNS}:-0} rn=\${RPS_ext_authz_noop_${tokens}_${CONNS}:-0}"
+    eval "l3=\${P50_ext_authz_${tokens}_1:-0} l2=\${P50_jwt_authn_${tokens}_1:-0} l2c=\${P50_jwt_authn_cache_${tokens}_1:-0}"
+    awk -v t="$tokens" -v r3="$r3" -v r2="$r2" -v r2c="$r2c" -v r1="$r1" -v rn="$rn" -v l3="$l3" -v l2="$l2" -v l2c="$l2c" '
+      function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+      function added(a, b) { return (a > 0 && b > 0) ? sprintf("%+.3f ms", (a - b) / 1000) : "n/a" }
+      BEGIN {
+      printf "%-7s req/s 3/2 (no JWT cache) %s   3/2 (jwt_cache_config) %s   3/1 %s   3/no-op service %s\n", t, ratio(r3, r2), ratio(r3, r2c), ratio(r3, r1), ratio(r3, rn)
+      printf "%-7s added p50 at 1 connection: %s over jwt_authn, %s over jwt_authn with cache\n", t, added(l3, l2), added(l3, l2c)
     }'
   done
 }
@@ -477,6 +529,76 @@ coldstart_section() {
     --audience "$AUDIENCE" --jwks-uri "${ISSUER}jwks.json" | tee "$OUT/coldstart.txt"
 }
 
+# ------------------------------------------------------------------ scaling
+
+# The same closed loop against a server on core 1 (one runtime worker: tokio sizes its pool
+# from the CPUs the process may use) and a server on cores 0-1 (two workers). In the first
+# case the load generator has core 0 to itself; in the second it shares both cores with
+# the server, so the raw ratio is a lower bound. Checks per second of server CPU
+# (1e6 / server us) shows what the server itself does with each core.
+scaling_section() {
+  local port1=$((BASE_PORT + 221)) port2=$((BASE_PORT + 223)) r pid1 pid2 pid1c pid2c
+  log "scaling: one server on core 1, one on cores 0-1, $ROUNDS rounds"
+  : >"$OUT/scaling-raw.txt"
+  authz scale-1core 1 "$port1" $((port1 + 1)) --log-level warn --token-cache false
+  pid1=$PID
+  authz scale-2core 0,1 "$port2" $((port2 + 1)) --log-level warn --token-cache false
+  pid2=$PID
+  authz scale-1core-cache 1 $((port1 + 4)) $((port1 + 5)) --log-level warn
+  pid1c=$PID
+  authz scale-2core-cache 0,1 $((port2 + 4)) $((port2 + 5)) --log-level warn
+  pid2c=$PID
+  local closed=(--connections 2 --streams 32 --duration "${RPC_DURATION}s" --warmup 2s)
+  for r in $(seq 1 "$ROUNDS"); do
+    log "scaling: round $r of $ROUNDS"
+    scaling_run uncached_1core "$r" "$pid1" 0 --addr "127.0.0.1:$port1" "${closed[@]}"
+    scaling_run uncached_2core "$r" "$pid2" 0,1 --addr "127.0.0.1:$port2" "${closed[@]}"
+    scaling_run cache_hit_1core "$r" "$pid1c" 0 --addr "127.0.0.1:$((port1 + 4))" "${closed[@]}"
+    scaling_run cache_hit_2core "$r" "$pid2c" 0,1 --addr "127.0.0.1:$((port2 + 4))" "${closed[@]}"
+  done
+  scaling_summary | tee "$OUT/scaling-summary.txt"
+  stop "$pid1"
+  stop "$pid2"
+  stop "$pid1c"
+  stop "$pid2c"
+}
+
+# scaling_run LABEL ROUND PID LOADGEN_CPUS ARGS...: one loadgen run on LOADGEN_CPUS (two
+# threads on two cores).
+scaling_run() {
+  local label=$1 round=$2 pid=$3 cpus=$4 out line attempt threads=1
+  shift 4
+  [ "$cpus" = 0,1 ] && threads=2
+  for attempt in 1 2 3; do
+    quiet
+    out=$(pin "$cpus" "$LOADGEN" check --issuer "$ISSUER" --tokens "$POOL" \
+      --tokens-file "$OUT/tokens-pool.txt" --server-pid "$pid" --threads "$threads" "$@")
+    others_running || break
+    log "another workload ran during $label (attempt $attempt)"
+  done
+  line=$(grep '^RESULT' <<<"$out") || die "loadgen printed no result"
+  echo "run=$label round=$round ${line#RESULT }" | tee -a "$OUT/scaling-raw.txt" >&2
+}
+
+scaling_summary() {
+  local kind one two
+  echo "# Scaling across cores: medians of $ROUNDS rounds (closed loop, 2 connections x 32 streams)"
+  printf '%-18s %9s %9s %10s %7s %16s\n' run 'req/s' 'p50 us' 'server us' 'util' 'Checks/server-s'
+  for label in uncached_1core uncached_2core cache_hit_1core cache_hit_2core; do
+    local sel
+    sel=$(grep "^run=$label " "$OUT/scaling-raw.txt" || true)
+    printf '%-18s %9.0f %9.1f %10.1f %7.2f %16.0f\n' "$label" \
+      "$(field rps <<<"$sel" | median)" "$(field p50_us <<<"$sel" | median)" \
+      "$(field server_cpu_us <<<"$sel" | median)" "$(field server_util <<<"$sel" | median)" \
+      "$(field server_cpu_us <<<"$sel" | median | awk '{print 1e6 / $1}')"
+    eval "RPS_$label=$(field rps <<<"$sel" | median)"
+  done
+  for kind in uncached cache_hit; do
+    eval "one=\$RPS_${kind}_1core two=\$RPS_${kind}_2core"
+    awk -v k="$kind" -v a="$one" -v b="$two" 'BEGIN {printf "%-10s req/s two cores / one core: %.2f\n", k, b / a}'
+  done
+}
+
 # ------------------------------------------------------------------ main
 
 mkdir -p "$OUT"
@@ -491,7 +613,8 @@ for section in $SECTIONS; do
     rpc) rpc_section ;;
     memory) memory_section ;;
     coldstart) coldstart_section ;;
-    *) die "unknown section $section (envoy, rpc, memory, coldstart)" ;;
+    scaling) scaling_section ;;
+    *) die "unknown section $section (envoy, rpc, memory, coldstart, scaling)" ;;
   esac
 done
 log "results in $OUT"

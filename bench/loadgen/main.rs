@@ -164,6 +164,15 @@ struct JwksArgs {
     /// Stop by itself after this long.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     max_time: Duration,
+    /// Answer with the allow jwt-authz gives by default (status OK, `x-jwt-sub` set, its
+    /// three other spellings removed) instead of an empty `CheckResponse`: the response's
+    /// cost to Envoy, apart from the decision's.
+    #[arg(long)]
+    allow_like_jwt_authz: bool,
+    /// Keep the CPU busy this many microseconds in every Check before answering: a
+    /// decision's cost and latency, apart from its response.
+    #[arg(long, default_value_t = 0)]
+    busy_us: u64,
 }
 
 #[derive(Args)]
@@ -174,6 +183,15 @@ struct NoopArgs {
     /// Stop by itself after this long.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     max_time: Duration,
+    /// Answer with the allow jwt-authz gives by default (status OK, `x-jwt-sub` set, its
+    /// three other spellings removed) instead of an empty `CheckResponse`: the response's
+    /// cost to Envoy, apart from the decision's.
+    #[arg(long)]
+    allow_like_jwt_authz: bool,
+    /// Keep the CPU busy this many microseconds in every Check before answering: a
+    /// decision's cost and latency, apart from its response.
+    #[arg(long, default_value_t = 0)]
+    busy_us: u64,
 }
 
 #[derive(Args)]
@@ -240,7 +258,14 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(noop::serve(args.listen, args.max_time))
+                .block_on(noop::serve(
+                    args.listen,
+                    args.max_time,
+                    noop::Answer {
+                        allow_like_jwt_authz: args.allow_like_jwt_authz,
+                        busy: Duration::from_micros(args.busy_us),
+                    },
+                ))
         }
         Cmd::Wait(args) => {
             let started = std::time::Instant::now();

@@ -1,17 +1,29 @@
 //! A Check service that decodes the request and answers an empty OK at once: the floor
 //! that tonic, h2 and prost set on this machine, with none of jwt-authz's work. Only for
-//! comparing against; it allows everything.
+//! comparing against; it allows everything. Two knobs take jwt-authz's traits one at a
+//! time, to tell which of them costs Envoy: its allow response, and its time per Check.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use jwt_authz::proto::{Authorization, AuthorizationServer, CheckRequest, CheckResponse};
+use jwt_authz::proto::google::rpc;
+use jwt_authz::proto::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderValue,
+    HeaderValueOption, HttpResponse, OkHttpResponse,
+};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-struct Noop;
+/// What the no-op service answers, and how long it works first.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub allow_like_jwt_authz: bool,
+    pub busy: Duration,
+}
+
+struct Noop(Answer);
 
 #[tonic::async_trait]
 impl Authorization for Noop {
@@ -20,11 +32,38 @@ impl Authorization for Noop {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         drop(request.into_inner());
-        Ok(Response::new(CheckResponse::default()))
+        if !self.0.busy.is_zero() {
+            let started = Instant::now();
+            while started.elapsed() < self.0.busy {
+                std::hint::spin_loop();
+            }
+        }
+        if !self.0.allow_like_jwt_authz {
+            return Ok(Response::new(CheckResponse::default()));
+        }
+        let header = |key: &str, value: &str| HeaderValueOption {
+            header: Some(HeaderValue {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(Response::new(CheckResponse {
+            status: Some(rpc::Status::default()),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: vec![header("x-jwt-sub", "user-1")],
+                headers_to_remove: ["x_jwt-sub", "x-jwt_sub", "x_jwt_sub"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                ..Default::default()
+            })),
+            dynamic_metadata: None,
+        }))
     }
 }
 
-pub async fn serve(listen: SocketAddr, max_time: Duration) -> anyhow::Result<()> {
+pub async fn serve(listen: SocketAddr, max_time: Duration, answer: Answer) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot bind {listen}"))?;
@@ -41,7 +80,7 @@ pub async fn serve(listen: SocketAddr, max_time: Duration) -> anyhow::Result<()>
     };
     Server::builder()
         .add_service(health)
-        .add_service(AuthorizationServer::new(Noop))
+        .add_service(AuthorizationServer::new(Noop(answer)))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
         .await?;
     Ok(())
