@@ -169,7 +169,8 @@ fn field(msg: Msg, tag: u32) -> Field {
 #[derive(Default)]
 struct Entry<'a> {
     key: &'a str,
-    value: &'a str,
+    /// Checked as UTF-8, and kept as bytes: header values are read as bytes.
+    value: &'a [u8],
     raw_value: &'a [u8],
 }
 
@@ -195,8 +196,8 @@ impl<'a> Reader<'a> {
             let (tag, wire) = key(&mut buf)?;
             match field(msg, tag) {
                 Field::Str => {
-                    let text = string(wire, &mut buf)?;
-                    self.string(msg, tag, text, &mut entry);
+                    let bytes = length_delimited(wire, &mut buf)?;
+                    self.string(msg, tag, bytes, &mut entry)?;
                 }
                 Field::Bytes => {
                     let bytes = length_delimited(wire, &mut buf)?;
@@ -225,12 +226,13 @@ impl<'a> Reader<'a> {
         match msg {
             Msg::HeaderEntry => self.map_header(entry.key, entry.value),
             Msg::ExtensionEntry if entry.key == REQUIRED_SCOPES_KEY => {
-                self.inbound.required_scopes = Some(entry.value);
+                // UTF-8 already (checked in `string`): the value is kept as text here.
+                self.inbound.required_scopes = std::str::from_utf8(entry.value).ok();
             }
             Msg::HeaderValue => {
                 // Envoy sends a raw header in `raw_value` (bytes); `value` is the old field.
                 let value = if entry.raw_value.is_empty() {
-                    entry.value.as_bytes()
+                    entry.value
                 } else {
                     entry.raw_value
                 };
@@ -241,24 +243,38 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Keeps string field `tag` of `msg` when the decision reads it.
-    fn string(&mut self, msg: Msg, tag: u32, text: &'a str, entry: &mut Entry<'a>) {
+    /// Checks string field `tag` of `msg` as UTF-8, as prost does, and keeps it when the
+    /// decision reads it: as text where it is read as text, else as bytes. Most of a
+    /// request's string bytes are header values and fields nobody reads, which only need
+    /// the check, and `is_ascii` is its fast path.
+    fn string(
+        &mut self,
+        msg: Msg,
+        tag: u32,
+        bytes: &'a [u8],
+        entry: &mut Entry<'a>,
+    ) -> Result<(), DecodeError> {
         let inbound = &mut self.inbound;
         match (msg, tag) {
-            (Msg::HttpRequest, 2) => inbound.method = text,
-            (Msg::HttpRequest, 4) => inbound.path = text,
-            (Msg::HttpRequest, 5) => inbound.host = text,
-            (Msg::HttpRequest, 6) => inbound.scheme = Some(text),
-            (Msg::Source, 5) => self.certificate = text,
-            (Msg::HeaderEntry | Msg::ExtensionEntry | Msg::HeaderValue, 1) => entry.key = text,
-            (Msg::HeaderEntry | Msg::ExtensionEntry | Msg::HeaderValue, 2) => entry.value = text,
-            _ => {}
+            (Msg::HttpRequest, 2) => inbound.method = text(bytes)?,
+            (Msg::HttpRequest, 4) => inbound.path = text(bytes)?,
+            (Msg::HttpRequest, 5) => inbound.host = text(bytes)?,
+            (Msg::HttpRequest, 6) => inbound.scheme = Some(text(bytes)?),
+            (Msg::Source, 5) => self.certificate = text(bytes)?,
+            (Msg::HeaderEntry | Msg::ExtensionEntry | Msg::HeaderValue, 1) => {
+                entry.key = text(bytes)?;
+            }
+            (Msg::HeaderEntry | Msg::ExtensionEntry | Msg::HeaderValue, 2) => {
+                utf8(bytes)?;
+                entry.value = bytes;
+            }
+            _ => utf8(bytes)?,
         }
+        Ok(())
     }
 
     /// An entry of the `headers` map: a key seen before takes the new value in its place.
-    fn map_header(&mut self, key: &'a str, value: &'a str) {
-        let value = value.as_bytes();
+    fn map_header(&mut self, key: &'a str, value: &'a [u8]) {
         if let Some(index) = &mut self.map_index {
             // invariant: a map header's place never moves (raw ones go after the map's).
             if let Some(&at) = index.get(key) {
@@ -373,10 +389,20 @@ fn length_delimited<'a>(wire: u8, buf: &mut &'a [u8]) -> Result<&'a [u8], Decode
     take(buf, len)
 }
 
-fn string<'a>(wire: u8, buf: &mut &'a [u8]) -> Result<&'a str, DecodeError> {
-    let bytes = length_delimited(wire, buf)?;
-    std::str::from_utf8(bytes)
-        .map_err(|_| DecodeError("invalid string value: data is not UTF-8 encoded"))
+const NOT_UTF8: DecodeError = DecodeError("invalid string value: data is not UTF-8 encoded");
+
+/// A string field's bytes as text, refused when not UTF-8.
+fn text(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| NOT_UTF8)
+}
+
+/// Refuses a string field's bytes when they are not UTF-8.
+fn utf8(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+        Ok(())
+    } else {
+        Err(NOT_UTF8)
+    }
 }
 
 /// Skips a field outside the schema, as `prost::encoding::skip_field` does: any wire type,
