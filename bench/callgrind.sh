@@ -6,6 +6,7 @@
 #
 # usage: bench/callgrind.sh            (needs valgrind: apt-get install valgrind)
 # knobs: CHECKS=5000 UNCACHED_CHECKS=2000 BASE_PORT=18400 OUT=dir
+#        AUTHZ=path LOADGEN=path (binaries to use instead of building them)
 #
 # Every process it starts is stopped by its PID on exit; the whole run takes 2-3 minutes.
 set -euo pipefail
@@ -17,14 +18,17 @@ UNCACHED_CHECKS=${UNCACHED_CHECKS:-2000}
 BASE_PORT=${BASE_PORT:-18400}
 OUT=${OUT:-$ROOT/target/bench/callgrind-$(date -u +%Y%m%dT%H%M%SZ)}
 ISSUER="http://127.0.0.1:$BASE_PORT/"
-AUTHZ=$ROOT/target/release/jwt-authz
-LOADGEN=$ROOT/target/release/loadgen
+BUILD_AUTHZ=${AUTHZ:+no}
+AUTHZ=${AUTHZ:-$ROOT/target/release/jwt-authz}
+BUILD_LOADGEN=${LOADGEN:+no}
+LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
 
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 mkdir -p "$OUT"
 # Two builds: the server without the test kit that the load generator's build enables.
-cargo build --release --quiet --bin jwt-authz
-cargo build --release --quiet -p jwt-authz-bench --bin loadgen
+[ "$BUILD_AUTHZ" = no ] || cargo build --release --quiet --bin jwt-authz
+[ "$BUILD_LOADGEN" = no ] || cargo build --release --quiet -p jwt-authz-bench --bin loadgen
+[ -x "$AUTHZ" ] && [ -x "$LOADGEN" ] || { echo "no executable at $AUTHZ or $LOADGEN" >&2; exit 1; }
 
 PIDS=()
 cleanup() {

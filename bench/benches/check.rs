@@ -3,6 +3,9 @@
 //! verification or the token cache, scopes, building the CheckResponse, the decision log
 //! call). RS256 tokens; the token cache on (every iteration a hit) and off; and the
 //! cheapest Check, a request without `authorization` (an immediate 401), for reference.
+//! `rs256_cache_off_encoded` is the uncached Check on the server's path (the encoded full
+//! request through the lean reader), and `rs256_verify_alone` the verification it contains,
+//! so that what an uncached Check adds to the signature is measured in one run.
 //! DPoP: the same RS256 token bound to a client key, cached, with a fresh proof per
 //! iteration (signed outside the timing), so the difference to `rs256_cache_hit` is what
 //! proof verification and the replay store cost.
@@ -18,10 +21,13 @@ mod common;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
+use jwt_authz::bearer::BearerToken;
 use jwt_authz::proto::{Authorization, CheckRequest};
 use jwt_authz::service::AuthzService;
 use jwt_authz::testkit::{self, Shape, allows};
+use jwt_authz::verify::TokenFacts;
 use prost::Message;
+use std::hint::black_box;
 
 fn check(c: &mut Criterion) {
     let rt = common::runtime();
@@ -54,6 +60,30 @@ fn check(c: &mut Criterion) {
             )
         });
     }
+    let config = common::config(false);
+    let replay = std::sync::Arc::new(jwt_authz::replay::ReplayStore::memory(1_000));
+    let verifier = common::verifier(&config);
+    let service = AuthzService::from_config(&config, std::sync::Arc::clone(&verifier), replay);
+    let encoded = common::encoded_request(&token, Shape::Full);
+    let first = rt
+        .block_on(service.check_encoded(&encoded))
+        .expect("Check answers");
+    assert!(allows(&first), "rs256_cache_off_encoded");
+    group.bench_function("rs256_cache_off_encoded", |b| {
+        b.iter(|| {
+            rt.block_on(service.check_encoded(black_box(&encoded)))
+                .map(|r| allows(&r))
+        })
+    });
+    let header = format!("Bearer {token}");
+    let bearer = BearerToken::parse(header.as_bytes(), 8192).expect("a bearer header");
+    group.bench_function("rs256_verify_alone", |b| {
+        b.iter(|| {
+            let mut facts = TokenFacts::default();
+            rt.block_on(verifier.verify(black_box(bearer), &mut facts))
+                .is_ok()
+        })
+    });
     for (name, kid) in [
         ("dpop_es256_proof_cache_hit", "ec-256"),
         ("dpop_eddsa_proof_cache_hit", "ed-1"),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use jwt_authz::proto::google::rpc;
 use jwt_authz::proto::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderValue,
-    HeaderValueOption, HttpResponse, OkHttpResponse,
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, OkHttpResponse,
 };
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -47,6 +47,7 @@ impl Authorization for Noop {
                 value: value.into(),
                 ..Default::default()
             }),
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
             ..Default::default()
         };
         Ok(Response::new(CheckResponse {
