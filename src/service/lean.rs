@@ -342,6 +342,13 @@ fn expect(wire: u8, expected: u8) -> Result<(), DecodeError> {
 /// A base-128 varint of at most ten bytes whose value fits 64 bits, as prost reads it
 /// (non-minimal encodings included).
 fn varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    // Most keys, and the length of every field under 128 bytes, take one byte.
+    if let Some((&byte, rest)) = buf.split_first()
+        && byte < 0x80
+    {
+        *buf = rest;
+        return Ok(u64::from(byte));
+    }
     let mut value = 0u64;
     for (i, &byte) in buf.iter().take(10).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i);
