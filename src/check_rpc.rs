@@ -20,7 +20,7 @@ use crate::proto::CheckResponse;
 use crate::reload::LiveAuthz;
 
 /// The gRPC path of `Check`.
-const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// The Authorization service of the running configuration ([`LiveAuthz`]), for tonic's
 /// router.

@@ -78,6 +78,10 @@ pub struct CheckSettings {
     pub dpop: DpopSettings,
     /// The `algs` of DPoP challenges; `None` when no issuer accepts DPoP.
     pub dpop_algs: Option<String>,
+    /// Room for an allow's headers set and removed
+    /// ([`UpstreamConfig::most_mutations`], and the `cookie` and `dpop` removals when the
+    /// token is stripped): made once per allow, worked out once here.
+    pub allow_room: (usize, usize),
     /// RFC 9728 metadata, served by the Check and named in challenges.
     pub resource_metadata: Option<ResourceMetadata>,
 }
@@ -94,6 +98,7 @@ pub struct Shared {
 impl CheckSettings {
     /// The Check settings of `config`.
     pub fn from_config(config: &Config) -> CheckSettings {
+        let dpop_accepted = config.issuers.iter().any(|i| i.dpop != DpopMode::Off);
         CheckSettings {
             scope_claims: config.scope_claims.clone(),
             max_header_bytes: config.max_header_bytes,
@@ -103,13 +108,10 @@ impl CheckSettings {
             upstream: config.upstream.clone(),
             deny_log_rate: config.log_deny_rate,
             token_sources: config.token_sources.clone(),
-            dpop_sources: dpop_sources(config),
+            dpop_sources: dpop_accepted.then(|| dpop_sources(config)).flatten(),
             dpop: config.dpop.clone(),
-            dpop_algs: config
-                .issuers
-                .iter()
-                .any(|i| i.dpop != DpopMode::Off)
-                .then(|| config.dpop.algs()),
+            dpop_algs: dpop_accepted.then(|| config.dpop.algs()),
+            allow_room: allow_room(&config.upstream),
             resource_metadata: config.resource_metadata.clone(),
         }
     }
@@ -126,13 +128,17 @@ impl CheckSettings {
     }
 }
 
+/// Room for an allow's headers set and removed under `upstream` (see
+/// [`CheckSettings::allow_room`]).
+pub fn allow_room(upstream: &UpstreamConfig) -> (usize, usize) {
+    let (set, removed) = upstream.most_mutations();
+    let stripped = if upstream.strip_authorization { 2 } else { 0 };
+    (set, removed + stripped)
+}
+
 /// The token sources of a request with the `DPoP` scheme: `config`'s, with the scheme of
-/// `authorization` read as `DPoP`. `None` when no issuer accepts DPoP, or when that
-/// reading changes no source.
+/// `authorization` read as `DPoP`. `None` when that reading changes no source.
 fn dpop_sources(config: &Config) -> Option<Vec<TokenSource>> {
-    if config.issuers.iter().all(|i| i.dpop == DpopMode::Off) {
-        return None;
-    }
     let sources: Vec<TokenSource> = config
         .token_sources
         .iter()

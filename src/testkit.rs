@@ -28,13 +28,14 @@ mod request;
 mod tools;
 mod upstream;
 
+pub use crate::check_rpc::CHECK_PATH;
 pub use certs::{CLIENT_CERT_CN, Certificate, Pki, client_certificate, generate_pki};
 pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
 pub use decoding::{Reading, compare_readings};
 pub use dpop::{
     ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
 };
-pub use encoded::{CHECK_PATH, EncodedCheck};
+pub use encoded::EncodedCheck;
 pub use harness::{Authz, config, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};

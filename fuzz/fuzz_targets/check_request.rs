@@ -127,6 +127,7 @@ fn state() -> &'static State {
                     public_base_url: None,
                 },
                 dpop_algs: Some("ES256 EdDSA RS256".into()),
+                allow_room: jwt_authz::service::allow_room(&UpstreamConfig::default()),
                 resource_metadata: None,
             },
             Some(Arc::new(TokenCache::new(1024))),

@@ -66,13 +66,11 @@ pub struct Deny {
 impl AuthzService {
     pub(super) fn allow(&self, allowed: &Allowed, request: &Inbound<'_>) -> Allow {
         let upstream = &self.settings.upstream;
-        // Room for every change at once (the `cookie` and `dpop` removals included).
-        let (most_set, most_removed) = upstream.most_mutations();
+        // Room for every change at once.
+        let (most_set, most_removed) = self.settings.allow_room;
         let mut allow = Allow {
             set: Vec::with_capacity(most_set),
-            remove: Vec::with_capacity(
-                most_removed + if upstream.strip_authorization { 2 } else { 0 },
-            ),
+            remove: Vec::with_capacity(most_removed),
             remove_query: Vec::new(),
             metadata: None,
         };

@@ -10,9 +10,6 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::proto::CheckResponse;
 
-/// The gRPC path of `Check`.
-pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
-
 /// Sends pre-encoded `CheckRequest` bytes; decodes the `CheckResponse` with prost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EncodedCheck;
