@@ -78,3 +78,49 @@ if ! command -v openssl >/dev/null; then
   apt-get install -y -qq openssl >/dev/null
 fi
 openssl version >&2
+
+# The real upstream servers of the path differential test (tests/upstreams/README.md):
+#   .tools/venv  Werkzeug, Starlette and uvicorn (with h11, its HTTP parser there), pinned
+#   tests/upstreams/express/node_modules  Express 4 and method-override, via npm ci
+#   /usr/bin/php  Debian's php-cli (its built-in server runs php_router.php), via apt-get
+#   (nginx, the fifth upstream, is installed above)
+upstream_pins="werkzeug==3.1.9 starlette==1.10.0 uvicorn==0.55.0 h11==0.16.0"
+# shellcheck disable=SC2086 # the pins are separate words
+if ! "$tools/venv/bin/python" - $upstream_pins <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        sys.exit(1)
+    if have != want:
+        sys.exit(1)
+PY
+then
+  echo "installing $upstream_pins into $tools/venv" >&2
+  # shellcheck disable=SC2086
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check $upstream_pins
+fi
+"$tools/venv/bin/python" -c 'import werkzeug, starlette, uvicorn, h11' \
+  || { echo "werkzeug, starlette or uvicorn does not import in $tools/venv" >&2; exit 1; }
+"$tools/venv/bin/python" -c 'from importlib.metadata import version as v; print(" ".join(f"{n} {v(n)}" for n in ("werkzeug", "starlette", "uvicorn", "h11")))' >&2
+
+upstream_express="$root/tests/upstreams/express"
+if ! cmp -s "$upstream_express/package-lock.json" "$upstream_express/node_modules/.installed-package-lock.json"; then
+  echo "installing express and method-override into $upstream_express/node_modules" >&2
+  npm ci --prefix "$upstream_express" --no-audit --no-fund --loglevel=error
+  cp "$upstream_express/package-lock.json" "$upstream_express/node_modules/.installed-package-lock.json"
+fi
+(cd "$upstream_express" && node -e 'require("express"); require("method-override")') \
+  || { echo "express or method-override does not load from $upstream_express/node_modules" >&2; exit 1; }
+echo "express $(node -p 'require(process.argv[1]).version' "$upstream_express/node_modules/express/package.json"), method-override $(node -p 'require(process.argv[1]).version' "$upstream_express/node_modules/method-override/package.json")" >&2
+
+if ! command -v php >/dev/null; then
+  echo "installing php-cli (Debian package) for the PHP upstream" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq php-cli >/dev/null
+fi
+php --version | head -n 1 >&2

@@ -9,7 +9,9 @@ mod sources;
 use std::fmt;
 
 use crate::error::AuthError;
-pub use sources::{FoundToken, TokenSource, cookie_pairs, cookie_without, find_token};
+pub use sources::{
+    FoundToken, TokenSource, check_removable, cookie_pairs, cookie_without, find_token, reads_as,
+};
 
 /// A bearer token borrowed from the request. `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::jwks::JwksSettings;
 use crate::policy::{Action, Policy, ScopeRule};
 use crate::resource_metadata::{ResourceFacts, ResourceMetadata, parse_resource};
-use crate::upstream::UpstreamConfig;
+use crate::upstream::{IdentityHeader, UpstreamConfig};
 use crate::verify::IssuerConfig;
 pub use cli::{Cli, Command, DemoArgs, ExplainArgs, ServeArgs};
 pub use file::FileConfig;
@@ -219,13 +219,22 @@ impl Config {
         let issuer_names: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
         let policy = rules::parse_routes(&mut e, file.routes, settings, &issuer_names);
         let mut upstream = rules::parse_upstream(&mut e, file.upstream.unwrap_or_default());
-        upstream.token_headers = token_sources
-            .iter()
-            .filter_map(|s| match s {
-                TokenSource::Header { name, .. } => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
+        // Every token header in every `-`/`_` spelling: removed upstream when stripped,
+        // as identity headers are (CGI, WSGI and PHP read them all as one).
+        upstream.token_headers = Vec::new();
+        for source in &token_sources {
+            if let TokenSource::Header { name, .. } = source {
+                match IdentityHeader::new(name) {
+                    Ok(header) => {
+                        upstream.token_headers.push(name.clone());
+                        upstream
+                            .token_headers
+                            .extend(header.confusable().iter().cloned());
+                    }
+                    Err(why) => e.push("token_sources", why),
+                }
+            }
+        }
         let dpop_file = file.dpop.unwrap_or_default();
         let dpop = parse_dpop(&mut e, &dpop_file, allow_http);
         let replay_store = parse_replay_store(&mut e, &dpop_file);
@@ -243,7 +252,12 @@ impl Config {
         };
         for claim in &upstream.claim_headers {
             let name = claim.header.name();
-            if upstream.token_headers.iter().any(|t| t == name) {
+            let key = claim.header.spelling_key();
+            if upstream
+                .token_headers
+                .iter()
+                .any(|t| t.replace('_', "-") == key)
+            {
                 e.push("token_sources", format!("`{name}` is also a claim header"));
             }
         }

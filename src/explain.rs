@@ -20,7 +20,7 @@ use crate::claims::{self, Claims};
 use crate::config::{Config, ExplainArgs, ServeArgs};
 use crate::error::AuthError;
 use crate::jwks::KeySet;
-use crate::policy::{self, Action, TokenRule, granted_scopes};
+use crate::policy::{Action, TokenRule, granted_scopes};
 use crate::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use crate::proto::{AttributeContext, Authorization, CheckRequest, CheckResponse, HttpResponse};
 use crate::replay::ReplayStore;
@@ -161,17 +161,15 @@ async fn explain_steps(
         view.path
     );
     let policy = &config.policy;
-    if !policy.rules().is_empty() {
-        match policy::normalize_path(view.path, policy.settings().path_parameters) {
-            Ok(path) => {
-                let _ = writeln!(out, "path: {path}");
-            }
-            Err(why) => {
-                let _ = writeln!(out, "path: refused ({})", why.reason());
-            }
+    match policy.grammar().normalize(view.path) {
+        Ok(path) => {
+            let _ = writeln!(out, "path: {path}");
+        }
+        Err(why) => {
+            let _ = writeln!(out, "path: refused ({})", why.reason());
         }
     }
-    let requirement = policy.requirement(&view, false);
+    let requirement = policy.requirement(&view, request.required_scopes.is_some());
     for shadow in &requirement.shadows {
         let _ = writeln!(
             out,

@@ -10,6 +10,7 @@
 //! string) and `permissions` (Auth0 RBAC array). Claim conditions live in [`condition`].
 
 pub mod condition;
+pub mod overrides;
 pub mod pattern;
 pub mod request;
 pub mod route;
@@ -17,10 +18,11 @@ pub mod route;
 use serde_json::Value;
 
 pub use condition::{ClaimCondition, ClaimTest};
-pub use request::{Ambiguity, PathParameters, normalize_host, normalize_path};
+pub use overrides::method_overrides;
+pub use request::{Ambiguity, PathGrammar, PathParameters, normalize_host, normalize_path};
 pub use route::{
-    AMBIGUOUS_RULE, Action, DefaultAction, HostPattern, Mode, PathPattern, Policy, PolicySettings,
-    Request, Requirement, Rule, TokenRule,
+    AMBIGUOUS_RULE, Action, DefaultAction, HostPattern, Mode, Overrides, PathPattern, Policy,
+    PolicySettings, Request, Requirement, Rule, TokenRule,
 };
 
 use crate::claims::Claims;

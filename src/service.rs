@@ -49,14 +49,6 @@ struct LogFields<'s> {
 /// deciding) ask for it.
 type TokenOutcome = Option<Result<Arc<CachedToken>, AuthError>>;
 
-/// Method-override headers some frameworks obey; a request carrying one could be read as
-/// either method.
-const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
-
 /// Settings the Check path reads on every request.
 #[derive(Debug, Clone)]
 pub struct CheckSettings {
@@ -367,6 +359,11 @@ impl AuthzService {
         if let Some(why) = requirement.ambiguity {
             return Err(AuthError::AmbiguousRequest(why.reason()));
         }
+        if self.settings.upstream.strip_authorization {
+            // Strip means gone: a token copy the answer cannot remove is refused, on
+            // every route.
+            bearer::check_removable(&self.settings.token_sources, request, wire == Wire::Grpc)?;
+        }
         let context_scopes = request
             .required_scopes
             .filter(|_| requirement.context_scopes);
@@ -592,14 +589,17 @@ pub fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
     let preflight_method = request
         .first("origin")
         .and_then(|_| request.first("access-control-request-method"));
-    let method_override = METHOD_OVERRIDE_HEADERS
-        .iter()
-        .find_map(|name| request.first(name));
+    let overrides = policy::method_overrides(
+        request.method,
+        request.headers.iter().copied(),
+        request.query(),
+        request.values("content-type").next(),
+    );
     policy::Request {
         method: request.method,
         host: request.host,
         path: request.path,
         preflight_method,
-        method_override,
+        overrides,
     }
 }

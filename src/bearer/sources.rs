@@ -11,7 +11,9 @@
 //! ([`AuthError::TokenSentTwice`]), never "use the first"; two carrying the same token are
 //! accepted, since nothing is ambiguous about one credential sent twice. A cookie name or
 //! query parameter that appears twice is refused even when both values agree: whoever reads
-//! the request after us may pick the other one.
+//! the request after us may pick the other one. So is a cookie or parameter under another
+//! name that some server reads as the token's ([`reads_as`]: `access%5Ftoken`,
+//! `access.token` to PHP).
 
 use std::borrow::Cow;
 
@@ -94,6 +96,15 @@ fn read<'a>(
 ) -> Result<Option<Cow<'a, str>>, AuthError> {
     match source {
         TokenSource::Header { name, scheme } => {
+            // `x_api_token` for `x-api-token`: the same header to CGI, WSGI and PHP.
+            if name.contains(['-', '_'])
+                && request
+                    .headers
+                    .iter()
+                    .any(|(n, _)| !n.eq_ignore_ascii_case(name) && same_spelling_key(n, name))
+            {
+                return Err(AuthError::TokenSentTwice);
+            }
             let values = request.values(name);
             let token = match scheme {
                 Some(scheme) => BearerToken::from_values_with_scheme(values, scheme, max_len),
@@ -111,6 +122,18 @@ fn read<'a>(
             None => Ok(None),
         },
     }
+}
+
+/// Whether two header names differ at most in case and in `-` against `_`.
+fn same_spelling_key(a: &str, b: &str) -> bool {
+    let key = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| key(x) == key(y))
 }
 
 /// A header that holds the raw token. Blank is absent; a comma means Envoy joined two
@@ -173,6 +196,9 @@ fn cookie<'a>(
     let mut found = None;
     for (name, value) in cookie_pairs(values) {
         if name != wanted {
+            if reads_as(name, wanted) {
+                return Err(AuthError::TokenSentTwice);
+            }
             continue;
         }
         if found.is_some() {
@@ -201,10 +227,7 @@ fn query_parameter<'a>(
     let mut found = None;
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Some(name) = crate::percent::decode_utf8(raw_name) else {
-            continue;
-        };
-        if name != wanted {
+        if !reads_as(raw_name, wanted) {
             continue;
         }
         // An encoded spelling of the name (`access%5Ftoken`) is read the same by most
@@ -222,6 +245,88 @@ fn query_parameter<'a>(
         found = Some(value);
     }
     Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// Whether a cookie or query parameter sent as `raw` is read as `wanted` by some server:
+/// the same name, or the same once percent-decoded (`+` a space) and read as PHP reads
+/// names (leading spaces dropped; ` `, `.` and `[` as `_`).
+pub fn reads_as(raw: &str, wanted: &str) -> bool {
+    raw == wanted || name_key(raw) == name_key(wanted)
+}
+
+/// A name as PHP's `$_GET` and `$_COOKIE` read it: `urldecode` (a malformed escape stays
+/// as it is), leading spaces dropped, ` `, `.` and `[` read as `_`.
+fn name_key(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let hex = |at: usize| bytes.get(at).and_then(|&b| char::from(b).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits: at most 0xff.
+                decoded.push(u8::try_from(high << 4 | low).unwrap_or(u8::MAX));
+                i += 3;
+                continue;
+            }
+            (b'+', ..) => decoded.push(b' '),
+            (b, ..) => decoded.push(b),
+        }
+        i += 1;
+    }
+    let start = decoded
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(decoded.len());
+    decoded[start..]
+        .iter()
+        .map(|&b| {
+            if matches!(b, b' ' | b'.' | b'[') {
+                b'_'
+            } else {
+                b
+            }
+        })
+        .collect()
+}
+
+/// With `strip_authorization`, whether the token could be removed from every place it may
+/// be: refused when a cookie or query parameter is sent under another name some server
+/// reads as the token's ([`reads_as`]), which the removal (by exact name) would miss, and,
+/// over the HTTP endpoint (`query_removable` false), when a query token parameter is sent
+/// at all: no proxy there can rewrite the path. Checked on every route.
+pub fn check_removable(
+    sources: &[TokenSource],
+    request: &Inbound<'_>,
+    query_removable: bool,
+) -> Result<(), AuthError> {
+    for source in sources {
+        match source {
+            TokenSource::Cookie(wanted) => {
+                if cookie_pairs(request.values("cookie"))
+                    .any(|(name, _)| name != wanted && reads_as(name, wanted))
+                {
+                    return Err(AuthError::TokenSentTwice);
+                }
+            }
+            TokenSource::Query(wanted) => {
+                for pair in request.query().into_iter().flat_map(|q| q.split('&')) {
+                    let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                    if !reads_as(name, wanted) {
+                        continue;
+                    }
+                    if !query_removable {
+                        return Err(AuthError::QueryTokenNotRemovable);
+                    }
+                    if name != wanted {
+                        return Err(AuthError::TokenSentTwice);
+                    }
+                }
+            }
+            TokenSource::Header { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 /// The `cookie` header without the cookies named in `names`, as one value joined by

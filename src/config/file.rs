@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub cors_preflight: Option<String>,
     /// `reject` or `strip`: what `;` path parameters do.
     pub path_parameters: Option<String>,
+    /// Whether paths with encoded UTF-8 letters and digits are accepted.
+    pub path_utf8: Option<bool>,
     pub upstream: Option<FileUpstream>,
     /// DPoP proof checks and the replay store.
     pub dpop: Option<FileDpop>,
@@ -138,6 +140,8 @@ pub struct FileRoute {
     pub claims: Option<Vec<FileClaimCondition>>,
     /// `allow` or `deny`, overriding the top-level `cors_preflight`.
     pub cors_preflight: Option<String>,
+    /// Overrides the top-level `path_utf8` for the requests this rule decides.
+    pub path_utf8: Option<bool>,
     /// `enforce` or `shadow`.
     pub mode: Option<String>,
     /// `required`: only DPoP-bound tokens with a valid proof, whatever the issuer allows.

@@ -47,6 +47,7 @@ pub(super) fn parse_policy_settings(e: &mut Errors, file: &FileConfig) -> Policy
         default_action,
         cors_preflight,
         path_parameters,
+        path_utf8: file.path_utf8.unwrap_or(false),
     }
 }
 
@@ -141,6 +142,7 @@ pub(super) fn parse_routes(
                 action,
                 mode,
                 cors_preflight,
+                path_utf8: route.path_utf8,
             });
         }
     }

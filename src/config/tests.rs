@@ -437,9 +437,16 @@ token_sources:
             TokenSource::Query("access_token".into()),
         ]
     );
+    // Each token header in every `-`/`_` spelling, removed upstream when stripped.
     assert_eq!(
         config.upstream.token_headers,
-        ["authorization", "x-api-token"]
+        [
+            "authorization",
+            "x-api-token",
+            "x_api-token",
+            "x-api_token",
+            "x_api_token"
+        ]
     );
 }
 

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::request::{PathParameters, normalize_path};
+use super::request::{PathGrammar, PathParameters, decoded_text, has_utf8};
 
 /// A host to match, compared case-insensitively and without the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl PathPattern {
     pub(super) fn matches_with(&self, path: &str, fold: bool) -> bool {
         let eq = |a: &str, b: &str| {
             if fold {
-                a.eq_ignore_ascii_case(b)
+                a.eq_ignore_ascii_case(b) || ((has_utf8(a) || has_utf8(b)) && unicode_fold_eq(a, b))
             } else {
                 a == b
             }
@@ -186,9 +186,45 @@ impl PathPattern {
     }
 }
 
+/// Whether two normal paths read alike to a server that ignores case beyond ASCII
+/// (`%C3%A9` and `%C3%89`, é and É).
+fn unicode_fold_eq(a: &str, b: &str) -> bool {
+    match (decoded_text(a), decoded_text(b)) {
+        (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
+        _ => false,
+    }
+}
+
 /// A configured path in the form requests are matched in: escapes normalised, no
 /// trailing slash; refused when a request could never have that form (dot segments...).
+/// Pattern segments (`{name}`, `*`, `**`) are kept as they are; the literals around them
+/// must be in the request grammar (with UTF-8, so rules may name UTF-8 paths).
 fn normal_pattern(value: &str) -> Result<Cow<'_, str>, String> {
-    normalize_path(value, PathParameters::Reject)
-        .map_err(|why| format!("`{value}` is not a normal path: {}", why.reason()))
+    let grammar = PathGrammar {
+        parameters: PathParameters::Reject,
+        utf8: true,
+    };
+    let refused = |why: super::request::Ambiguity| {
+        format!("`{value}` is not a normal path: {}", why.reason())
+    };
+    if !value.contains(['{', '}', '*']) {
+        return grammar.normalize(value).map_err(refused);
+    }
+    let mut normal = String::with_capacity(value.len());
+    for part in value[1..].split('/') {
+        let special = part == "*" || part == "**" || (part.starts_with('{') && part.ends_with('}'));
+        if special || part.contains(['{', '}', '*']) {
+            // Judged by the pattern parser.
+            normal.push('/');
+            normal.push_str(part);
+            continue;
+        }
+        let literal = grammar.normalize_segment(part).map_err(refused)?;
+        normal.push('/');
+        normal.push_str(&literal);
+    }
+    if normal.len() > 1 && normal.ends_with('/') {
+        normal.pop();
+    }
+    Ok(Cow::Owned(normal))
 }

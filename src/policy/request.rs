@@ -1,16 +1,33 @@
 //! The request model: the one place that turns Envoy's `:path` and `:authority` into the
-//! path and host the route rules see, or refuses them as ambiguous.
+//! path and host the route rules see, or refuses them.
 //!
-//! An ambiguous request is one that servers behind the proxy could resolve to a different
-//! resource than the one the rules matched: dot segments in any spelling, encoded
-//! separators, empty segments, `;` path parameters, control or non-ASCII bytes. Such a
-//! request is refused (403 `access_denied`), never guessed at. What every reader agrees on
-//! is normalised instead (RFC 3986 §6.2.2): percent-encoded unreserved characters are
-//! decoded (`%61` is `a`), other escapes are upper-cased, and a trailing slash does not
-//! change which rule matches. The path is cut at the first `?` or `#` by hand: it is never
-//! run through a URL parser, which could read `//x` as an authority.
+//! A path is accepted only in one canonical form; anything else is refused (403
+//! `access_denied`), whatever the route, so a spelling that some server behind the proxy
+//! reads as another resource never reaches a rule. The grammar, on the path as sent (cut at
+//! the first `?` or `#` by hand, never run through a URL parser that could read `//x` as an
+//! authority):
+//!
+//! ```text
+//! path     = "/" segment *( "/" segment )          ; only the last segment may be empty
+//! segment  = *( char / escape )                    ; not ending in "." (nor in "." then "+"s)
+//! char     = ALPHA / DIGIT / "-" / "." / "_" / "~" / "!" / "$" / "&" / "'" / "(" / ")"
+//!          / "*" / "+" / "," / "=" / ":" / "@"     ; ";" only with `path_parameters: strip`
+//! escape   = "%" HEXDIG HEXDIG decoding to
+//!            an unreserved character but "."        -> decoded (`%61` is `a`)
+//!          / ! " # $ & ' ( ) * + , : < = > ? @ [ ] ^ ` { | }  -> kept, hex upper-cased
+//!          / with `path_utf8`: bytes >= 0x80 forming shortest-form UTF-8 letters and
+//!            digits, each segment already in NFKC -> kept, hex upper-cased
+//! ```
+//!
+//! Everything else is refused: raw bytes outside `char` (space, controls, `\`, `"`, `<`,
+//! non-ASCII...), escapes of controls, whitespace, `%`, `.`, `/`, `\` and `;`, malformed
+//! escapes, non-ASCII without `path_utf8`, empty and dot-only segments, trailing dots. So
+//! `..%20`, `%c0%ae`, `%ef%bc%8e`, `..%3b`, `/admin./x` and `/api/x%20` cannot exist past
+//! this module. A trailing slash does not change which rule matches.
 
 use std::borrow::Cow;
+
+use icu_normalizer::ComposingNormalizerBorrowed;
 
 /// How `;` path parameters (`/a;jsessionid=1/b`) are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,32 +39,49 @@ pub enum PathParameters {
     Strip,
 }
 
+/// The path grammar in force: what the module documentation describes, with `;`
+/// parameters stripped or refused, and UTF-8 segments accepted or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PathGrammar {
+    pub parameters: PathParameters,
+    /// Percent-encoded UTF-8 letters and digits are accepted (`path_utf8`).
+    pub utf8: bool,
+}
+
 /// Why a request was refused as ambiguous. The reason is logged, never sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ambiguity {
     /// The path does not start with `/` (`*`, an absolute URI, or nothing).
     NotOriginForm,
-    /// A raw control, space or non-ASCII byte.
+    /// A raw byte outside the path alphabet: control, space, non-ASCII, `"`, `<`, `{`...
     RawByte,
     /// A raw backslash, which some servers read as `/`.
     Backslash,
-    /// `%2F`, `%5C` or `%00`: an encoded separator or NUL.
+    /// `%2F`, `%5C`, `%3B` or `%00`: an encoded separator or NUL.
     EncodedSeparator,
-    /// An encoded control character.
+    /// An encoded control character or whitespace.
     EncodedControl,
-    /// `%25` followed by two hex digits: decoded twice, it is another path.
+    /// `%25`: decoded twice, it is another path.
     DoubleEncoding,
+    /// `%2E`: an encoded dot, which servers fold into dot segments.
+    EncodedDot,
     /// `%` not followed by two hex digits.
     BadEscape,
+    /// An encoded byte >= 0x80 where UTF-8 paths are not accepted.
+    NonAscii,
+    /// Encoded bytes that are not shortest-form UTF-8 (`%c0%ae`), or a character that is
+    /// not a letter or digit, or a segment that NFKC would change (`%ef%bc%8e`).
+    NonCanonicalUtf8,
     /// `//`: an empty segment, which servers may merge.
     EmptySegment,
-    /// A `.` or `..` segment, in any spelling (`%2e`, `.;x`).
+    /// A dot-only segment, or one ending in a dot (`.`, `..`, `...`, `admin.`).
     DotSegment,
     /// A `;` path parameter while they are refused.
     PathParameter,
     /// The path matches other rules when compared case-insensitively.
     Case,
-    /// A method-override header names a method that selects another rule.
+    /// A method override (header, `_method` parameter, form body) could select another
+    /// rule than the request's method.
     MethodOverride,
     /// The host is not a plain DNS name or IP literal with an optional port.
     Host,
@@ -58,62 +92,107 @@ impl Ambiguity {
     pub const fn reason(self) -> &'static str {
         match self {
             Ambiguity::NotOriginForm => "path is not origin-form",
-            Ambiguity::RawByte => "control, space or non-ascii byte in path",
+            Ambiguity::RawByte => "byte outside the path alphabet",
             Ambiguity::Backslash => "backslash in path",
-            Ambiguity::EncodedSeparator => "encoded slash, backslash or nul in path",
-            Ambiguity::EncodedControl => "encoded control character in path",
-            Ambiguity::DoubleEncoding => "double percent-encoding in path",
+            Ambiguity::EncodedSeparator => "encoded slash, backslash, semicolon or nul in path",
+            Ambiguity::EncodedControl => "encoded control or whitespace in path",
+            Ambiguity::DoubleEncoding => "encoded percent sign in path",
+            Ambiguity::EncodedDot => "encoded dot in path",
             Ambiguity::BadEscape => "malformed percent-escape in path",
+            Ambiguity::NonAscii => "non-ascii path where utf-8 paths are not accepted",
+            Ambiguity::NonCanonicalUtf8 => "utf-8 in path is not canonical letters and digits",
             Ambiguity::EmptySegment => "empty path segment",
-            Ambiguity::DotSegment => "dot segment in path",
+            Ambiguity::DotSegment => "dot segment or trailing dot in path",
             Ambiguity::PathParameter => "path parameter in path",
             Ambiguity::Case => "path matches other rules case-insensitively",
-            Ambiguity::MethodOverride => "method override selects another rule",
+            Ambiguity::MethodOverride => "method override could select another rule",
             Ambiguity::Host => "host is not a plain name or address",
         }
     }
 }
 
-/// The path the rules see: `raw` without query or fragment, percent-normalised, without
-/// a trailing slash (except `/` itself), `;` parameters stripped when `params` says so.
-/// Borrows `raw` when nothing needed rewriting.
+/// [`PathGrammar::normalize`] with ASCII paths only.
 pub fn normalize_path(raw: &str, params: PathParameters) -> Result<Cow<'_, str>, Ambiguity> {
-    let end = raw.find(['?', '#']).unwrap_or(raw.len());
-    let path = &raw[..end];
-    if !path.starts_with('/') {
-        return Err(Ambiguity::NotOriginForm);
+    PathGrammar {
+        parameters: params,
+        utf8: false,
     }
-    let decoded = decode(path)?;
-    let body = &decoded[1..];
-    let count = body.split('/').count();
-    let mut strip = false;
-    for (i, segment) in body.split('/').enumerate() {
-        let kept = match (segment.find(';'), params) {
-            (None, _) => segment,
-            (Some(_), PathParameters::Reject) => return Err(Ambiguity::PathParameter),
-            (Some(at), PathParameters::Strip) => {
-                strip = true;
-                &segment[..at]
+    .normalize(raw)
+}
+
+/// Whether a normal path holds an encoded non-ASCII byte (only [`PathGrammar::utf8`]
+/// accepts one).
+pub fn has_utf8(normal: &str) -> bool {
+    normal
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'%' && matches!(w[1], b'8'..=b'9' | b'A'..=b'F'))
+}
+
+impl PathGrammar {
+    /// The path the rules see: `raw` without query or fragment, in canonical form, without
+    /// a trailing slash (except `/` itself), `;` parameters stripped when the grammar says
+    /// so. Borrows `raw` when nothing needed rewriting.
+    pub fn normalize(self, raw: &str) -> Result<Cow<'_, str>, Ambiguity> {
+        let end = raw.find(['?', '#']).unwrap_or(raw.len());
+        let path = &raw[..end];
+        if !path.starts_with('/') {
+            return Err(Ambiguity::NotOriginForm);
+        }
+        let decoded = decode(path, self)?;
+        let body = &decoded[1..];
+        let count = body.split('/').count();
+        let mut strip = false;
+        for (i, segment) in body.split('/').enumerate() {
+            let kept = match (segment.find(';'), self.parameters) {
+                (None, _) => segment,
+                (Some(_), PathParameters::Reject) => return Err(Ambiguity::PathParameter),
+                (Some(at), PathParameters::Strip) => {
+                    strip = true;
+                    &segment[..at]
+                }
+            };
+            if kept.is_empty() {
+                if i + 1 != count || segment.len() != kept.len() {
+                    return Err(Ambiguity::EmptySegment);
+                }
+                continue;
             }
+            // `..`, `...`, `admin.`: dot segments, and what Windows servers read without
+            // their trailing dots; `+` is a space to some decoders, which they trim.
+            if kept.ends_with('.') || kept.trim_matches('+').ends_with('.') {
+                return Err(Ambiguity::DotSegment);
+            }
+            if self.utf8 && has_utf8(kept) && !canonical_utf8(kept) {
+                return Err(Ambiguity::NonCanonicalUtf8);
+            }
+        }
+        let normal = if strip {
+            let mut text = String::with_capacity(decoded.len());
+            for segment in body.split('/') {
+                text.push('/');
+                text.push_str(segment.split(';').next().unwrap_or(""));
+            }
+            Cow::Owned(text)
+        } else {
+            decoded
         };
-        if kept == "." || kept == ".." {
-            return Err(Ambiguity::DotSegment);
-        }
-        if kept.is_empty() && i + 1 != count {
-            return Err(Ambiguity::EmptySegment);
-        }
+        Ok(trim_trailing_slash(normal))
     }
-    let normal = if strip {
-        let mut text = String::with_capacity(decoded.len());
-        for segment in body.split('/') {
-            text.push('/');
-            text.push_str(segment.split(';').next().unwrap_or(""));
+}
+
+impl PathGrammar {
+    /// One segment (no `/`) in normal form; an empty one stays empty.
+    pub fn normalize_segment(self, segment: &str) -> Result<String, Ambiguity> {
+        if segment.is_empty() {
+            return Ok(String::new());
         }
-        Cow::Owned(text)
-    } else {
-        decoded
-    };
-    Ok(trim_trailing_slash(normal))
+        if segment.contains(['/', '?', '#']) {
+            return Err(Ambiguity::RawByte);
+        }
+        let path = format!("/{segment}");
+        self.normalize(&path).map(|normal| normal[1..].to_owned())
+    }
 }
 
 fn trim_trailing_slash(path: Cow<'_, str>) -> Cow<'_, str> {
@@ -129,57 +208,155 @@ fn trim_trailing_slash(path: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// Checks raw bytes and normalises percent-escapes: unreserved characters decoded, other
-/// escapes upper-cased, separators and controls refused.
-fn decode(path: &str) -> Result<Cow<'_, str>, Ambiguity> {
+/// Escapes kept as they are (upper-cased): visible ASCII that is neither unreserved nor
+/// a separator, `%` or `;`.
+fn kept_escape(v: u8) -> bool {
+    matches!(
+        v,
+        b'!' | b'"'
+            | b'#'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b':'
+            | b'<'
+            | b'='
+            | b'>'
+            | b'?'
+            | b'@'
+            | b'['
+            | b']'
+            | b'^'
+            | b'`'
+            | b'{'
+            | b'|'
+            | b'}'
+    )
+}
+
+/// Raw bytes of the alphabet (`;` is judged per segment).
+fn raw_allowed(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+                | b';'
+                | b'/'
+        )
+}
+
+/// Checks the bytes of `path` against the grammar and writes escapes in canonical form:
+/// unreserved characters decoded, kept ones upper-cased, the rest refused.
+fn decode(path: &str, grammar: PathGrammar) -> Result<Cow<'_, str>, Ambiguity> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = path.as_bytes();
     let mut out: Option<String> = None;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        match b {
-            b'%' => {
-                let (Some(&hi), Some(&lo)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
-                    return Err(Ambiguity::BadEscape);
-                };
-                let (Some(h), Some(l)) = (hex(hi), hex(lo)) else {
-                    return Err(Ambiguity::BadEscape);
-                };
-                let value = h << 4 | l;
-                let text = out.get_or_insert_with(|| path[..i].to_owned());
-                match value {
-                    b'/' | b'\\' | 0 => return Err(Ambiguity::EncodedSeparator),
-                    0x01..=0x1f | 0x7f => return Err(Ambiguity::EncodedControl),
-                    v if is_unreserved(v) => text.push(char::from(v)),
-                    v => {
-                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                        text.push('%');
-                        text.push(char::from(HEX[usize::from(v >> 4)]));
-                        text.push(char::from(HEX[usize::from(v & 0xf)]));
-                    }
-                }
-                i += 3;
+        if b != b'%' {
+            if !raw_allowed(b) {
+                return Err(if b == b'\\' {
+                    Ambiguity::Backslash
+                } else {
+                    Ambiguity::RawByte
+                });
             }
-            b'\\' => return Err(Ambiguity::Backslash),
-            0..=0x20 | 0x7f.. => return Err(Ambiguity::RawByte),
+            if let Some(text) = &mut out {
+                text.push(char::from(b));
+            }
+            i += 1;
+            continue;
+        }
+        let value = escape_at(bytes, i)?;
+        let text = out.get_or_insert_with(|| path[..i].to_owned());
+        match value {
+            b'/' | b'\\' | b';' | 0 => return Err(Ambiguity::EncodedSeparator),
+            0x01..=0x20 | 0x7f => return Err(Ambiguity::EncodedControl),
+            b'%' => return Err(Ambiguity::DoubleEncoding),
+            b'.' => return Err(Ambiguity::EncodedDot),
+            v if is_unreserved(v) => text.push(char::from(v)),
+            v if kept_escape(v) => {
+                text.push('%');
+                text.push(char::from(HEX[usize::from(v >> 4)]));
+                text.push(char::from(HEX[usize::from(v & 0xf)]));
+            }
+            _ if !grammar.utf8 => return Err(Ambiguity::NonAscii),
             _ => {
-                if let Some(text) = &mut out {
-                    text.push(char::from(b));
+                // A run of encoded bytes >= 0x80 is whole characters, or refused: Rust's
+                // UTF-8 check refuses overlong forms, surrogates and truncated sequences.
+                let mut run = Vec::new();
+                let mut j = i;
+                while j < bytes.len() && bytes[j] == b'%' {
+                    let v = escape_at(bytes, j)?;
+                    if v < 0x80 {
+                        break;
+                    }
+                    run.push(v);
+                    j += 3;
                 }
-                i += 1;
+                let text_run =
+                    std::str::from_utf8(&run).map_err(|_| Ambiguity::NonCanonicalUtf8)?;
+                if !text_run.chars().all(char::is_alphanumeric) {
+                    return Err(Ambiguity::NonCanonicalUtf8);
+                }
+                for v in run {
+                    text.push('%');
+                    text.push(char::from(HEX[usize::from(v >> 4)]));
+                    text.push(char::from(HEX[usize::from(v & 0xf)]));
+                }
+                i = j;
+                continue;
             }
         }
+        i += 3;
     }
-    let normal = out.map_or(Cow::Borrowed(path), Cow::Owned);
-    // Checked on the result, so that `%25%61a` (decoding to `%25aa`) is caught as well.
-    let double = normal
-        .as_bytes()
-        .windows(5)
-        .any(|w| w[..3].eq_ignore_ascii_case(b"%25") && hex(w[3]).is_some() && hex(w[4]).is_some());
-    if double {
-        return Err(Ambiguity::DoubleEncoding);
+    Ok(out.map_or(Cow::Borrowed(path), Cow::Owned))
+}
+
+/// The byte the escape at `bytes[i]` (a `%`) encodes.
+fn escape_at(bytes: &[u8], i: usize) -> Result<u8, Ambiguity> {
+    let (Some(&hi), Some(&lo)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
+        return Err(Ambiguity::BadEscape);
+    };
+    match (hex(hi), hex(lo)) {
+        (Some(h), Some(l)) => Ok(h << 4 | l),
+        _ => Err(Ambiguity::BadEscape),
     }
-    Ok(normal)
+}
+
+/// Whether a segment in normal form that holds encoded UTF-8 is unchanged by NFKC, so
+/// that no server normalising Unicode reads it as another segment (fullwidth letters,
+/// ligatures, the Kelvin sign, decomposed accents).
+fn canonical_utf8(segment: &str) -> bool {
+    let Some(bytes) = crate::percent::decode(segment) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return false;
+    };
+    ComposingNormalizerBorrowed::new_nfkc().is_normalized(text)
+}
+
+/// The decoded text of a normal path, for comparing case-insensitively beyond ASCII.
+pub(super) fn decoded_text(normal: &str) -> Option<String> {
+    let bytes = crate::percent::decode(normal)?;
+    String::from_utf8(bytes.into_owned()).ok()
 }
 
 fn hex(b: u8) -> Option<u8> {

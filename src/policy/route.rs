@@ -1,15 +1,21 @@
 //! Route rules: match a request's host, method and path, in order, to an [`Action`].
 //!
-//! Rules see the path and host that [`super::request`] normalised, never the raw ones, and a request that
-//! could be read two ways (its path compared case-insensitively, or its method-override
-//! header, selects another rule) is refused rather than matched to either.
+//! Rules see the path and host that [`super::request`] normalised, never the raw ones, and a
+//! request that could be read two ways (its path compared case-insensitively, or a method
+//! override, selects another rule) is refused rather than matched to either.
+//!
+//! Three rules bound what a request can gain: a CORS preflight passes without a token only
+//! where a request with a valid token could pass (never under `deny: true` or the default
+//! deny); Envoy's `required_scopes` context extension adds scopes to the matched rule and
+//! never removes a requirement; and the path grammar applies on every route, anonymous
+//! and preflight ones included, with or without rules.
 
 use std::borrow::Cow;
 
 use super::ScopeRule;
 use super::condition::ClaimCondition;
 pub use super::pattern::{HostPattern, PathPattern, Segment};
-use super::request::{Ambiguity, PathParameters, normalize_host, normalize_path};
+use super::request::{Ambiguity, PathGrammar, PathParameters, has_utf8, normalize_host};
 
 /// What a matched rule asks for.
 #[derive(Debug, Clone)]
@@ -109,6 +115,9 @@ pub struct Rule {
     /// Whether CORS preflights matching this rule pass without a token; `None` follows the
     /// policy's setting.
     pub cors_preflight: Option<bool>,
+    /// Whether paths with encoded UTF-8 letters and digits may be decided by this rule;
+    /// `None` follows the policy's setting.
+    pub path_utf8: Option<bool>,
 }
 
 impl Rule {
@@ -122,6 +131,7 @@ impl Rule {
             action,
             mode: Mode::Enforce,
             cors_preflight: None,
+            path_utf8: None,
         }
     }
 }
@@ -134,6 +144,8 @@ pub struct PolicySettings {
     /// CORS preflights pass without a token (rules may override).
     pub cors_preflight: bool,
     pub path_parameters: PathParameters,
+    /// Paths with encoded UTF-8 letters and digits are accepted (rules may override).
+    pub path_utf8: bool,
 }
 
 /// The ordered route table.
@@ -148,6 +160,14 @@ pub struct Policy {
     /// path can match differently when read case-insensitively. Computed once here, not
     /// per request.
     upper_case_literals: bool,
+    /// The grammar paths are read with: UTF-8 when the policy or any rule accepts it (the
+    /// deciding rule then says whether a UTF-8 path may pass).
+    grammar: PathGrammar,
+    /// Methods a method override could name that select different rules: every method a
+    /// rule lists, and `""`, which stands for every method no rule lists.
+    override_methods: Vec<String>,
+    /// Some rule lists methods: only then can an override select another rule.
+    method_rules: bool,
 }
 
 impl Default for Policy {
@@ -157,7 +177,7 @@ impl Default for Policy {
 }
 
 /// The parts of a request that select a rule, as Envoy forwarded them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Request<'a> {
     pub method: &'a str,
     /// `:authority`, possibly with a port.
@@ -166,8 +186,21 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// `access-control-request-method`, when the request also has an `origin` header.
     pub preflight_method: Option<&'a str>,
-    /// The value of a method-override header (`x-http-method-override` and the like).
-    pub method_override: Option<&'a str>,
+    /// The methods the upstream could run instead of `method`.
+    pub overrides: Overrides<'a>,
+}
+
+/// What method overrides a request carries: a server behind the proxy may run one of them
+/// instead of the request's method (Express `method-override`, Rails, Laravel, Symfony).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Overrides<'a> {
+    /// None.
+    #[default]
+    None,
+    /// These methods, read from every override header and `_method` parameter.
+    Methods(Vec<&'a str>),
+    /// Any method: a value that is not a method, or a form body that may hold `_method`.
+    Any,
 }
 
 /// The outcome of matching a request.
@@ -251,12 +284,26 @@ impl Policy {
         });
         let check_case = rules.iter().any(|r| !matches!(r.path, PathPattern::Any));
         let upper_case_literals = rules.iter().any(|r| r.path.has_upper_case());
+        let grammar = PathGrammar {
+            parameters: settings.path_parameters,
+            utf8: settings.path_utf8 || rules.iter().any(|r| r.path_utf8 == Some(true)),
+        };
+        let mut override_methods: Vec<String> = vec![String::new()];
+        for method in rules.iter().flat_map(|r| &r.methods) {
+            if !override_methods.contains(method) {
+                override_methods.push(method.clone());
+            }
+        }
+        let method_rules = override_methods.len() > 1;
         Policy {
             rules,
             default_action,
             settings,
             check_case,
             upper_case_literals,
+            grammar,
+            override_methods,
+            method_rules,
         }
     }
 
@@ -270,6 +317,11 @@ impl Policy {
 
     pub fn settings(&self) -> &PolicySettings {
         &self.settings
+    }
+
+    /// The grammar request paths are read with.
+    pub fn grammar(&self) -> PathGrammar {
+        self.grammar
     }
 
     /// Every rule's claim conditions, in rule order: a token's cache entry records which
@@ -301,39 +353,37 @@ impl Policy {
     }
 
     /// What a request needs. `context_scopes`: the request has Envoy's `required_scopes`
-    /// context extension, which wins over the rules ([`Requirement::context_scopes`]).
+    /// context extension, which adds its scopes to what the matched rule requires
+    /// ([`Requirement::context_scopes`]).
     pub fn requirement<'p>(
         &'p self,
         request: &Request<'_>,
         context_scopes: bool,
     ) -> Requirement<'p> {
+        let mut requirement = self.rule_requirement(request);
+        if context_scopes {
+            // The extension adds, never removes: a denial stays one, a preflight stays
+            // one, and an anonymous rule now needs a token with the extension's scopes.
+            match requirement.action.as_ref() {
+                Action::Deny | Action::Preflight => {}
+                Action::Token(_) => requirement.context_scopes = true,
+                Action::Anonymous => {
+                    requirement.action = Cow::Borrowed(&ANY_VALID_TOKEN);
+                    requirement.context_scopes = true;
+                }
+            }
+        }
+        requirement
+    }
+
+    /// What the rules (or the default) require of `request`.
+    fn rule_requirement<'p>(&'p self, request: &Request<'_>) -> Requirement<'p> {
         let preflight = request
             .preflight_method
             .filter(|_| request.method.eq_ignore_ascii_case("OPTIONS"));
-        if context_scopes {
-            let preflight = preflight.is_some() && self.settings.cors_preflight;
-            return Requirement {
-                rule: None,
-                action: if preflight {
-                    Cow::Owned(Action::Preflight)
-                } else {
-                    Cow::Borrowed(&ANY_VALID_TOKEN)
-                },
-                ambiguity: None,
-                shadows: Vec::new(),
-                context_scopes: !preflight,
-            };
-        }
-        if self.rules.is_empty() {
-            let mut requirement = self.default_requirement();
-            if preflight.is_some() && self.settings.cors_preflight {
-                requirement.action = Cow::Owned(Action::Preflight);
-            }
-            return requirement;
-        }
         let (host, path) = match (
             normalize_host(request.host),
-            normalize_path(request.path, self.settings.path_parameters),
+            self.grammar.normalize(request.path),
         ) {
             (Ok(host), Ok(path)) => (host, path),
             (Err(why), _) | (_, Err(why)) => return Requirement::ambiguous(why),
@@ -368,12 +418,15 @@ impl Policy {
         {
             return Requirement::ambiguous(Ambiguity::Case);
         }
-        if let Some(other) = request
-            .method_override
-            .filter(|m| !m.eq_ignore_ascii_case(method))
-            && self.first_enforcing(other, host, path, false) != deciding
-        {
+        if self.override_selects_another_rule(&request.overrides, method, host, path, deciding) {
             return Requirement::ambiguous(Ambiguity::MethodOverride);
+        }
+        let utf8_allowed = match deciding {
+            Some(i) => self.rules[i].path_utf8.unwrap_or(self.settings.path_utf8),
+            None => self.settings.path_utf8,
+        };
+        if self.grammar.utf8 && !utf8_allowed && has_utf8(path) {
+            return Requirement::ambiguous(Ambiguity::NonAscii);
         }
         let end = deciding.unwrap_or(self.rules.len());
         let shadows = self.rules[..end]
@@ -383,7 +436,11 @@ impl Policy {
         let mut requirement = match deciding {
             Some(i) => {
                 let rule = &self.rules[i];
-                let action = if preflight && rule.allows_preflight(&self.settings) {
+                // A preflight passes only where a token could: never under `deny: true`.
+                let action = if preflight
+                    && rule.allows_preflight(&self.settings)
+                    && rule.action != Action::Deny
+                {
                     Cow::Owned(Action::Preflight)
                 } else {
                     Cow::Borrowed(&rule.action)
@@ -398,7 +455,10 @@ impl Policy {
             }
             None => {
                 let mut requirement = self.default_requirement();
-                if preflight && self.settings.cors_preflight {
+                if preflight
+                    && self.settings.cors_preflight
+                    && self.default_action == DefaultAction::Authenticated
+                {
                     requirement.action = Cow::Owned(Action::Preflight);
                 }
                 requirement
@@ -406,6 +466,29 @@ impl Policy {
         };
         requirement.shadows = shadows;
         requirement
+    }
+
+    /// Whether a method the overrides name selects another rule than `deciding`.
+    fn override_selects_another_rule(
+        &self,
+        overrides: &Overrides<'_>,
+        method: &str,
+        host: &str,
+        path: &str,
+        deciding: Option<usize>,
+    ) -> bool {
+        if !self.method_rules {
+            return false;
+        }
+        let other = |m: &str| {
+            !m.eq_ignore_ascii_case(method)
+                && self.first_enforcing(m, host, path, false) != deciding
+        };
+        match overrides {
+            Overrides::None => false,
+            Overrides::Methods(methods) => methods.iter().any(|m| other(m)),
+            Overrides::Any => self.override_methods.iter().any(|m| other(m)),
+        }
     }
 
     /// Index of the first enforcing rule that matches.

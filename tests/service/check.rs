@@ -393,7 +393,8 @@ async fn raw_header_map_is_read_and_duplicates_refused() {
 async fn empty_check_request_is_denied_not_an_error() {
     let (_idp, authz) = setup().await;
     let response = authz.check(jwt_authz::proto::CheckRequest::default()).await;
-    assert_denied(&response, 401, "authorization_header_missing");
+    // No path is no request in origin form: refused before any token is looked for.
+    assert_denied(&response, 403, "access_denied");
 }
 
 /// The server reads Check's request bytes itself (the lean reader): the answer is the one

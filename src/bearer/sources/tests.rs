@@ -185,6 +185,91 @@ fn a_duplicate_or_encoded_query_parameter_is_refused() {
     }
 }
 
+/// Issue 19: every name some server reads as the token's is a second token, whether or
+/// not it carries the same value; with `strip_authorization` it could not be removed.
+#[test]
+fn names_other_servers_read_as_the_token_are_refused() {
+    let refused = Err(AuthError::TokenSentTwice);
+    for cookie in [
+        "access%5Ftoken=a.b.c",
+        "access%5ftoken=a.b.c",
+        "access.token=a.b.c",
+        "access+token=a.b.c",
+        "access[token=a.b.c",
+        "%20access_token=a.b.c",
+        "access_token=a.b.c; access.token=x.y.z",
+    ] {
+        assert_eq!(find("/", &[("cookie", cookie)]), refused, "{cookie}");
+    }
+    for query in [
+        "/?access.token=a.b.c",
+        "/?access+token=a.b.c",
+        "/?access%5Ftoken=a.b.c",
+        "/?+access_token=a",
+    ] {
+        assert_eq!(find(query, &[]), refused, "{query}");
+    }
+    for name in ["x_api_token", "X_Api-Token", "x-api_token"] {
+        assert_eq!(find("/", &[(name, "a.b.c")]), refused, "{name}");
+        assert_eq!(
+            find("/", &[(name, "a.b.c"), ("x-api-token", "a.b.c")]),
+            refused,
+            "{name}"
+        );
+    }
+    // Other names are other cookies and parameters.
+    assert_eq!(
+        find("/", &[("cookie", "access-token=x; other=y")]),
+        Err(AuthError::MissingHeader)
+    );
+    assert_eq!(
+        find("/?access_tokens=a", &[]),
+        Err(AuthError::MissingHeader)
+    );
+    assert!(reads_as("access.token", "access_token"));
+    assert!(reads_as("access_token", "access.token"));
+    assert!(!reads_as("Access_token", "access_token"));
+}
+
+#[test]
+fn strip_refuses_copies_it_could_not_remove() {
+    let request = |path: &'static str, cookie: &'static str| Inbound {
+        method: "GET",
+        path,
+        headers: vec![
+            ("authorization", b"Bearer a.b.c"),
+            ("cookie", cookie.as_bytes()),
+        ],
+        ..Inbound::default()
+    };
+    let sources = all();
+    // Over gRPC, Envoy removes the parameter by its exact name.
+    assert_eq!(
+        check_removable(&sources, &request("/?access_token=a.b.c", "x=1"), true),
+        Ok(())
+    );
+    assert_eq!(
+        check_removable(&sources, &request("/?access_token=a.b.c", "x=1"), false),
+        Err(AuthError::QueryTokenNotRemovable)
+    );
+    assert_eq!(
+        check_removable(&sources, &request("/?access%5Ftoken=a.b.c", "x=1"), true),
+        Err(AuthError::TokenSentTwice)
+    );
+    assert_eq!(
+        check_removable(&sources, &request("/?access.token=a.b.c", "x=1"), false),
+        Err(AuthError::QueryTokenNotRemovable)
+    );
+    assert_eq!(
+        check_removable(&sources, &request("/", "access%5Ftoken=a.b.c"), true),
+        Err(AuthError::TokenSentTwice)
+    );
+    assert_eq!(
+        check_removable(&sources, &request("/?x=1", "access_token=a.b.c"), false),
+        Ok(())
+    );
+}
+
 #[test]
 fn raw_headers_carry_one_token() {
     let twice = Err(AuthError::TokenSentTwice);

@@ -122,12 +122,43 @@ fn first_matching_rule_wins_and_query_is_ignored() {
 }
 
 #[test]
-fn context_extension_wins_over_rules() {
-    let policy = Policy::new(vec![rule(PathPattern::Any, Action::Deny)]);
-    let r = policy.requirement(&get("h", "/x"), true);
-    assert_eq!(*r.action, token(&[]));
-    assert!(r.context_scopes);
-    assert_eq!(r.rule, None);
+fn context_extension_adds_to_the_matched_rule() {
+    let policy = with_default(
+        vec![
+            named("internal", prefix("/internal"), Action::Deny),
+            named("admin", prefix("/admin"), token(&["admin"])),
+            named("public", prefix("/public"), Action::Anonymous),
+        ],
+        DefaultAction::Authenticated,
+    );
+    // `deny: true` stays a denial.
+    let r = policy.requirement(&get("h", "/internal/x"), true);
+    assert_eq!((r.rule, &*r.action), (Some("internal"), &Action::Deny));
+    // The rule's scopes stay, the extension's are checked besides.
+    let r = policy.requirement(&get("h", "/admin"), true);
+    assert_eq!(
+        (r.rule, &*r.action, r.context_scopes),
+        (Some("admin"), &token(&["admin"]), true)
+    );
+    // An anonymous rule now needs a token.
+    let r = policy.requirement(&get("h", "/public"), true);
+    assert_eq!(
+        (r.rule, &*r.action, r.context_scopes),
+        (Some("public"), &token(&[]), true)
+    );
+    // The default: a token, with the extension's scopes.
+    let r = policy.requirement(&get("h", "/other"), true);
+    assert_eq!(
+        (r.rule, &*r.action, r.context_scopes),
+        (None, &token(&[]), true)
+    );
+    // The ambiguity refusal still applies.
+    let r = policy.requirement(&get("h", "/admin/../public"), true);
+    assert_eq!((r.rule, &*r.action), (Some(AMBIGUOUS_RULE), &Action::Deny));
+    // Under the default deny, an unmatched request stays denied.
+    let strict = Policy::new(vec![named("admin", prefix("/admin"), token(&["admin"]))]);
+    let r = strict.requirement(&get("h", "/other"), true);
+    assert_eq!(*r.action, Action::Deny);
 }
 
 #[test]
@@ -271,13 +302,36 @@ fn method_overrides_that_select_another_rule_are_refused() {
     let policy = Policy::new(vec![delete, named("items", prefix("/items"), token(&[]))]);
     let overridden = |m: &'static str| Request {
         method: "POST",
-        method_override: Some(m),
+        overrides: Overrides::Methods(vec![m]),
         ..get("h", "/items/1")
     };
     assert_eq!(decided(&policy, &overridden("DELETE")), AMBIGUOUS_RULE);
     assert_eq!(decided(&policy, &overridden("delete")), AMBIGUOUS_RULE);
     assert_eq!(decided(&policy, &overridden("PUT")), "items");
     assert_eq!(decided(&policy, &overridden("POST")), "items");
+    // Every method named counts, not the first.
+    let several = Request {
+        method: "POST",
+        overrides: Overrides::Methods(vec!["PUT", "POST", "DELETE"]),
+        ..get("h", "/items/1")
+    };
+    assert_eq!(decided(&policy, &several), AMBIGUOUS_RULE);
+    // A form body or an unreadable value could be any method: refused where methods
+    // select different rules, harmless elsewhere.
+    let any = |path: &'static str| Request {
+        method: "POST",
+        overrides: Overrides::Any,
+        ..get("h", path)
+    };
+    assert_eq!(decided(&policy, &any("/items/1")), AMBIGUOUS_RULE);
+    let no_methods = Policy::new(vec![named("items", prefix("/items"), token(&[]))]);
+    assert_eq!(decided(&no_methods, &any("/items/1")), "items");
+    // A rule for other methods only: the default decides every method alike.
+    let mut get_only = named("get", prefix("/read"), token(&[]));
+    get_only.methods = vec!["GET".into()];
+    let policy = Policy::new(vec![get_only]);
+    assert_eq!(decided(&policy, &any("/elsewhere")), "default");
+    assert_eq!(decided(&policy, &any("/read/x")), AMBIGUOUS_RULE);
 }
 
 #[test]
@@ -330,9 +384,10 @@ fn cors_preflights_pass_only_where_allowed() {
     assert_eq!((r.rule, &*r.action), (Some("messages"), &Action::Preflight));
     let r = on.requirement(&preflight("/api/closed", "GET"), false);
     assert_eq!(*r.action, token(&[]));
-    // A preflight for a method no rule covers gets the default (preflights allowed).
+    // A preflight for a method no rule covers gets the default: here a denial, which no
+    // token could pass, so the preflight is an ordinary (denied) OPTIONS request.
     let r = on.requirement(&preflight("/api/messages", "DELETE"), false);
-    assert_eq!((r.rule, &*r.action), (None, &Action::Preflight));
+    assert_eq!((r.rule, &*r.action), (None, &Action::Deny));
     // Ambiguous paths are refused for preflights too.
     let r = on.requirement(&preflight("/api/messages/../x", "GET"), false);
     assert_eq!(*r.action, Action::Deny);
@@ -343,18 +398,69 @@ fn cors_preflights_pass_only_where_allowed() {
     };
     assert_eq!(*on.requirement(&plain, false).action, Action::Deny);
 
-    // With Envoy's `required_scopes`, a preflight passes when preflights do, and needs
-    // no scope; any other request needs a token with the extension's scopes.
-    let r = on.requirement(&preflight("/api/closed", "GET"), true);
+    // With Envoy's `required_scopes`, a preflight passes where preflights do, and needs
+    // no scope; any other request needs what its rule needs, plus the extension's scopes.
+    let r = on.requirement(&preflight("/api/messages", "GET"), true);
     assert_eq!((&*r.action, r.context_scopes), (&Action::Preflight, false));
-    let r = on.requirement(&plain, true);
+    let r = on.requirement(&preflight("/api/closed", "GET"), true);
     assert_eq!((&*r.action, r.context_scopes), (&token(&[]), true));
+    let r = on.requirement(&plain, true);
+    assert_eq!(*r.action, Action::Deny);
 
     let off = Policy::new(rules);
     let r = off.requirement(&preflight("/api/messages", "GET"), false);
     assert_eq!(*r.action, Action::Deny);
     let r = off.requirement(&preflight("/api/messages", "GET"), true);
-    assert_eq!((&*r.action, r.context_scopes), (&token(&[]), true));
+    assert_eq!(*r.action, Action::Deny);
+}
+
+#[test]
+fn preflights_never_pass_where_no_token_could() {
+    let mut closed = named("internal", prefix("/internal"), Action::Deny);
+    closed.cors_preflight = Some(true);
+    let settings = |default_action| PolicySettings {
+        cors_preflight: true,
+        default_action: Some(default_action),
+        ..PolicySettings::default()
+    };
+    let preflight = |path: &'static str| Request {
+        method: "OPTIONS",
+        preflight_method: Some("POST"),
+        ..get("h", path)
+    };
+    let deny = Policy::with_settings(
+        vec![closed.clone(), named("api", prefix("/api"), token(&["x"]))],
+        settings(DefaultAction::Deny),
+    );
+    for path in ["/internal/flush", "/elsewhere"] {
+        let r = deny.requirement(&preflight(path), false);
+        assert_eq!(*r.action, Action::Deny, "{path}");
+    }
+    assert_eq!(
+        *deny.requirement(&preflight("/api/x"), false).action,
+        Action::Preflight
+    );
+    let open = Policy::with_settings(vec![closed], settings(DefaultAction::Authenticated));
+    assert_eq!(
+        *open
+            .requirement(&preflight("/internal/flush"), false)
+            .action,
+        Action::Deny
+    );
+    assert_eq!(
+        *open.requirement(&preflight("/elsewhere"), false).action,
+        Action::Preflight
+    );
+    // Without any rule, the path grammar still applies to a preflight.
+    let none = Policy::with_settings(Vec::new(), settings(DefaultAction::Authenticated));
+    assert_eq!(
+        *none.requirement(&preflight("/a/..%20/b"), false).action,
+        Action::Deny
+    );
+    assert_eq!(
+        *none.requirement(&preflight("/a"), false).action,
+        Action::Preflight
+    );
 }
 
 #[test]
@@ -508,22 +614,28 @@ mod proptests {
             let request = Request { method: &method, host: &host, path: &path, ..Request::default() };
             let r = policy.requirement(&request, false);
             // A generated path is refused, or decides exactly as its normal form does.
-            match normalize_path(&path, PathParameters::Reject) {
+            match crate::policy::normalize_path(&path, PathParameters::Reject) {
                 Err(_) => prop_assert_eq!(r.rule, Some(AMBIGUOUS_RULE)),
                 Ok(normal) => {
-                    let n = Request { path: &normal, ..request };
+                    let n = Request { path: &normal, ..request.clone() };
                     let from_normal = policy.requirement(&n, false);
                     prop_assert_eq!(&from_normal, &r);
                 }
             }
             // A query string or fragment never changes the decision.
             let with_query = format!("{path}{query}");
-            let q = policy.requirement(&Request { path: &with_query, ..request }, false);
-            prop_assert_eq!(q, r);
-            // Envoy's `required_scopes` wins over every rule.
+            let q = policy.requirement(&Request { path: &with_query, ..request.clone() }, false);
+            prop_assert_eq!(&q, &r);
+            // Envoy's `required_scopes` adds to the rule: the same rule decides, a denial
+            // stays one, and whatever passed needs a token now.
             let ext = policy.requirement(&request, true);
-            prop_assert_eq!(&*ext.action, &token(&[]));
-            prop_assert!(ext.context_scopes);
+            prop_assert_eq!(ext.rule, r.rule);
+            match &*r.action {
+                Action::Deny => prop_assert_eq!(&*ext.action, &Action::Deny),
+                Action::Anonymous => prop_assert_eq!(&*ext.action, &token(&[])),
+                action => prop_assert_eq!(&*ext.action, action),
+            }
+            prop_assert_eq!(ext.context_scopes, *r.action != Action::Deny);
         }
     }
 }
