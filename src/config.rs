@@ -22,6 +22,7 @@ use clap::ValueEnum;
 use crate::bearer::TokenSource;
 use crate::binding::dpop::{DpopMode, DpopSettings};
 use crate::clock::Clock;
+use crate::httpd::HttpLimits;
 use crate::jwks::JwksSettings;
 use crate::policy::{Action, Policy, ScopeRule};
 use crate::resource_metadata::{ResourceFacts, ResourceMetadata, parse_resource};
@@ -104,6 +105,8 @@ pub struct Config {
     pub replay_store: ReplayStoreConfig,
     /// RFC 9728 metadata, when a resource identifier is configured.
     pub resource_metadata: Option<ResourceMetadata>,
+    /// Limits of the HTTP listeners (`http_server`); set at start-up.
+    pub http_limits: HttpLimits,
 }
 
 /// Every problem found in the configuration, one per line, each naming its option.
@@ -250,6 +253,7 @@ impl Config {
             ),
             _ => None,
         };
+        let http_limits = parse_http_limits(&mut e, file.http_server.as_ref());
         for claim in &upstream.claim_headers {
             let name = claim.header.name();
             let key = claim.header.spelling_key();
@@ -285,6 +289,7 @@ impl Config {
                 dpop,
                 replay_store,
                 resource_metadata,
+                http_limits,
                 listen,
                 admin_listen,
                 http_listen,
@@ -351,6 +356,59 @@ fn parse_dpop(e: &mut Errors, file: &file::FileDpop, allow_http: bool) -> Option
         clock_skew: clock_skew?,
         public_base_url: public_base_url?,
     })
+}
+
+/// The HTTP listeners' limits: the defaults of [`HttpLimits`] where the file says nothing.
+fn parse_http_limits(e: &mut Errors, file: Option<&file::FileHttpServer>) -> HttpLimits {
+    let defaults = HttpLimits::default();
+    let Some(file) = file else {
+        return defaults;
+    };
+    let duration = |e: &mut Errors, field: &str, text: &Option<String>, default: Duration| {
+        text.as_deref()
+            .map_or(Some(default), |t| positive(e, field, t))
+            .unwrap_or(default)
+    };
+    let count = |e: &mut Errors, field: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => {
+            e.push(field, "must be greater than 0");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    HttpLimits {
+        header_read_timeout: duration(
+            e,
+            "http_server.header_read_timeout",
+            &file.header_read_timeout,
+            defaults.header_read_timeout,
+        ),
+        idle_timeout: duration(
+            e,
+            "http_server.idle_timeout",
+            &file.idle_timeout,
+            defaults.idle_timeout,
+        ),
+        max_header_bytes: count(
+            e,
+            "http_server.max_header_bytes",
+            file.max_header_bytes,
+            defaults.max_header_bytes,
+        ),
+        max_connections: count(
+            e,
+            "http_server.max_connections",
+            file.max_connections,
+            defaults.max_connections,
+        ),
+        drain_timeout: duration(
+            e,
+            "http_server.drain_timeout",
+            &file.drain_timeout,
+            defaults.drain_timeout,
+        ),
+    }
 }
 
 /// Where proofs' `jti`s go; `None` when the setting is bad (and recorded).

@@ -35,11 +35,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let handler_issuer = std::sync::Arc::clone(&issuer);
     tokio::spawn(crate::httpd::serve(
         issuer_listener,
+        crate::httpd::HttpLimits::default(),
         move |req| handler_issuer.handle(req),
         stopped(stop_rx.clone()),
     ));
     tokio::spawn(crate::httpd::serve(
         upstream_listener,
+        crate::httpd::HttpLimits::default(),
         issuer::echo,
         stopped(stop_rx.clone()),
     ));

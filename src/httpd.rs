@@ -1,10 +1,17 @@
 //! A minimal HTTP/1.1 server (hyper) for the endpoints around the gRPC service: the admin
 //! port, the HTTP authorization endpoint, and the demo's issuer and echo upstream.
 //! Handlers see only the request head: none of these endpoints reads a body.
+//!
+//! Every listener runs within [`HttpLimits`]: a request head must arrive whole within a
+//! timeout and a size, a connection idle for too long is closed, connections beyond a bound
+//! are closed as they arrive, and on shutdown open connections finish the request in hand
+//! (bounded by a drain timeout) before they are closed.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,20 +19,53 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 /// A response with a fixed body.
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// Serves `handler` on `listener` until `shutdown` completes. Open connections are left to
-/// finish on their own.
-pub async fn serve<F>(listener: TcpListener, handler: F, shutdown: impl Future<Output = ()>)
-where
+/// The bounds every HTTP listener runs within (`http_server` in the configuration file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head must arrive whole within this time, counted from its first byte.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// The largest request head read; a larger one is answered 431 and closed.
+    pub max_header_bytes: usize,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// On shutdown, how long open connections may take to finish their request.
+    pub drain_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `handler` on `listener` within `limits` until `shutdown` completes, then drains.
+pub async fn serve<F>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+) where
     F: Fn(&http::request::Parts) -> HttpResponse + Send + Sync + 'static,
 {
     serve_async(
         listener,
+        limits,
         move |parts| std::future::ready(handler(&parts)),
         shutdown,
     )
@@ -35,6 +75,7 @@ where
 /// [`serve`] for a handler that answers asynchronously (the HTTP authorization endpoint).
 pub async fn serve_async<F, R>(
     listener: TcpListener,
+    limits: HttpLimits,
     handler: F,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -42,6 +83,9 @@ pub async fn serve_async<F, R>(
     R: Future<Output = HttpResponse> + Send + 'static,
 {
     let handler = Arc::new(handler);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -50,24 +94,101 @@ pub async fn serve_async<F, R>(
                 Err(e) => {
                     // Out of file descriptors, say: back off instead of spinning.
                     tracing::warn!("http accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            () = &mut shutdown => return,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Over the bound: closed at once, so a flood of idle connections cannot take
+            // every slot from the proxy.
+            tracing::debug!(
+                max_connections = limits.max_connections,
+                "http connection refused"
+            );
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let (parts, _body) = request.into_parts();
-                let response = handler(parts);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+        let drain = drain_rx.clone();
+        connections.spawn(async move {
+            serve_connection(stream, limits, handler, drain).await;
+            drop(slot);
         });
+    }
+    // Drain: every connection finishes the request in hand, then closes; whatever is left
+    // after the drain timeout is dropped.
+    let _ = drain_tx.send(true);
+    let drained = tokio::time::timeout(limits.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "http connections still open after the drain timeout"
+        );
+        connections.abort_all();
+    }
+}
+
+/// One connection: requests served until the client closes, the idle timeout passes with
+/// no request in flight, or the drain asks it to close after the request in hand.
+async fn serve_connection<F, R>(
+    stream: tokio::net::TcpStream,
+    limits: HttpLimits,
+    handler: Arc<F>,
+    mut drain: watch::Receiver<bool>,
+) where
+    F: Fn(http::request::Parts) -> R + Send + Sync + 'static,
+    R: Future<Output = HttpResponse> + Send + 'static,
+{
+    let started = Instant::now();
+    let millis = move || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let last_active = Arc::new(AtomicU64::new(0));
+    let (flight, active) = (Arc::clone(&in_flight), Arc::clone(&last_active));
+    let service = service_fn(move |request: Request<Incoming>| {
+        let (parts, _body) = request.into_parts();
+        flight.fetch_add(1, Ordering::AcqRel);
+        let response = handler(parts);
+        let (flight, active) = (Arc::clone(&flight), Arc::clone(&active));
+        async move {
+            let response = response.await;
+            active.store(millis(), Ordering::Release);
+            flight.fetch_sub(1, Ordering::AcqRel);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
+    let idle_ms = u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            changed = drain.changed(), if !closing => {
+                if changed.is_err() || *drain.borrow() {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep(tick), if !closing => {
+                let idle = millis().saturating_sub(last_active.load(Ordering::Acquire));
+                if in_flight.load(Ordering::Acquire) == 0 && idle >= idle_ms {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
     }
 }
 

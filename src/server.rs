@@ -117,6 +117,7 @@ pub async fn serve_all(
     let live = LiveAuthz::new(AuthzService::from_config(&config, verifier, replay));
     let service = live.current();
     let issuer_count = config.issuers.len();
+    let http_limits = config.http_limits;
     // The reloader owns the key caches' refreshers: aborting it stops them.
     let reloader = tokio::spawn(Reloader::new(config, keys, live.clone()).run());
     let deny_log = service.deny_log();
@@ -128,6 +129,7 @@ pub async fn serve_all(
         tracing::info!(admin = %admin.local_addr()?, "admin endpoints listening");
         tokio::spawn(crate::httpd::serve(
             admin,
+            http_limits,
             move |request| admin_endpoint(&metrics, &live.current(), request),
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -140,6 +142,7 @@ pub async fn serve_all(
         tracing::info!(http = %http.local_addr()?, "http authorization endpoint listening");
         tokio::spawn(crate::httpd::serve_async(
             http,
+            http_limits,
             move |parts| {
                 let service = service.clone();
                 async move { crate::authz_http::handle(&service, &parts).await }

@@ -14,6 +14,8 @@ pub struct FileConfig {
     pub config_poll: Option<String>,
     /// The HTTP authorization endpoint's address, or `off`.
     pub http_listen: Option<String>,
+    /// Limits of the HTTP listeners (the authorization endpoint and the admin port).
+    pub http_server: Option<FileHttpServer>,
     /// Where the access token may be, tried in order.
     pub token_sources: Option<Vec<FileTokenSource>>,
     #[serde(default, deserialize_with = "duration_text")]
@@ -42,6 +44,19 @@ pub struct FileConfig {
     pub dpop: Option<FileDpop>,
     /// RFC 9728 protected-resource metadata.
     pub protected_resource: Option<FileProtectedResource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHttpServer {
+    #[serde(default, deserialize_with = "duration_text")]
+    pub header_read_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub idle_timeout: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub drain_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -68,10 +68,7 @@ pub fn method_overrides<'a>(
     for (name, value) in query
         .into_iter()
         .flat_map(|q| q.split('&'))
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((name, value))
-        })
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
     {
         match parameter_name(name) {
             Some(true) => {}

@@ -378,9 +378,12 @@ impl Policy {
 
     /// What the rules (or the default) require of `request`.
     fn rule_requirement<'p>(&'p self, request: &Request<'_>) -> Requirement<'p> {
+        // A browser's preflight carries no method override: an `OPTIONS` that does could
+        // run as another method upstream, so it is an ordinary request.
         let preflight = request
             .preflight_method
-            .filter(|_| request.method.eq_ignore_ascii_case("OPTIONS"));
+            .filter(|_| request.method.eq_ignore_ascii_case("OPTIONS"))
+            .filter(|_| request.overrides == Overrides::None);
         let (host, path) = match (
             normalize_host(request.host),
             self.grammar.normalize(request.path),

@@ -56,6 +56,7 @@ async fn start_upstream() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(jwt_authz::httpd::serve(
         listener,
+        jwt_authz::httpd::HttpLimits::default(),
         jwt_authz::demo::issuer::echo,
         std::future::pending(),
     ));

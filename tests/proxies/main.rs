@@ -6,6 +6,7 @@ mod binding;
 mod cli;
 mod demo;
 mod deploy;
+mod differential;
 mod edge;
 mod envoy;
 mod grpcurl;

@@ -7,6 +7,7 @@ mod check;
 mod identity;
 mod issuers;
 mod jwks;
+mod listener;
 mod logging;
 mod metrics;
 mod oidc_provider;

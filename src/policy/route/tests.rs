@@ -451,6 +451,13 @@ fn preflights_never_pass_where_no_token_could() {
         *open.requirement(&preflight("/elsewhere"), false).action,
         Action::Preflight
     );
+    // A preflight with a method override could run as that method upstream: it is an
+    // ordinary OPTIONS request, which needs a token.
+    let overridden = Request {
+        overrides: Overrides::Methods(vec!["DELETE"]),
+        ..preflight("/api/x")
+    };
+    assert_eq!(*deny.requirement(&overridden, false).action, token(&["x"]));
     // Without any rule, the path grammar still applies to a preflight.
     let none = Policy::with_settings(Vec::new(), settings(DefaultAction::Authenticated));
     assert_eq!(
