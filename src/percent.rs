@@ -36,6 +36,49 @@ pub fn decode_utf8(text: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// A query or cookie name as the most lenient servers read it, lower-cased so that two
+/// names one of them reads alike compare equal: PHP's `urldecode` (`+` a space, a
+/// malformed escape left as it is), cut at a NUL (PHP's names end there), leading spaces
+/// dropped, `name[...]` read as `name` and ` `, `.` and an unclosed `[` read as `_` (PHP),
+/// and case ignored (ASP.NET Core).
+pub fn lenient_name(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let hex = |at: usize| bytes.get(at).and_then(|&b| hex_value(b));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(high << 4 | low);
+                i += 3;
+                continue;
+            }
+            (b'+', ..) => decoded.push(b' '),
+            (b, ..) => decoded.push(b),
+        }
+        i += 1;
+    }
+    if let Some(nul) = decoded.iter().position(|&b| b == 0) {
+        decoded.truncate(nul);
+    }
+    let start = decoded
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(decoded.len());
+    let mut name = decoded.split_off(start);
+    if let Some(open) = name.iter().position(|&b| b == b'[')
+        && name[open..].contains(&b']')
+    {
+        name.truncate(open);
+    }
+    name.iter()
+        .map(|&b| match b {
+            b' ' | b'.' | b'[' => b'_',
+            b => b.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 fn hex_value(digit: u8) -> Option<u8> {
     match digit {
         b'0'..=b'9' => Some(digit - b'0'),

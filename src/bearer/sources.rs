@@ -248,46 +248,10 @@ fn query_parameter<'a>(
 }
 
 /// Whether a cookie or query parameter sent as `raw` is read as `wanted` by some server:
-/// the same name, or the same once percent-decoded (`+` a space) and read as PHP reads
-/// names (leading spaces dropped; ` `, `.` and `[` as `_`).
+/// the same name, or the same as [`crate::percent::lenient_name`] reads both (decoded,
+/// PHP's `_`, `[]` and NUL rules, case ignored).
 pub fn reads_as(raw: &str, wanted: &str) -> bool {
-    raw == wanted || name_key(raw) == name_key(wanted)
-}
-
-/// A name as PHP's `$_GET` and `$_COOKIE` read it: `urldecode` (a malformed escape stays
-/// as it is), leading spaces dropped, ` `, `.` and `[` read as `_`.
-fn name_key(raw: &str) -> Vec<u8> {
-    let bytes = raw.as_bytes();
-    let hex = |at: usize| bytes.get(at).and_then(|&b| char::from(b).to_digit(16));
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                // Two hex digits: at most 0xff.
-                decoded.push(u8::try_from(high << 4 | low).unwrap_or(u8::MAX));
-                i += 3;
-                continue;
-            }
-            (b'+', ..) => decoded.push(b' '),
-            (b, ..) => decoded.push(b),
-        }
-        i += 1;
-    }
-    let start = decoded
-        .iter()
-        .position(|&b| b != b' ')
-        .unwrap_or(decoded.len());
-    decoded[start..]
-        .iter()
-        .map(|&b| {
-            if matches!(b, b' ' | b'.' | b'[') {
-                b'_'
-            } else {
-                b
-            }
-        })
-        .collect()
+    raw == wanted || crate::percent::lenient_name(raw) == crate::percent::lenient_name(wanted)
 }
 
 /// With `strip_authorization`, whether the token could be removed from every place it may

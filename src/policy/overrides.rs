@@ -27,6 +27,9 @@ const PARAMETER: &str = "_method";
 /// The longest method read as one; longer values are "any method".
 const MAX_METHOD: usize = 32;
 
+/// The most override values read one by one; more are "any method".
+const MAX_VALUES: usize = 16;
+
 /// Whether `name` is one of the override headers in some spelling.
 fn is_override_header(name: &str) -> bool {
     HEADERS.iter().any(|h| {
@@ -60,8 +63,9 @@ pub fn method_overrides<'a>(
         };
         for item in value.split(',') {
             match method_token(item.trim_matches([' ', '\t'])) {
-                Some(m) => methods.push(m),
-                None => return Overrides::Any,
+                Some(m) if methods.len() < MAX_VALUES => methods.push(m),
+                // Past the bound, the values are not read one by one.
+                _ => return Overrides::Any,
             }
         }
     }
@@ -86,7 +90,7 @@ pub fn method_overrides<'a>(
             .and_then(|v| method_token(v).map(str::len))
         {
             // Borrowed only when the value has no escape: then it is the method itself.
-            Some(_) if !value.contains('%') => methods.push(value),
+            Some(_) if !value.contains('%') && methods.len() < MAX_VALUES => methods.push(value),
             _ => return Overrides::Any,
         }
     }
@@ -100,25 +104,10 @@ pub fn method_overrides<'a>(
     }
 }
 
-/// Whether a query name reads as `_method` to some server: `Some(true)` when it does,
-/// `None` when it does not decode.
+/// Whether a query name reads as `_method` to some server
+/// ([`crate::percent::lenient_name`]): `Some(true)` when it does.
 fn parameter_name(raw: &str) -> Option<bool> {
-    if raw == PARAMETER {
-        return Some(true);
-    }
-    if !raw.contains(['%', '+', '.', '[', ' ']) {
-        return Some(false);
-    }
-    let spaced = raw.replace('+', " ");
-    let decoded = crate::percent::decode(&spaced)?;
-    // PHP drops leading spaces and reads ` `, `.` and `[` as `_`.
-    let text = String::from_utf8_lossy(&decoded);
-    let php: String = text
-        .trim_start_matches(' ')
-        .chars()
-        .map(|c| if matches!(c, ' ' | '.' | '[') { '_' } else { c })
-        .collect();
-    Some(php == PARAMETER)
+    Some(raw == PARAMETER || crate::percent::lenient_name(raw) == PARAMETER.as_bytes())
 }
 
 /// Whether a `POST` with this content type may carry a form body: a form type, or none.
@@ -129,14 +118,17 @@ fn may_be_form(content_type: Option<&[u8]>) -> bool {
     let Ok(text) = std::str::from_utf8(value) else {
         return true;
     };
+    // PHP cuts the type at `;`, `,` or a space; Rack parses every `multipart/` type.
     let media = text
-        .split(';')
+        .trim_start_matches([' ', '\t'])
+        .split([';', ',', ' ', '\t'])
         .next()
-        .unwrap_or("")
-        .trim_matches([' ', '\t']);
+        .unwrap_or("");
     media.is_empty()
         || media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        || media.eq_ignore_ascii_case("multipart/form-data")
+        || media
+            .get(..10)
+            .is_some_and(|m| m.eq_ignore_ascii_case("multipart/"))
         || text.contains(',')
 }
 
@@ -219,7 +211,8 @@ mod tests {
             ),
             (vec![], Some("_method=DEL%45TE"), json, Overrides::Any),
             (vec![], Some("_method=%zz"), json, Overrides::Any),
-            (vec![], Some("_method%zz=DELETE"), json, Overrides::Any),
+            // PHP reads a malformed escape as it is: another name.
+            (vec![], Some("_method%zz=DELETE"), json, Overrides::None),
             // Names other servers read as `_method`.
             (vec![], Some("%5Fmethod=DELETE"), json, delete()),
             (vec![], Some(".method=DELETE"), json, delete()),

@@ -13,8 +13,8 @@
 //! char     = ALPHA / DIGIT / "-" / "." / "_" / "~" / "!" / "$" / "&" / "'" / "(" / ")"
 //!          / "*" / "+" / "," / "=" / ":" / "@"     ; ";" only with `path_parameters: strip`
 //! escape   = "%" HEXDIG HEXDIG decoding to
-//!            an unreserved character but "."        -> decoded (`%61` is `a`)
-//!          / ! " # $ & ' ( ) * + , : < = > ? @ [ ] ^ ` { | }  -> kept, hex upper-cased
+//!            an unreserved character but ".", or ! $ & ' ( ) * + , = : @  -> decoded
+//!          / " # < > ? [ ] ^ ` { | }              -> kept, hex upper-cased
 //!          / with `path_utf8`: bytes >= 0x80 forming shortest-form UTF-8 letters and
 //!            digits, each segment already in NFKC -> kept, hex upper-cased
 //! ```
@@ -208,34 +208,20 @@ fn trim_trailing_slash(path: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// Escapes kept as they are (upper-cased): visible ASCII that is neither unreserved nor
-/// a separator, `%` or `;`.
+/// Delimiters the alphabet allows raw (`;` and `/` aside): their escapes are decoded.
+fn raw_delimiter(v: u8) -> bool {
+    matches!(
+        v,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+    )
+}
+
+/// Escapes kept as they are (upper-cased): visible ASCII the alphabet does not allow raw,
+/// other than a separator, `%` or `;`.
 fn kept_escape(v: u8) -> bool {
     matches!(
         v,
-        b'!' | b'"'
-            | b'#'
-            | b'$'
-            | b'&'
-            | b'\''
-            | b'('
-            | b')'
-            | b'*'
-            | b'+'
-            | b','
-            | b':'
-            | b'<'
-            | b'='
-            | b'>'
-            | b'?'
-            | b'@'
-            | b'['
-            | b']'
-            | b'^'
-            | b'`'
-            | b'{'
-            | b'|'
-            | b'}'
+        b'"' | b'#' | b'<' | b'>' | b'?' | b'[' | b']' | b'^' | b'`' | b'{' | b'|' | b'}'
     )
 }
 
@@ -290,7 +276,9 @@ fn decode(path: &str, grammar: PathGrammar) -> Result<Cow<'_, str>, Ambiguity> {
             0x01..=0x20 | 0x7f => return Err(Ambiguity::EncodedControl),
             b'%' => return Err(Ambiguity::DoubleEncoding),
             b'.' => return Err(Ambiguity::EncodedDot),
-            v if is_unreserved(v) => text.push(char::from(v)),
+            // Unreserved characters, and the delimiters the alphabet allows raw: servers
+            // decode `%24batch` to `$batch` before routing, so both are one path.
+            v if is_unreserved(v) || raw_delimiter(v) => text.push(char::from(v)),
             v if kept_escape(v) => {
                 text.push('%');
                 text.push(char::from(HEX[usize::from(v >> 4)]));

@@ -393,14 +393,18 @@ impl Policy {
         };
         // A preflight is matched as the request it announces; where that rule (or the
         // default) does not let preflights through, it is an ordinary OPTIONS request.
-        if let Some(announced) = preflight {
+        let ordinary = self.matched(request, request.method, &host, &path, false);
+        // A rule that denies the `OPTIONS` request itself denies its preflight too.
+        if let Some(announced) = preflight
+            && !(ordinary.rule.is_some() && ordinary.action.as_ref() == &Action::Deny)
+        {
             let requirement = self.matched(request, announced, &host, &path, true);
             if requirement.action.as_ref() == &Action::Preflight || requirement.ambiguity.is_some()
             {
                 return requirement;
             }
         }
-        self.matched(request, request.method, &host, &path, false)
+        ordinary
     }
 
     /// The requirement of the rule that `method`, `host` and `path` select, refused when
@@ -483,9 +487,14 @@ impl Policy {
         if !self.method_rules {
             return false;
         }
+        // Each other method is read as the request is: exactly and, where case can
+        // matter, case-insensitively (Express matches routes either way).
+        let fold = self.check_case
+            && (self.upper_case_literals || path.bytes().any(|b| b.is_ascii_uppercase()));
         let other = |m: &str| {
             !m.eq_ignore_ascii_case(method)
-                && self.first_enforcing(m, host, path, false) != deciding
+                && (self.first_enforcing(m, host, path, false) != deciding
+                    || (fold && self.first_enforcing(m, host, path, true) != deciding))
         };
         match overrides {
             Overrides::None => false,

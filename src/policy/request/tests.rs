@@ -39,8 +39,11 @@ fn unreserved_escapes_are_decoded_and_others_upper_cased() {
     assert_eq!(path("/api/%61dmin"), Ok("/api/admin".into()));
     assert_eq!(path("/api/%41%44MIN"), Ok("/api/ADMIN".into()));
     assert_eq!(path("/%7euser/%2d"), Ok("/~user/-".into()));
-    assert_eq!(path("/a%3ab/%7b%7D%22"), Ok("/a%3Ab/%7B%7D%22".into()));
-    assert_eq!(path("/%40me/%2b1"), Ok("/%40me/%2B1".into()));
+    assert_eq!(path("/a%3ab/%7b%7D%22"), Ok("/a:b/%7B%7D%22".into()));
+    // A delimiter allowed raw is one path with its escape (`/users/%40me` is `/users/@me`).
+    assert_eq!(path("/%40me/%2b1/%24batch"), Ok("/@me/+1/$batch".into()));
+    assert_eq!(path("/a/x%2b"), Ok("/a/x+".into()));
+    assert_eq!(path("/a/..%2b/b"), Err(Ambiguity::DotSegment));
 }
 
 #[test]
