@@ -630,3 +630,45 @@ routes:
         "{with_password:?}"
     );
 }
+
+#[test]
+fn http_listener_limits_are_read_with_defaults_and_bad_ones_are_named() {
+    let args = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
+    let config = from(&args, "{}").unwrap();
+    assert_eq!(config.http_limits, crate::httpd::HttpLimits::default());
+    let config = from(
+        &args,
+        "http_server: { header_read_timeout: 2s, idle_timeout: 30s, max_header_bytes: 32768, max_connections: 10, drain_timeout: 500ms }",
+    )
+    .unwrap();
+    let limits = config.http_limits;
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(limits.idle_timeout, Duration::from_secs(30));
+    assert_eq!(
+        (limits.max_header_bytes, limits.max_connections),
+        (32768, 10)
+    );
+    assert_eq!(limits.drain_timeout, Duration::from_millis(500));
+    let errors = from(
+        &args,
+        "http_server: { header_read_timeout: 0s, idle_timeout: soon, max_connections: 0 }",
+    )
+    .unwrap_err()
+    .0;
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "http_server.header_read_timeout",
+            "http_server.idle_timeout",
+            "http_server.max_connections"
+        ],
+        "{errors:?}"
+    );
+    // An unknown key is an error, not a silently ignored limit.
+    let typo = parse_file("http_server: { max_conections: 5 }").unwrap_err();
+    assert!(typo.contains("max_conections"), "{typo}");
+}

@@ -16,12 +16,13 @@
 //!            an unreserved character but ".", or ! $ & ' ( ) * + , = : @  -> decoded
 //!          / " # < > ? [ ] ^ ` { | }              -> kept, hex upper-cased
 //!          / with `path_utf8`: bytes >= 0x80 forming shortest-form UTF-8 letters and
-//!            digits, each segment already in NFKC -> kept, hex upper-cased
+//!            digits, each segment already in NFKC, none case-mapping to ASCII -> kept
 //! ```
 //!
 //! Everything else is refused: raw bytes outside `char` (space, controls, `\`, `"`, `<`,
 //! non-ASCII...), escapes of controls, whitespace, `%`, `.`, `/`, `\` and `;`, malformed
-//! escapes, non-ASCII without `path_utf8`, empty and dot-only segments, trailing dots. So
+//! escapes, non-ASCII without `path_utf8`, empty and dot-only segments, trailing dots, `~`
+//! then a digit (a Windows 8.3 short name). So
 //! `..%20`, `%c0%ae`, `%ef%bc%8e`, `..%3b`, `/admin./x` and `/api/x%20` cannot exist past
 //! this module. A trailing slash does not change which rule matches.
 
@@ -76,6 +77,8 @@ pub enum Ambiguity {
     EmptySegment,
     /// A dot-only segment, or one ending in a dot (`.`, `..`, `...`, `admin.`).
     DotSegment,
+    /// `~` then a digit (`PRIVAT~1`): a Windows 8.3 short name for another segment.
+    ShortName,
     /// A `;` path parameter while they are refused.
     PathParameter,
     /// The path matches other rules when compared case-insensitively.
@@ -103,6 +106,7 @@ impl Ambiguity {
             Ambiguity::NonCanonicalUtf8 => "utf-8 in path is not canonical letters and digits",
             Ambiguity::EmptySegment => "empty path segment",
             Ambiguity::DotSegment => "dot segment or trailing dot in path",
+            Ambiguity::ShortName => "8.3 short name in path",
             Ambiguity::PathParameter => "path parameter in path",
             Ambiguity::Case => "path matches other rules case-insensitively",
             Ambiguity::MethodOverride => "method override could select another rule",
@@ -165,6 +169,14 @@ impl PathGrammar {
             }
             if self.utf8 && has_utf8(kept) && !canonical_utf8(kept) {
                 return Err(Ambiguity::NonCanonicalUtf8);
+            }
+            // `PRIVAT~1`: IIS and Windows servers read 8.3 short names as the long name.
+            if kept
+                .as_bytes()
+                .windows(2)
+                .any(|w| w[0] == b'~' && w[1].is_ascii_digit())
+            {
+                return Err(Ambiguity::ShortName);
             }
         }
         let normal = if strip {
@@ -330,7 +342,9 @@ fn escape_at(bytes: &[u8], i: usize) -> Result<u8, Ambiguity> {
 
 /// Whether a segment in normal form that holds encoded UTF-8 is unchanged by NFKC, so
 /// that no server normalising Unicode reads it as another segment (fullwidth letters,
-/// ligatures, the Kelvin sign, decomposed accents).
+/// ligatures, the Kelvin sign, decomposed accents), and has no letter whose case mapping
+/// is ASCII (`İ` lower-cases to `i`, `ı` and `ſ` upper-case to `I` and `S`: a server
+/// ignoring case reads `/adm%C4%B1n` as `/admin`).
 fn canonical_utf8(segment: &str) -> bool {
     let Some(bytes) = crate::percent::decode(segment) else {
         return false;
@@ -338,7 +352,11 @@ fn canonical_utf8(segment: &str) -> bool {
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return false;
     };
-    ComposingNormalizerBorrowed::new_nfkc().is_normalized(text)
+    let folds_to_ascii = |c: char| {
+        !c.is_ascii()
+            && (c.to_lowercase().any(|l| l.is_ascii()) || c.to_uppercase().any(|u| u.is_ascii()))
+    };
+    ComposingNormalizerBorrowed::new_nfkc().is_normalized(text) && !text.chars().any(folds_to_ascii)
 }
 
 /// The decoded text of a normal path, for comparing case-insensitively beyond ASCII.

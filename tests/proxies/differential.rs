@@ -65,7 +65,7 @@ const DEFAULT_CASES: usize = 1600;
 const DEFAULT_SEED: u64 = 0x5eed_0019;
 
 /// A child process stopped by its own PID.
-struct Proc(Child);
+pub(super) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -172,7 +172,7 @@ async fn start_servers() -> Vec<Server> {
     servers
 }
 
-async fn wait_accepting(port: u16, what: &str, dir: &TempDir) {
+pub(super) async fn wait_accepting(port: u16, what: &str, dir: &TempDir) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         assert!(
@@ -554,7 +554,7 @@ async fn send(port: u16, case: &Case, prefix: &str, token: &str) -> Answer {
 
 /// Whether `bytes` hold a whole answer with a `content-length` body (or, to a `HEAD`,
 /// a whole head).
-fn complete(bytes: &[u8], head_only: bool) -> bool {
+pub(super) fn complete(bytes: &[u8], head_only: bool) -> bool {
     let text = String::from_utf8_lossy(bytes);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return false;
@@ -732,7 +732,7 @@ async fn issue_19_no_server_reaches_a_protected_route_the_service_did_not_decide
 }
 
 /// nginx running the shipped `nginx/nginx.conf` with `upstream` behind it.
-fn start_nginx(dir: &TempDir, port: u16, authz_http: u16, upstream: u16) -> Proc {
+pub(super) fn start_nginx(dir: &TempDir, port: u16, authz_http: u16, upstream: u16) -> Proc {
     let conf = std::fs::read_to_string(Path::new(ROOT).join("nginx/nginx.conf"))
         .unwrap()
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))

@@ -3,6 +3,7 @@
 //! Envoy or grpcurl fails these tests (scripts/install-test-tools.sh installs both).
 
 mod binding;
+mod canonical;
 mod cli;
 mod demo;
 mod deploy;

@@ -172,6 +172,10 @@ fn issue_19_padded_and_disguised_dot_segments_are_refused() {
         "/cafe%cc%81",
         "/x%e2%80%8b",
         "/x%e2%80%ae",
+        // Letters a server ignoring case reads as ASCII.
+        "/adm%c4%b0n",
+        "/adm%c4%b1n",
+        "/%c5%bfecret",
     ] {
         assert_eq!(utf8(p), Err(Ambiguity::NonCanonicalUtf8), "{p}");
     }
@@ -180,6 +184,10 @@ fn issue_19_padded_and_disguised_dot_segments_are_refused() {
         Ok("/caf%C3%A9/%E6%97%A5%E6%9C%AC".into())
     );
     assert_eq!(path("/caf%c3%a9"), Err(Ambiguity::NonAscii));
+    // Windows 8.3 short names.
+    assert_eq!(path("/PRIVAT~1/x"), Err(Ambiguity::ShortName));
+    assert_eq!(path("/api/privat~2"), Err(Ambiguity::ShortName));
+    assert_eq!(path("/~user/a~b"), Ok("/~user/a~b".into()));
 }
 
 #[test]
