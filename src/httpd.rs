@@ -30,15 +30,19 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// The bounds every HTTP listener runs within (`http_server` in the configuration file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// A request head must arrive whole within this time, counted from its first byte.
+    /// A request head must arrive whole within this time. hyper counts it from when it
+    /// starts waiting for a head, between kept-alive requests too, so it also bounds how
+    /// long a connection may wait idle for its next request.
     pub header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed.
+    /// A connection with no request in flight for this long is closed (the shorter of this
+    /// and `header_read_timeout` applies between requests).
     pub idle_timeout: Duration,
     /// The largest request head read; a larger one is answered 431 and closed.
     pub max_header_bytes: usize,
     /// Connections open at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
-    /// On shutdown, how long open connections may take to finish their request.
+    /// On shutdown, how long open connections may take to finish their request; also how
+    /// long a connection being closed for idleness may take to go.
     pub drain_timeout: Duration,
 }
 
@@ -171,20 +175,28 @@ async fn serve_connection<F, R>(
     tokio::pin!(connection);
     let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
     let idle_ms = u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-    let mut closing = false;
+    // Once closing, the connection gets the drain timeout to finish, then is dropped: a
+    // client that never reads its answers cannot hold it open.
+    let mut closing: Option<Instant> = None;
     loop {
+        let deadline = closing.map_or(tick, |at| {
+            (at + limits.drain_timeout).saturating_duration_since(Instant::now())
+        });
         tokio::select! {
             _ = connection.as_mut() => return,
-            changed = drain.changed(), if !closing => {
+            changed = drain.changed(), if closing.is_none() => {
                 if changed.is_err() || *drain.borrow() {
-                    closing = true;
+                    closing = Some(Instant::now());
                     connection.as_mut().graceful_shutdown();
                 }
             }
-            () = tokio::time::sleep(tick), if !closing => {
+            () = tokio::time::sleep(deadline) => {
+                if closing.is_some() {
+                    return;
+                }
                 let idle = millis().saturating_sub(last_active.load(Ordering::Acquire));
                 if in_flight.load(Ordering::Acquire) == 0 && idle >= idle_ms {
-                    closing = true;
+                    closing = Some(Instant::now());
                     connection.as_mut().graceful_shutdown();
                 }
             }

@@ -36,12 +36,16 @@ pub fn decode_utf8(text: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// A query or cookie name as the most lenient servers read it, lower-cased so that two
-/// names one of them reads alike compare equal: PHP's `urldecode` (`+` a space, a
-/// malformed escape left as it is), cut at a NUL (PHP's names end there), leading spaces
-/// dropped, `name[...]` read as `name` and ` `, `.` and an unclosed `[` read as `_` (PHP),
-/// and case ignored (ASP.NET Core).
-pub fn lenient_name(raw: &str) -> Vec<u8> {
+/// A query or cookie name as the most lenient servers read it, lower-cased (ASP.NET Core
+/// ignores case): PHP's reading first, Rack's second. Two names that either reads alike
+/// have one key in common at the same place.
+///
+/// - PHP: `urldecode` (`+` a space, a malformed escape left as it is), cut at a NUL,
+///   leading spaces dropped, `name[...]` read as `name`, and ` `, `.` and an unclosed `[`
+///   read as `_`.
+/// - Rack: the same decoding, then `\A[\[\]]*([^\[\]]+)\]*`: brackets around the name
+///   dropped (`[access_token]`, `access_token]`).
+pub fn lenient_names(raw: &str) -> [Vec<u8>; 2] {
     let bytes = raw.as_bytes();
     let hex = |at: usize| bytes.get(at).and_then(|&b| hex_value(b));
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -58,6 +62,17 @@ pub fn lenient_name(raw: &str) -> Vec<u8> {
         }
         i += 1;
     }
+    let rack: Vec<u8> = {
+        let start = decoded
+            .iter()
+            .position(|&b| b != b'[' && b != b']')
+            .unwrap_or(decoded.len());
+        decoded[start..]
+            .iter()
+            .take_while(|&&b| b != b'[' && b != b']')
+            .map(u8::to_ascii_lowercase)
+            .collect()
+    };
     if let Some(nul) = decoded.iter().position(|&b| b == 0) {
         decoded.truncate(nul);
     }
@@ -71,12 +86,14 @@ pub fn lenient_name(raw: &str) -> Vec<u8> {
     {
         name.truncate(open);
     }
-    name.iter()
+    let php = name
+        .iter()
         .map(|&b| match b {
             b' ' | b'.' | b'[' => b'_',
             b => b.to_ascii_lowercase(),
         })
-        .collect()
+        .collect();
+    [php, rack]
 }
 
 fn hex_value(digit: u8) -> Option<u8> {

@@ -76,6 +76,8 @@ pub struct CheckSettings {
     pub allow_room: (usize, usize),
     /// RFC 9728 metadata, served by the Check and named in challenges.
     pub resource_metadata: Option<ResourceMetadata>,
+    /// [`UpstreamConfig::dotted_spelling_keys`], worked out once.
+    pub dotted_keys: Vec<String>,
 }
 
 /// The state a reload carries over from one configuration's service to the next.
@@ -105,7 +107,22 @@ impl CheckSettings {
             dpop_algs: dpop_accepted.then(|| config.dpop.algs()),
             allow_room: allow_room(&config.upstream),
             resource_metadata: config.resource_metadata.clone(),
+            dotted_keys: config.upstream.dotted_spelling_keys(),
         }
+    }
+
+    /// Whether a header name with a `.` reads, to PHP, as a header the decision reads or
+    /// sets (`x.jwt.sub`, `x.http.method.override`).
+    fn dotted_spelling(&self, request: &Inbound<'_>) -> bool {
+        request.headers.iter().any(|(name, _)| {
+            name.contains('.')
+                && self.dotted_keys.iter().any(|key| {
+                    key.len() == name.len()
+                        && key.bytes().zip(name.bytes()).all(|(k, n)| {
+                            k == n.to_ascii_lowercase() || (k == b'-' && matches!(n, b'.' | b'_'))
+                        })
+                })
+        })
     }
 
     /// Whether `request` uses the `DPoP` authorization scheme where DPoP is accepted.
@@ -358,6 +375,11 @@ impl AuthzService {
         }
         if let Some(why) = requirement.ambiguity {
             return Err(AuthError::AmbiguousRequest(why.reason()));
+        }
+        if self.settings.dotted_spelling(request) {
+            return Err(AuthError::AmbiguousRequest(
+                "a header name with a dot reads as a header the decision reads or sets",
+            ));
         }
         if self.settings.upstream.strip_authorization {
             // Strip means gone: a token copy the answer cannot remove is refused, on

@@ -235,6 +235,27 @@ impl UpstreamConfig {
         (set, set + confusable + token_headers)
     }
 
+    /// The spelling keys (`_` and `.` read as `-`, lower case) of every header whose
+    /// name a dotted spelling could stand for upstream: the identity headers, the token
+    /// headers, and the method-override headers. PHP reads `x.jwt.sub` as
+    /// `HTTP_X_JWT_SUB`; a request carrying such a spelling is refused.
+    pub fn dotted_spelling_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .identity_headers()
+            .map(IdentityHeader::spelling_key)
+            .chain(self.token_headers.iter().map(|t| t.replace('_', "-")))
+            .chain(
+                crate::policy::overrides::HEADERS
+                    .iter()
+                    .map(|h| (*h).to_owned()),
+            )
+            .filter(|key| key.contains('-'))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Every header this configuration sets upstream.
     fn identity_headers(&self) -> impl Iterator<Item = &IdentityHeader> {
         self.claim_headers

@@ -225,7 +225,16 @@ fn query_parameter<'a>(
     max_len: usize,
 ) -> Result<Option<Cow<'a, str>>, AuthError> {
     let mut found = None;
-    for pair in query.split('&') {
+    for chunk in query.split('&') {
+        // What follows a `;` is another parameter to Rack, and none to Envoy's removal.
+        if chunk
+            .split(';')
+            .skip(1)
+            .any(|pair| reads_as(pair.split_once('=').map_or(pair, |(n, _)| n), wanted))
+        {
+            return Err(AuthError::TokenSentTwice);
+        }
+        let pair = chunk;
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         if !reads_as(raw_name, wanted) {
             continue;
@@ -248,10 +257,15 @@ fn query_parameter<'a>(
 }
 
 /// Whether a cookie or query parameter sent as `raw` is read as `wanted` by some server:
-/// the same name, or the same as [`crate::percent::lenient_name`] reads both (decoded,
-/// PHP's `_`, `[]` and NUL rules, case ignored).
+/// the same name, or the same as [`crate::percent::lenient_names`] reads both (decoded,
+/// PHP's `_`, `[]` and NUL rules, Rack's brackets, case ignored).
 pub fn reads_as(raw: &str, wanted: &str) -> bool {
-    raw == wanted || crate::percent::lenient_name(raw) == crate::percent::lenient_name(wanted)
+    if raw == wanted {
+        return true;
+    }
+    let [php, rack] = crate::percent::lenient_names(raw);
+    let [wanted_php, wanted_rack] = crate::percent::lenient_names(wanted);
+    php == wanted_php || rack == wanted_rack
 }
 
 /// With `strip_authorization`, whether the token could be removed from every place it may
@@ -274,16 +288,19 @@ pub fn check_removable(
                 }
             }
             TokenSource::Query(wanted) => {
-                for pair in request.query().into_iter().flat_map(|q| q.split('&')) {
-                    let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-                    if !reads_as(name, wanted) {
-                        continue;
-                    }
-                    if !query_removable {
-                        return Err(AuthError::QueryTokenNotRemovable);
-                    }
-                    if name != wanted {
-                        return Err(AuthError::TokenSentTwice);
+                for chunk in request.query().into_iter().flat_map(|q| q.split('&')) {
+                    // Rack also splits on `;`, where Envoy's removal does not.
+                    for (k, pair) in chunk.split(';').enumerate() {
+                        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                        if !reads_as(name, wanted) {
+                            continue;
+                        }
+                        if !query_removable {
+                            return Err(AuthError::QueryTokenNotRemovable);
+                        }
+                        if k > 0 || name != wanted {
+                            return Err(AuthError::TokenSentTwice);
+                        }
                     }
                 }
             }

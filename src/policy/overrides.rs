@@ -3,8 +3,8 @@
 //! Frameworks let a `POST` stand for another method: Express `method-override`, Rails
 //! (`Rack::MethodOverride`), Laravel and Symfony read an override header or a `_method`
 //! parameter. Every one of them is read here, in every spelling: the three header names in
-//! any case and with `-` or `_` (CGI, WSGI and PHP read `x_http_method_override` as
-//! `HTTP_X_HTTP_METHOD_OVERRIDE`), every value of each (repeats, header-map entries and
+//! any case and with `-`, `_` or `.` (CGI, WSGI and PHP read `x_http_method_override`,
+//! and PHP `x.http.method.override`, as `HTTP_X_HTTP_METHOD_OVERRIDE`), every value of each (repeats, header-map entries and
 //! comma lists), and `_method` in the query under any name PHP reads as it (percent- and
 //! `+`-decoded, with `.`, ` ` and `[` read as `_`). A `POST` whose body is a form, or that
 //! names no content type (Rack treats it as a form), may carry `_method` in its body, which
@@ -15,7 +15,7 @@
 use super::route::Overrides;
 
 /// The override header names, lower-case with `-`.
-const HEADERS: [&str; 3] = [
+pub const HEADERS: [&str; 3] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -34,9 +34,9 @@ const MAX_VALUES: usize = 16;
 fn is_override_header(name: &str) -> bool {
     HEADERS.iter().any(|h| {
         h.len() == name.len()
-            && h.bytes()
-                .zip(name.bytes())
-                .all(|(h, n)| n.to_ascii_lowercase() == h || (h == b'-' && n == b'_'))
+            && h.bytes().zip(name.bytes()).all(|(h, n)| {
+                n.to_ascii_lowercase() == h || (h == b'-' && matches!(n, b'_' | b'.'))
+            })
     })
 }
 
@@ -71,7 +71,7 @@ pub fn method_overrides<'a>(
     }
     for (name, value) in query
         .into_iter()
-        .flat_map(|q| q.split('&'))
+        .flat_map(|q| q.split(['&', ';']))
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
     {
         match parameter_name(name) {
@@ -105,9 +105,14 @@ pub fn method_overrides<'a>(
 }
 
 /// Whether a query name reads as `_method` to some server
-/// ([`crate::percent::lenient_name`]): `Some(true)` when it does.
+/// ([`crate::percent::lenient_names`]): `Some(true)` when it does.
 fn parameter_name(raw: &str) -> Option<bool> {
-    Some(raw == PARAMETER || crate::percent::lenient_name(raw) == PARAMETER.as_bytes())
+    Some(
+        raw == PARAMETER
+            || crate::percent::lenient_names(raw)
+                .iter()
+                .any(|key| key == PARAMETER.as_bytes()),
+    )
 }
 
 /// Whether a `POST` with this content type may carry a form body: a form type, or none.

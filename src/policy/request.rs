@@ -77,10 +77,14 @@ pub enum Ambiguity {
     EmptySegment,
     /// A dot-only segment, or one ending in a dot (`.`, `..`, `...`, `admin.`).
     DotSegment,
-    /// `~` then a digit (`PRIVAT~1`): a Windows 8.3 short name for another segment.
-    ShortName,
+    /// `~` then a digit (`PRIVAT~1`, a Windows 8.3 short name) or `:$` (an NTFS stream,
+    /// `admin::$INDEX_ALLOCATION`): another name for another segment.
+    WindowsName,
     /// A `;` path parameter while they are refused.
     PathParameter,
+    /// The path with its escapes decoded selects another rule than the path as sent,
+    /// which servers that route before decoding read.
+    EscapedReading,
     /// The path matches other rules when compared case-insensitively.
     Case,
     /// A method override (header, `_method` parameter, form body) could select another
@@ -106,8 +110,9 @@ impl Ambiguity {
             Ambiguity::NonCanonicalUtf8 => "utf-8 in path is not canonical letters and digits",
             Ambiguity::EmptySegment => "empty path segment",
             Ambiguity::DotSegment => "dot segment or trailing dot in path",
-            Ambiguity::ShortName => "8.3 short name in path",
+            Ambiguity::WindowsName => "windows short name or stream name in path",
             Ambiguity::PathParameter => "path parameter in path",
+            Ambiguity::EscapedReading => "escaped and decoded path select different rules",
             Ambiguity::Case => "path matches other rules case-insensitively",
             Ambiguity::MethodOverride => "method override could select another rule",
             Ambiguity::Host => "host is not a plain name or address",
@@ -139,25 +144,35 @@ impl PathGrammar {
     /// so. Borrows `raw` when nothing needed rewriting.
     pub fn normalize(self, raw: &str) -> Result<Cow<'_, str>, Ambiguity> {
         let end = raw.find(['?', '#']).unwrap_or(raw.len());
+        // A raw `#` is never sent by a client, and servers that take the target whole
+        // (Go's `ParseRequestURI`) read what follows it as path or query.
+        if raw.as_bytes()[end..].contains(&b'#') {
+            return Err(Ambiguity::RawByte);
+        }
         let path = &raw[..end];
         if !path.starts_with('/') {
             return Err(Ambiguity::NotOriginForm);
         }
-        let decoded = decode(path, self)?;
+        let Decoded {
+            text: decoded,
+            seen,
+        } = decode(path, self)?;
+        if seen & SEMICOLON != 0 && self.parameters == PathParameters::Reject {
+            return Err(Ambiguity::PathParameter);
+        }
         let body = &decoded[1..];
-        let count = body.split('/').count();
         let mut strip = false;
-        for (i, segment) in body.split('/').enumerate() {
-            let kept = match (segment.find(';'), self.parameters) {
-                (None, _) => segment,
-                (Some(_), PathParameters::Reject) => return Err(Ambiguity::PathParameter),
-                (Some(at), PathParameters::Strip) => {
+        let mut segments = body.split('/').peekable();
+        while let Some(segment) = segments.next() {
+            let kept = match segment.find(';').filter(|_| seen & SEMICOLON != 0) {
+                None => segment,
+                Some(at) => {
                     strip = true;
                     &segment[..at]
                 }
             };
             if kept.is_empty() {
-                if i + 1 != count || segment.len() != kept.len() {
+                if segments.peek().is_some() || segment.len() != kept.len() {
                     return Err(Ambiguity::EmptySegment);
                 }
                 continue;
@@ -167,16 +182,17 @@ impl PathGrammar {
             if kept.ends_with('.') || kept.trim_matches('+').ends_with('.') {
                 return Err(Ambiguity::DotSegment);
             }
-            if self.utf8 && has_utf8(kept) && !canonical_utf8(kept) {
+            if seen & UTF8 != 0 && has_utf8(kept) && !canonical_utf8(kept) {
                 return Err(Ambiguity::NonCanonicalUtf8);
             }
-            // `PRIVAT~1`: IIS and Windows servers read 8.3 short names as the long name.
-            if kept
-                .as_bytes()
-                .windows(2)
-                .any(|w| w[0] == b'~' && w[1].is_ascii_digit())
+            // `PRIVAT~1`: Windows servers read 8.3 short names as the long name, and
+            // `admin::$INDEX_ALLOCATION` or `admin:$I30:...` as the directory `admin`.
+            if seen & WINDOWS != 0
+                && kept.as_bytes().windows(2).any(|w| {
+                    (w[0] == b'~' && w[1].is_ascii_digit()) || (w[0] == b':' && w[1] == b'$')
+                })
             {
-                return Err(Ambiguity::ShortName);
+                return Err(Ambiguity::WindowsName);
             }
         }
         let normal = if strip {
@@ -194,6 +210,41 @@ impl PathGrammar {
 }
 
 impl PathGrammar {
+    /// The path as a server that routes before decoding reads it (Express, Rails): every
+    /// escape kept, upper-cased, for a `raw` that [`PathGrammar::normalize`] accepted.
+    /// `None` when no escape was decoded there, so both readings are one.
+    pub fn escaped_reading(self, raw: &str) -> Option<String> {
+        let end = raw.find('?').unwrap_or(raw.len());
+        let path = &raw[..end];
+        let bytes = path.as_bytes();
+        let decodes =
+            |at: usize| escape_at(bytes, at).is_ok_and(|v| is_unreserved(v) || raw_delimiter(v));
+        if !(0..bytes.len()).any(|i| bytes[i] == b'%' && decodes(i)) {
+            return None;
+        }
+        let mut text = String::with_capacity(path.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                text.push('%');
+                text.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                text.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+                i += 3;
+            } else {
+                text.push(char::from(bytes[i]));
+                i += 1;
+            }
+        }
+        if self.parameters == PathParameters::Strip && text.contains(';') {
+            text = text
+                .split('/')
+                .map(|segment| segment.split(';').next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("/");
+        }
+        Some(trim_trailing_slash(Cow::Owned(text)).into_owned())
+    }
+
     /// One segment (no `/`) in normal form; an empty one stays empty.
     pub fn normalize_segment(self, segment: &str) -> Result<String, Ambiguity> {
         if segment.is_empty() {
@@ -220,6 +271,51 @@ fn trim_trailing_slash(path: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
+/// What a path held besides its text: bits of [`decode`]'s answer. A `;`.
+const SEMICOLON: u8 = 1;
+/// `~` or `:`: a Windows short or stream name may follow.
+const WINDOWS: u8 = 2;
+/// An encoded byte >= 0x80.
+const UTF8: u8 = 4;
+
+/// A path with its escapes in canonical form, and what it held.
+struct Decoded<'a> {
+    text: Cow<'a, str>,
+    seen: u8,
+}
+
+/// How a raw byte of a path is read: refused, allowed, or allowed and worth noting.
+const RAW_REFUSED: u8 = 0;
+const RAW_ALLOWED: u8 = 1;
+const RAW_PERCENT: u8 = 2;
+const RAW_BACKSLASH: u8 = 3;
+const RAW_SEMICOLON: u8 = 4;
+const RAW_WINDOWS: u8 = 5;
+
+/// The class of every byte, worked out at compile time: one lookup per byte.
+static RAW_CLASS: [u8; 256] = {
+    let mut class = [RAW_REFUSED; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        class[b] = if c.is_ascii_alphanumeric() {
+            RAW_ALLOWED
+        } else {
+            match c {
+                b'-' | b'.' | b'_' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
+                | b',' | b'=' | b'@' | b'/' => RAW_ALLOWED,
+                b'~' | b':' => RAW_WINDOWS,
+                b'%' => RAW_PERCENT,
+                b'\\' => RAW_BACKSLASH,
+                b';' => RAW_SEMICOLON,
+                _ => RAW_REFUSED,
+            }
+        };
+        b += 1;
+    }
+    class
+};
+
 /// Delimiters the alphabet allows raw (`;` and `/` aside): their escapes are decoded.
 fn raw_delimiter(v: u8) -> bool {
     matches!(
@@ -237,49 +333,33 @@ fn kept_escape(v: u8) -> bool {
     )
 }
 
-/// Raw bytes of the alphabet (`;` is judged per segment).
-fn raw_allowed(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b'='
-                | b':'
-                | b'@'
-                | b';'
-                | b'/'
-        )
-}
-
 /// Checks the bytes of `path` against the grammar and writes escapes in canonical form:
-/// unreserved characters decoded, kept ones upper-cased, the rest refused.
-fn decode(path: &str, grammar: PathGrammar) -> Result<Cow<'_, str>, Ambiguity> {
+/// unreserved characters and raw-allowed delimiters decoded, kept ones upper-cased, the
+/// rest refused.
+fn decode(path: &str, grammar: PathGrammar) -> Result<Decoded<'_>, Ambiguity> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = path.as_bytes();
     let mut out: Option<String> = None;
+    let mut seen = 0;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b != b'%' {
-            if !raw_allowed(b) {
-                return Err(if b == b'\\' {
-                    Ambiguity::Backslash
-                } else {
-                    Ambiguity::RawByte
-                });
+        match RAW_CLASS[usize::from(b)] {
+            RAW_PERCENT => {}
+            RAW_REFUSED => return Err(Ambiguity::RawByte),
+            RAW_BACKSLASH => return Err(Ambiguity::Backslash),
+            class => {
+                if class == RAW_SEMICOLON {
+                    seen |= SEMICOLON;
+                } else if class == RAW_WINDOWS {
+                    seen |= WINDOWS;
+                }
+                if let Some(text) = &mut out {
+                    text.push(char::from(b));
+                }
+                i += 1;
+                continue;
             }
-            if let Some(text) = &mut out {
-                text.push(char::from(b));
-            }
-            i += 1;
-            continue;
         }
         let value = escape_at(bytes, i)?;
         let text = out.get_or_insert_with(|| path[..i].to_owned());
@@ -290,7 +370,12 @@ fn decode(path: &str, grammar: PathGrammar) -> Result<Cow<'_, str>, Ambiguity> {
             b'.' => return Err(Ambiguity::EncodedDot),
             // Unreserved characters, and the delimiters the alphabet allows raw: servers
             // decode `%24batch` to `$batch` before routing, so both are one path.
-            v if is_unreserved(v) || raw_delimiter(v) => text.push(char::from(v)),
+            v if is_unreserved(v) || raw_delimiter(v) => {
+                if v == b'~' || v == b':' {
+                    seen |= WINDOWS;
+                }
+                text.push(char::from(v));
+            }
             v if kept_escape(v) => {
                 text.push('%');
                 text.push(char::from(HEX[usize::from(v >> 4)]));
@@ -298,6 +383,7 @@ fn decode(path: &str, grammar: PathGrammar) -> Result<Cow<'_, str>, Ambiguity> {
             }
             _ if !grammar.utf8 => return Err(Ambiguity::NonAscii),
             _ => {
+                seen |= UTF8;
                 // A run of encoded bytes >= 0x80 is whole characters, or refused: Rust's
                 // UTF-8 check refuses overlong forms, surrogates and truncated sequences.
                 let mut run = Vec::new();
@@ -326,7 +412,10 @@ fn decode(path: &str, grammar: PathGrammar) -> Result<Cow<'_, str>, Ambiguity> {
         }
         i += 3;
     }
-    Ok(out.map_or(Cow::Borrowed(path), Cow::Owned))
+    Ok(Decoded {
+        text: out.map_or(Cow::Borrowed(path), Cow::Owned),
+        seen,
+    })
 }
 
 /// The byte the escape at `bytes[i]` (a `%`) encodes.
@@ -352,11 +441,33 @@ fn canonical_utf8(segment: &str) -> bool {
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return false;
     };
-    let folds_to_ascii = |c: char| {
-        !c.is_ascii()
-            && (c.to_lowercase().any(|l| l.is_ascii()) || c.to_uppercase().any(|u| u.is_ascii()))
+    ComposingNormalizerBorrowed::new_nfkc().is_normalized(text)
+        && text.chars().all(|c| c.is_ascii() || simple_case(c))
+}
+
+/// Whether `c` has one simple case pair that every server agrees on: its upper and lower
+/// case are one character each, of its own UTF-8 length, mapping back to each other, and
+/// neither is ASCII. So `İ` (lower-cases to `i` and a dot), `ı` and `ſ` (upper-case to ASCII),
+/// `ς` (upper-cases to `Σ`, whose lower case is `σ`) and `Ⱥ` (its lower case is longer) are
+/// refused: servers ignoring case disagree on them.
+fn simple_case(c: char) -> bool {
+    let one = |mut it: std::iter::Peekable<std::vec::IntoIter<char>>| {
+        let first = it.next();
+        first.filter(|_| it.peek().is_none())
     };
-    ComposingNormalizerBorrowed::new_nfkc().is_normalized(text) && !text.chars().any(folds_to_ascii)
+    let lower = one(c.to_lowercase().collect::<Vec<_>>().into_iter().peekable());
+    let upper = one(c.to_uppercase().collect::<Vec<_>>().into_iter().peekable());
+    match (lower, upper) {
+        (Some(l), Some(u)) => {
+            l.len_utf8() == c.len_utf8()
+                && u.len_utf8() == c.len_utf8()
+                && !l.is_ascii()
+                && !u.is_ascii()
+                && u.to_lowercase().eq([l])
+                && l.to_uppercase().eq([u])
+        }
+        _ => false,
+    }
 }
 
 /// The decoded text of a normal path, for comparing case-insensitively beyond ASCII.

@@ -203,6 +203,15 @@ pub enum Overrides<'a> {
     Any,
 }
 
+/// The readings of one request's host and path that rules are matched against.
+struct Readings<'a> {
+    host: &'a str,
+    /// The normal path.
+    path: &'a str,
+    /// The path with its escapes kept, when it differs ([`PathGrammar::escaped_reading`]).
+    escaped: Option<&'a str>,
+}
+
 /// The outcome of matching a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement<'p> {
@@ -391,14 +400,38 @@ impl Policy {
             (Ok(host), Ok(path)) => (host, path),
             (Err(why), _) | (_, Err(why)) => return Requirement::ambiguous(why),
         };
+        let escaped = if request.path.contains('%') {
+            self.grammar.escaped_reading(request.path)
+        } else {
+            None
+        };
+        let readings = Readings {
+            host: &host,
+            path: &path,
+            escaped: escaped.as_deref(),
+        };
         // A preflight is matched as the request it announces; where that rule (or the
         // default) does not let preflights through, it is an ordinary OPTIONS request.
-        let ordinary = self.matched(request, request.method, &host, &path, false);
-        // A rule that denies the `OPTIONS` request itself denies its preflight too.
-        if let Some(announced) = preflight
-            && !(ordinary.rule.is_some() && ordinary.action.as_ref() == &Action::Deny)
-        {
-            let requirement = self.matched(request, announced, &host, &path, true);
+        let ordinary = self.matched(request, request.method, &readings, false);
+        // The `OPTIONS` request itself decides whether its preflight is read as the request
+        // it announces: not under a rule that denies it, nor under a rule written for
+        // `OPTIONS` that does not say `cors_preflight: allow` itself.
+        let options_rule = self
+            .first_enforcing(request.method, &host, &path, false)
+            .map(|i| &self.rules[i]);
+        let announced_decides = match options_rule {
+            None => ordinary.ambiguity.is_none(),
+            Some(rule) => {
+                rule.action != Action::Deny
+                    && (rule.cors_preflight == Some(true)
+                        || !rule
+                            .methods
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case("OPTIONS")))
+            }
+        };
+        if let Some(announced) = preflight.filter(|_| announced_decides) {
+            let requirement = self.matched(request, announced, &readings, true);
             if requirement.action.as_ref() == &Action::Preflight || requirement.ambiguity.is_some()
             {
                 return requirement;
@@ -414,11 +447,16 @@ impl Policy {
         &'p self,
         request: &Request<'_>,
         method: &str,
-        host: &str,
-        path: &str,
+        readings: &Readings<'_>,
         preflight: bool,
     ) -> Requirement<'p> {
+        let (host, path) = (readings.host, readings.path);
         let deciding = self.first_enforcing(method, host, path, false);
+        if let Some(escaped) = readings.escaped
+            && self.first_enforcing(method, host, escaped, false) != deciding
+        {
+            return Requirement::ambiguous(Ambiguity::EscapedReading);
+        }
         if self.check_case
             && (self.upper_case_literals || path.bytes().any(|b| b.is_ascii_uppercase()))
             && self.first_enforcing(method, host, path, true) != deciding

@@ -124,6 +124,10 @@ fn examples(plain: &str) -> Vec<Example> {
         "/admin%09",
         "/ADMIN",
         "/PRIVAT~1/x",
+        "/admin::$INDEX_ALLOCATION/x",
+        "/admin%3A%24I30/x",
+        "/api/%70rivate-scoped",
+        "/api/items/5?x=1#&_method=DELETE",
     ] {
         all.push(example("GET", path, &auth, 403, denied));
     }
@@ -218,6 +222,29 @@ fn examples(plain: &str) -> Vec<Example> {
         401,
         unremovable,
     ));
+    for query in [
+        "?x=1;access_token=a.b.c",
+        "?access_token[]=a.b.c",
+        "?ACCESS_TOKEN=a.b.c",
+    ] {
+        let path = format!("/api/private{query}");
+        all.push(example("GET", &path, &auth, 401, unremovable));
+    }
+    // Dotted header names PHP reads as ones the decision reads or sets.
+    for name in [
+        "x.jwt.sub",
+        "X.HTTP.Method.Override",
+        "x-http.method-override",
+        "x.api.token",
+    ] {
+        all.push(example(
+            "GET",
+            "/api/private",
+            &[auth[0], (name, "DELETE")],
+            403,
+            denied,
+        ));
+    }
     all
 }
 
@@ -307,7 +334,12 @@ async fn issue_19_examples_get_their_answer_over_grpc_and_the_http_endpoint() {
                 assert_denied(&response, i32::from(e.status), code);
             }
         }
-        // The HTTP endpoint cannot strip a query: same answers, over Envoy's prefix.
+        // The HTTP endpoint cannot strip a query: same answers, over Envoy's prefix. A
+        // `#` in the called target never reaches it (the HTTP parser drops a fragment, and
+        // Envoy sends none); through nginx's X-Original-URI it does, below.
+        if e.target.contains('#') {
+            continue;
+        }
         let (status, code) = raw(
             authz.http.port(),
             e.method,
@@ -429,9 +461,9 @@ async fn issue_19_examples_never_reach_the_upstream_through_the_shipped_proxies(
             ("envoy/envoy.yaml", envoy.listener),
             ("nginx/nginx.conf", nginx_port),
         ] {
-            // nginx drops a header spelled with `_` (Envoy refuses it): the rest of that
-            // request may pass, without it.
-            if via.starts_with("nginx") && e.headers.iter().any(|(k, _)| k.contains('_')) {
+            // nginx drops a header spelled with `_` or `.` (Envoy refuses the first and
+            // sends the second to the service): the rest of that request may pass.
+            if via.starts_with("nginx") && e.headers.iter().any(|(k, _)| k.contains(['_', '.'])) {
                 continue;
             }
             let before = upstream.requests().len();

@@ -216,6 +216,16 @@ fn names_other_servers_read_as_the_token_are_refused() {
             "{name}"
         );
     }
+    // Rack's readings: brackets around the name, and `;` as a separator.
+    for query in [
+        "/?access_token]=a",
+        "/?[access_token]=a",
+        "/?x=1;access_token=a",
+        "/?access_token%00=a",
+    ] {
+        assert_eq!(find(query, &[]), refused, "{query}");
+    }
+    assert_eq!(find("/", &[("cookie", "access_token[]=a.b.c")]), refused);
     // Other names are other cookies and parameters.
     assert_eq!(
         find("/", &[("cookie", "access-token=x; other=y")]),
