@@ -294,6 +294,12 @@ const TARGETS: &[&str] = &[
 
 /// What may follow a target: near-miss spellings some server reads as the target.
 const SUFFIXES: &[&str] = &[
+    "::$INDEX_ALLOCATION",
+    "%3a%24i30",
+    "#&_method=DELETE",
+    "%40",
+    "%3a",
+    "%2c",
     "",
     "",
     "",
@@ -358,6 +364,8 @@ const OVERRIDE_HEADERS: &[&str] = &[
     "x-http-method-override",
     "X-HTTP-Method",
     "X-Method-Override",
+    // PHP reads it as HTTP_X_HTTP_METHOD_OVERRIDE.
+    "X.HTTP.Method.Override",
 ];
 const OVERRIDE_VALUES: &[&str] = &[
     "DELETE",
@@ -368,6 +376,9 @@ const OVERRIDE_VALUES: &[&str] = &[
     "Delete",
 ];
 const OVERRIDE_QUERIES: &[&str] = &[
+    "_method%00=DELETE",
+    "_method[]=DELETE",
+    "x=1;_method=DELETE",
     "_method=DELETE",
     "_method=delete",
     ".method=DELETE",
