@@ -142,8 +142,11 @@ async fn no_spelling_of_a_protected_path_falls_through_to_any_valid_token() {
     for (method, host, path, expected) in [
         ("GET", "h", "/api/admin", scope),
         ("GET", "h", "/api/admin/", scope),
-        ("GET", "h", "/api/%61dmin", scope),
-        ("GET", "h", "/api/%61%64%6d%69%6e/users", scope),
+        // Decoded, `/api/admin`; as sent (Express, Rails), no rule: refused.
+        ("GET", "h", "/api/%61dmin", ambiguous),
+        ("GET", "h", "/api/%61%64%6d%69%6e/users", ambiguous),
+        // An escape inside the protected prefix reads one way: the rule's answer.
+        ("GET", "h", "/api/admin/%75sers", scope),
         ("GET", "h", "/api/admin;x=1", ambiguous),
         ("GET", "h", "/api/admin/;x", ambiguous),
         ("GET", "h", "/API/ADMIN", ambiguous),
@@ -170,7 +173,7 @@ async fn no_spelling_of_a_protected_path_falls_through_to_any_valid_token() {
     // `/internal` is refused by its deny rule, `/unlisted` by the default: both 403.
     // The scoped tokens pass where their scope is required, in every normal spelling.
     let admin = r.token("admin", json!({}));
-    for path in ["/api/admin", "/api/%61dmin/x", "/api/admin/?a=b"] {
+    for path in ["/api/admin", "/api/admin/%78", "/api/admin/?a=b"] {
         assert!(
             allows(
                 &r.authz
@@ -208,16 +211,14 @@ async fn dot_segments_encodings_and_parameters_never_pass_an_anonymous_rule() {
         "//api/public",
         "/api/public/./x",
         "/api/public;jsessionid=1",
+        // A fragment: Go's ParseRequestURI reads past a `#`.
+        "/api/public#/../admin",
     ] {
         let d = r.check("GET", "h", path, None).await;
         assert_eq!(denied(&d), Some((403, "access_denied")), "{path}: {d:?}");
     }
-    // The query string and fragment are cut by hand: never part of the match.
-    for path in [
-        "/api/public",
-        "/api/public/x?next=/api/admin",
-        "/api/public#/../admin",
-    ] {
+    // The query string is cut by hand: never part of the match.
+    for path in ["/api/public", "/api/public/x?next=/api/admin"] {
         let d = r.check("GET", "h", path, None).await;
         let Decision::Allow { remove, .. } = d else {
             panic!("{path}: {d:?}")
