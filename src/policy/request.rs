@@ -132,10 +132,11 @@ pub fn normalize_path(raw: &str, params: PathParameters) -> Result<Cow<'_, str>,
 /// Whether a normal path holds an encoded non-ASCII byte (only [`PathGrammar::utf8`]
 /// accepts one).
 pub fn has_utf8(normal: &str) -> bool {
-    normal
-        .as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'%' && matches!(w[1], b'8'..=b'9' | b'A'..=b'F'))
+    normal.contains('%')
+        && normal
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'%' && matches!(w[1], b'8'..=b'9' | b'A'..=b'F'))
 }
 
 impl PathGrammar {

@@ -416,10 +416,11 @@ impl Policy {
         // The `OPTIONS` request itself decides whether its preflight is read as the request
         // it announces: not under a rule that denies it, nor under a rule written for
         // `OPTIONS` that does not say `cors_preflight: allow` itself.
-        let options_rule = self
+        // Worked out only for a preflight: a rule scan of its own.
+        let announced_decides = || match self
             .first_enforcing(request.method, &host, &path, false)
-            .map(|i| &self.rules[i]);
-        let announced_decides = match options_rule {
+            .map(|i| &self.rules[i])
+        {
             None => ordinary.ambiguity.is_none(),
             Some(rule) => {
                 rule.action != Action::Deny
@@ -430,7 +431,7 @@ impl Policy {
                             .any(|m| m.eq_ignore_ascii_case("OPTIONS")))
             }
         };
-        if let Some(announced) = preflight.filter(|_| announced_decides) {
+        if let Some(announced) = preflight.filter(|_| announced_decides()) {
             let requirement = self.matched(request, announced, &readings, true);
             if requirement.action.as_ref() == &Action::Preflight || requirement.ambiguity.is_some()
             {
@@ -522,7 +523,7 @@ impl Policy {
         path: &str,
         deciding: Option<usize>,
     ) -> bool {
-        if !self.method_rules {
+        if !self.method_rules || *overrides == Overrides::None {
             return false;
         }
         // Each other method is read as the request is: exactly and, where case can
