@@ -678,6 +678,16 @@ mod proptests {
             // A generated path is refused, or decides exactly as its normal form does.
             match crate::policy::normalize_path(&path, PathParameters::Reject) {
                 Err(_) => prop_assert_eq!(r.rule, Some(AMBIGUOUS_RULE)),
+                // Unless its escapes, kept, select another rule than its normal form:
+                // then it is refused for that.
+                Ok(normal) if r.ambiguity == Some(Ambiguity::EscapedReading) => {
+                    // The normal form has no escape left to read two ways.
+                    let n = Request { path: &normal, ..request.clone() };
+                    prop_assert_ne!(
+                        policy.requirement(&n, false).ambiguity,
+                        Some(Ambiguity::EscapedReading)
+                    );
+                }
                 Ok(normal) => {
                     let n = Request { path: &normal, ..request.clone() };
                     let from_normal = policy.requirement(&n, false);
