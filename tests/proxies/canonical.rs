@@ -2,16 +2,16 @@
 //! shape: the raw path and every header), over the HTTP endpoint, and through the shipped
 //! nginx and Envoy files in front of a recording upstream that must never see them.
 
-use std::path::PathBuf;
-
 use jwt_authz::proto::CheckRequest;
 use jwt_authz::proto::HttpResponse;
 use jwt_authz::testkit::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::differential::{complete, start_nginx, wait_accepting};
+use super::differential::{
+    Service, complete, istio_check, start_nginx, start_service, wait_accepting,
+};
 use super::envoy::{Envoy, TempDir};
 
 /// The demo's shape (`default_action: authenticated`), preflights allowed, every token
@@ -39,17 +39,6 @@ routes:
 upstream:
   strip_authorization: true
 "#;
-
-fn config_file(dir: &TempDir, idp: &Idp, extra: &str) -> PathBuf {
-    let path = dir.path().join("config.yaml");
-    let text = format!(
-        "issuers:\n  - issuer: {}\n    audiences: [\"{AUDIENCE}\"]\n    jwks_uri: {}\n{CONFIG}{extra}",
-        idp.issuer(),
-        idp.jwks_uri()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// One example: the request and the answer every entry must give.
 struct Example {
@@ -250,21 +239,7 @@ fn examples(plain: &str) -> Vec<Example> {
 
 /// The gRPC Check of `example`, as Istio's sidecar sends it.
 fn check_request(example: &Example) -> CheckRequest {
-    let mut request = request(None, None);
-    let http = http_mut(&mut request);
-    http.method = example.method.to_owned();
-    http.path = example.target.clone();
-    http.headers.clear();
-    for (k, v) in &example.headers {
-        http.headers
-            .entry(k.to_ascii_lowercase())
-            .and_modify(|joined: &mut String| {
-                joined.push(',');
-                joined.push_str(v);
-            })
-            .or_insert_with(|| v.clone());
-    }
-    request
+    istio_check(example.method, &example.target, &example.headers)
 }
 
 /// Status and JSON `code` of a raw HTTP/1.1 request to `port`.
@@ -316,13 +291,11 @@ async fn raw(
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_19_examples_get_their_answer_over_grpc_and_the_http_endpoint() {
     let dir = TempDir::new("canonical");
-    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let config = config_file(&dir, &idp, "");
-    let authz = Authz::start(&["--config", config.to_str().unwrap()]).await;
-    authz.wait_serving().await;
-    let mut c = claims(&idp.issuer());
-    c["scope"] = json!("openid");
-    let plain = mint(&key("rsa-1"), &c);
+    let Service {
+        idp: _idp,
+        authz,
+        plain,
+    } = start_service(&dir, CONFIG).await;
     for e in examples(&plain) {
         let what = format!("{} {} {:?}", e.method, e.target, e.headers);
         let response = authz.check(check_request(&e)).await;
@@ -410,14 +383,8 @@ async fn issue_19_examples_get_their_answer_over_grpc_and_the_http_endpoint() {
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_19_preflights_never_pass_the_default_deny() {
     let dir = TempDir::new("canonical-deny");
-    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let config = config_file(&dir, &idp, "").to_str().unwrap().to_owned();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("default_action: authenticated", "default_action: deny");
-    std::fs::write(&config, text).unwrap();
-    let authz = Authz::start(&["--config", &config]).await;
-    authz.wait_serving().await;
+    let deny = CONFIG.replace("default_action: authenticated", "default_action: deny");
+    let Service { authz, .. } = start_service(&dir, &deny).await;
     let preflight = [
         ("origin", "https://app.example.com"),
         ("access-control-request-method", "GET"),
@@ -438,13 +405,11 @@ async fn issue_19_preflights_never_pass_the_default_deny() {
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_19_examples_never_reach_the_upstream_through_the_shipped_proxies() {
     let dir = TempDir::new("canonical-proxies");
-    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let config = config_file(&dir, &idp, "");
-    let authz = Authz::start(&["--config", config.to_str().unwrap()]).await;
-    authz.wait_serving().await;
-    let mut c = claims(&idp.issuer());
-    c["scope"] = json!("openid");
-    let plain = mint(&key("rsa-1"), &c);
+    let Service {
+        idp: _idp,
+        authz,
+        plain,
+    } = start_service(&dir, CONFIG).await;
     let upstream = RecordingUpstream::start().await;
     let envoy = Envoy::start(authz.addr.port(), upstream.addr.port()).await;
     let nginx_dir = TempDir::new("canonical-nginx");

@@ -583,39 +583,65 @@ pub(super) fn complete(bytes: &[u8], head_only: bool) -> bool {
 /// The Check Istio's sidecar sends for `case`: the raw path and every header (repeated
 /// ones joined with `,`), no context extensions.
 fn check_request(case: &Case, token: &str) -> CheckRequest {
-    let mut request = request(None, None);
-    let http = http_mut(&mut request);
-    http.method = case.method.clone();
-    http.path = case.target.clone();
-    http.headers.clear();
     let mut headers = case.headers.clone();
     if case.token {
         headers.push(("authorization".into(), format!("Bearer {token}")));
     }
-    headers.push((":path".into(), case.target.clone()));
-    headers.push((":method".into(), case.method.clone()));
-    headers.push((":authority".into(), "api.example.com".into()));
-    for (k, v) in headers {
+    istio_check(&case.method, &case.target, &headers)
+}
+
+/// The Check Istio's sidecar sends: the raw path, every header (repeated ones joined with
+/// `,`) and the pseudo-headers, no context extensions.
+pub(super) fn istio_check(
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+) -> CheckRequest {
+    let mut request = request(None, None);
+    let http = http_mut(&mut request);
+    http.method = method.to_owned();
+    http.path = target.to_owned();
+    http.headers.clear();
+    let pseudo = [
+        (":path".to_owned(), target.to_owned()),
+        (":method".to_owned(), method.to_owned()),
+        (":authority".to_owned(), "api.example.com".to_owned()),
+    ];
+    for (k, v) in headers.iter().chain(&pseudo) {
         http.headers
             .entry(k.to_ascii_lowercase())
             .and_modify(|joined: &mut String| {
                 joined.push(',');
-                joined.push_str(&v);
+                joined.push_str(v);
             })
-            .or_insert(v);
+            .or_insert_with(|| v.clone());
     }
     request
 }
 
-fn config_file(dir: &TempDir, idp: &Idp) -> PathBuf {
+/// The service on `rules` (its configuration after the identity provider's issuer,
+/// written in `dir`), that provider, and a token granting no scope.
+pub(super) struct Service {
+    pub idp: Idp,
+    pub authz: Authz,
+    pub plain: String,
+}
+
+pub(super) async fn start_service(dir: &TempDir, rules: &str) -> Service {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
     let path = dir.path().join("config.yaml");
     let text = format!(
-        "issuers:\n  - issuer: {}\n    audiences: [\"{AUDIENCE}\"]\n    jwks_uri: {}\n{CONFIG}",
+        "issuers:\n  - issuer: {}\n    audiences: [\"{AUDIENCE}\"]\n    jwks_uri: {}\n{rules}",
         idp.issuer(),
         idp.jwks_uri()
     );
     std::fs::write(&path, text).unwrap();
-    path
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let mut c = claims(&idp.issuer());
+    c["scope"] = json!("openid");
+    let plain = mint(&key("rsa-1"), &c);
+    Service { idp, authz, plain }
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -681,13 +707,11 @@ impl Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn issue_19_no_server_reaches_a_protected_route_the_service_did_not_decide() {
     let dir = TempDir::new("differential");
-    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let config = config_file(&dir, &idp);
-    let authz = Authz::start(&["--config", config.to_str().unwrap()]).await;
-    authz.wait_serving().await;
-    let mut c = claims(&idp.issuer());
-    c["scope"] = json!("openid");
-    let token = mint(&key("rsa-1"), &c);
+    let Service {
+        idp: _idp,
+        authz,
+        plain: token,
+    } = start_service(&dir, CONFIG).await;
     let servers = start_servers().await;
     let cases = cases();
 
@@ -791,13 +815,11 @@ async fn start_envoy_http(authz_http: u16, upstream: u16) -> Envoy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn issue_19_shipped_proxies_let_no_protected_route_be_reached_unchecked() {
     let dir = TempDir::new("differential-proxies");
-    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let config = config_file(&dir, &idp);
-    let authz = Authz::start(&["--config", config.to_str().unwrap()]).await;
-    authz.wait_serving().await;
-    let mut c = claims(&idp.issuer());
-    c["scope"] = json!("openid");
-    let token = mint(&key("rsa-1"), &c);
+    let Service {
+        idp: _idp,
+        authz,
+        plain: token,
+    } = start_service(&dir, CONFIG).await;
     let servers = start_servers().await;
     let all = cases();
     let share: Vec<Case> = all.iter().step_by(8).cloned().collect();
