@@ -711,3 +711,31 @@ mod proptests {
         }
     }
 }
+
+/// Hosts are read on every request, with or without rules: a Host that is not a plain
+/// name or address never reaches a rule, a token check or a DPoP proof's `htu`.
+#[test]
+fn hosts_outside_the_grammar_are_refused_without_rules_too() {
+    let none = Policy::new(Vec::new());
+    for host in [
+        "api.example.com?",
+        "api.example.com#",
+        "api.example.com?x=1",
+        "x@other.example.com",
+        "api.example.com/api/private#",
+        "api.example.com:80:80",
+    ] {
+        let r = none.requirement(&get(host, "/api/admin"), false);
+        assert_eq!(
+            (r.rule, r.ambiguity),
+            (Some(AMBIGUOUS_RULE), Some(Ambiguity::Host)),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        *none
+            .requirement(&get("API.example.com:443", "/x"), false)
+            .action,
+        token(&[])
+    );
+}
