@@ -26,17 +26,33 @@ impl Captured {
     }
 }
 
-// One thread: the server's tasks run where the capturing subscriber is the default.
-#[tokio::test(flavor = "current_thread")]
-async fn a_deny_flood_is_logged_at_the_rate_and_summarised_and_counted_exactly() {
+/// Captures this thread's log lines up to `level` until the guard drops.
+///
+/// Other tests of this binary hit the same callsites on other threads with no subscriber
+/// at all. A process-wide subscriber that wants every level up to DEBUG (and writes
+/// nowhere) keeps each callsite enabled, so this thread's capturing subscriber sees every
+/// event, whichever thread registered the callsite first.
+pub(crate) fn capture(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish(),
+    );
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+// One thread: the server's tasks run where the capturing subscriber is the default.
+#[tokio::test(flavor = "current_thread")]
+async fn a_deny_flood_is_logged_at_the_rate_and_summarised_and_counted_exactly() {
+    let (captured, _guard) = capture(tracing::Level::INFO);
 
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
     let authz = Authz::start_for(&idp, &["--log-deny-rate", "3"]).await;

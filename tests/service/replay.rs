@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jwt_authz::replay::{ReplayError, ReplayStore};
 use jwt_authz::testkit::*;
 
-use super::logging::Captured;
+use super::logging::capture;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 const TTL: Duration = Duration::from_secs(60);
@@ -188,14 +188,7 @@ async fn rediss_never_falls_back_to_plain_text() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_password_never_shows_in_descriptions_errors_or_logs() {
     const PASSWORD: &str = "s3cret-hunter2";
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture(tracing::Level::DEBUG);
 
     let server = RedisServer::with_password(PASSWORD);
     let good = store(&server);
