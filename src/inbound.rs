@@ -50,6 +50,18 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// Whether header `name` is a spelling of `key` (lower case, words joined by `-` or `_`)
+/// that some server reads as `key`: the same letters in any case, each separator written
+/// `-`, `_` or `.` (CGI, WSGI and PHP read `x_jwt_sub`, and PHP `x.jwt.sub`, as
+/// `HTTP_X_JWT_SUB`).
+pub fn spelled_as(name: &str, key: &str) -> bool {
+    name.len() == key.len()
+        && name.bytes().zip(key.bytes()).all(|(n, k)| match k {
+            b'-' | b'_' => matches!(n, b'-' | b'_' | b'.'),
+            k => n.to_ascii_lowercase() == k,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +76,17 @@ mod tests {
         assert_eq!(values, [b"a=1".as_slice(), b"b=2".as_slice()]);
         assert_eq!(inbound.first("X"), Some("y"));
         assert_eq!(inbound.first("absent"), None);
+    }
+
+    #[test]
+    fn header_spellings_swap_separators_and_case() {
+        for name in ["x-jwt-sub", "X_JWT_SUB", "x.jwt-sub", "X-Jwt.Sub"] {
+            assert!(spelled_as(name, "x-jwt-sub"), "{name}");
+            assert!(spelled_as(name, "x_jwt_sub"), "{name}");
+        }
+        for name in ["x-jwt-subs", "xjwt-sub", "x-jwt+sub", "y-jwt-sub"] {
+            assert!(!spelled_as(name, "x-jwt-sub"), "{name}");
+        }
     }
 
     #[test]

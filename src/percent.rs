@@ -96,7 +96,8 @@ pub fn lenient_names(raw: &str) -> [Vec<u8>; 2] {
     [php, rack]
 }
 
-fn hex_value(digit: u8) -> Option<u8> {
+/// The value of one hex digit.
+pub fn hex_value(digit: u8) -> Option<u8> {
     match digit {
         b'0'..=b'9' => Some(digit - b'0'),
         b'a'..=b'f' => Some(digit - b'a' + 10),

@@ -27,7 +27,7 @@ use crate::binding::{
 use crate::config::Config;
 use crate::deny_log::DenyLog;
 use crate::error::AuthError;
-use crate::inbound::Inbound;
+use crate::inbound::{Inbound, spelled_as};
 use crate::metrics::Metrics;
 use crate::policy::{self, Action, Policy, ScopeRule, TokenRule, granted_scopes};
 use crate::replay::ReplayStore;
@@ -115,13 +115,7 @@ impl CheckSettings {
     /// sets (`x.jwt.sub`, `x.http.method.override`).
     fn dotted_spelling(&self, request: &Inbound<'_>) -> bool {
         request.headers.iter().any(|(name, _)| {
-            name.contains('.')
-                && self.dotted_keys.iter().any(|key| {
-                    key.len() == name.len()
-                        && key.bytes().zip(name.bytes()).all(|(k, n)| {
-                            k == n.to_ascii_lowercase() || (k == b'-' && matches!(n, b'.' | b'_'))
-                        })
-                })
+            name.contains('.') && self.dotted_keys.iter().any(|key| spelled_as(name, key))
         })
     }
 

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 
 use super::BearerToken;
 use crate::error::AuthError;
-use crate::inbound::Inbound;
+use crate::inbound::{Inbound, spelled_as};
 
 /// One place a token may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +96,13 @@ fn read<'a>(
 ) -> Result<Option<Cow<'a, str>>, AuthError> {
     match source {
         TokenSource::Header { name, scheme } => {
-            // `x_api_token` for `x-api-token`: the same header to CGI, WSGI and PHP.
+            // `x_api_token` (or `x.api.token`) for `x-api-token`: the same header to CGI,
+            // WSGI and PHP.
             if name.contains(['-', '_'])
                 && request
                     .headers
                     .iter()
-                    .any(|(n, _)| !n.eq_ignore_ascii_case(name) && same_spelling_key(n, name))
+                    .any(|(n, _)| !n.eq_ignore_ascii_case(name) && spelled_as(n, name))
             {
                 return Err(AuthError::TokenSentTwice);
             }
@@ -122,18 +123,6 @@ fn read<'a>(
             None => Ok(None),
         },
     }
-}
-
-/// Whether two header names differ at most in case and in `-` against `_`.
-fn same_spelling_key(a: &str, b: &str) -> bool {
-    let key = |c: u8| {
-        if c == b'_' {
-            b'-'
-        } else {
-            c.to_ascii_lowercase()
-        }
-    };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| key(x) == key(y))
 }
 
 /// A header that holds the raw token. Blank is absent; a comma means Envoy joined two

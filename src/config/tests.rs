@@ -5,6 +5,14 @@ use crate::policy::{Action, DefaultAction, Mode, PathParameters, ScopeRule, Toke
 use clap::Parser;
 use jsonwebtoken::Algorithm;
 
+/// The field each error names (the text before its first `:`).
+fn fields_of(errors: &[String]) -> Vec<&str> {
+    errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap_or(""))
+        .collect()
+}
+
 fn from_flags(extra: &[&str]) -> Result<Config, ConfigErrors> {
     from(extra, "")
 }
@@ -357,10 +365,7 @@ routes:
   - path: /a/../b
 "#;
     let errors = from(&[], yaml).unwrap_err().0;
-    let fields: Vec<&str> = errors
-        .iter()
-        .map(|e| e.split(':').next().unwrap_or(""))
-        .collect();
+    let fields = fields_of(&errors);
     assert_eq!(
         fields,
         [
@@ -470,10 +475,7 @@ token_sources:
     )
     .unwrap_err()
     .0;
-    let fields: Vec<&str> = errors
-        .iter()
-        .map(|e| e.split(':').next().unwrap())
-        .collect();
+    let fields = fields_of(&errors);
     assert_eq!(
         fields,
         [
@@ -655,10 +657,7 @@ fn http_listener_limits_are_read_with_defaults_and_bad_ones_are_named() {
     )
     .unwrap_err()
     .0;
-    let fields: Vec<&str> = errors
-        .iter()
-        .map(|e| e.split(':').next().unwrap())
-        .collect();
+    let fields = fields_of(&errors);
     assert_eq!(
         fields,
         [

@@ -13,6 +13,7 @@
 //! selects another rule than the request's own ([`super::route`]).
 
 use super::route::Overrides;
+use crate::inbound::spelled_as;
 
 /// The override header names, lower-case with `-`.
 pub const HEADERS: [&str; 3] = [
@@ -32,12 +33,7 @@ const MAX_VALUES: usize = 16;
 
 /// Whether `name` is one of the override headers in some spelling.
 fn is_override_header(name: &str) -> bool {
-    HEADERS.iter().any(|h| {
-        h.len() == name.len()
-            && h.bytes().zip(name.bytes()).all(|(h, n)| {
-                n.to_ascii_lowercase() == h || (h == b'-' && matches!(n, b'_' | b'.'))
-            })
-    })
+    HEADERS.iter().any(|h| spelled_as(name, h))
 }
 
 /// A method token (RFC 9110 §9.1, `tchar`s), bounded in length.

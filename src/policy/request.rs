@@ -30,6 +30,8 @@ use std::borrow::Cow;
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 
+use crate::percent::hex_value;
+
 /// How `;` path parameters (`/a;jsessionid=1/b`) are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PathParameters {
@@ -424,7 +426,7 @@ fn escape_at(bytes: &[u8], i: usize) -> Result<u8, Ambiguity> {
     let (Some(&hi), Some(&lo)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
         return Err(Ambiguity::BadEscape);
     };
-    match (hex(hi), hex(lo)) {
+    match (hex_value(hi), hex_value(lo)) {
         (Some(h), Some(l)) => Ok(h << 4 | l),
         _ => Err(Ambiguity::BadEscape),
     }
@@ -475,10 +477,6 @@ fn simple_case(c: char) -> bool {
 pub(super) fn decoded_text(normal: &str) -> Option<String> {
     let bytes = crate::percent::decode(normal)?;
     String::from_utf8(bytes.into_owned()).ok()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).map(|d| d as u8)
 }
 
 /// RFC 3986 §2.3.

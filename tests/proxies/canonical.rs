@@ -6,11 +6,9 @@ use jwt_authz::proto::CheckRequest;
 use jwt_authz::proto::HttpResponse;
 use jwt_authz::testkit::*;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::differential::{
-    Service, complete, istio_check, start_nginx, start_service, wait_accepting,
+    Service, exchange, istio_check, start_nginx, start_service, wait_accepting,
 };
 use super::envoy::{Envoy, TempDir};
 
@@ -249,43 +247,14 @@ async fn raw(
     target: &str,
     headers: &[(String, String)],
 ) -> (u16, Option<String>) {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nhost: api.example.com\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "POST" {
-        request.push_str("content-length: 0\r\n");
-    }
-    request.push_str("connection: close\r\n\r\n");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    // Read until the answer is whole: a proxy may hold the connection open a while after
-    // it (Envoy's delayed close).
-    let mut bytes = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        let mut chunk = [0u8; 4096];
-        while !complete(&bytes, method == "HEAD") {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await
-    .expect("an answer within 10s");
-    let text = String::from_utf8_lossy(&bytes);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let answer = exchange(port, method, target, headers).await;
+    let body = answer.body.as_str();
     // nginx `auth_request` answers with the service's body from its own location.
     let code = body
         .find('{')
         .and_then(|i| serde_json::from_str::<Value>(&body[i..]).ok())
         .and_then(|v| v["code"].as_str().map(str::to_owned));
-    (status, code)
+    (answer.status, code)
 }
 
 #[tokio::test(flavor = "multi_thread")]

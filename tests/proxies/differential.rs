@@ -486,9 +486,9 @@ fn violation(case: &Case, route: &str, method: &str) -> bool {
 
 /// What came back from one raw HTTP/1.1 request.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: String,
+pub(super) struct Answer {
+    pub status: u16,
+    pub body: String,
     took: Duration,
 }
 
@@ -509,17 +509,34 @@ impl Answer {
 /// Sends `case` (with `prefix` before its target and `token` when it carries one) over a
 /// fresh connection, bytes as given.
 async fn send(port: u16, case: &Case, prefix: &str, token: &str) -> Answer {
-    let mut request = format!(
-        "{} {prefix}{} HTTP/1.1\r\nHost: api.example.com\r\n",
-        case.method, case.target
-    );
-    for (k, v) in &case.headers {
+    let mut headers = case.headers.clone();
+    if case.token {
+        headers.push(("Authorization".into(), format!("Bearer {token}")));
+    }
+    exchange(
+        port,
+        &case.method,
+        &format!("{prefix}{}", case.target),
+        &headers,
+    )
+    .await
+}
+
+/// One raw HTTP/1.1 request to `port` over a fresh connection, bytes as given (`Host:
+/// api.example.com`, an empty body where the method has one, `Connection: close`), and
+/// the answer. Reads until the body's `content-length` is complete, or to the end: a proxy
+/// may hold the connection open a while after its answer (Envoy's delayed close).
+pub(super) async fn exchange(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+) -> Answer {
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: api.example.com\r\n");
+    for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
-    if case.token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if case.method == "POST" || case.method == "PUT" || case.method == "PATCH" {
+    if matches!(method, "POST" | "PUT" | "PATCH") {
         request.push_str("Content-Length: 0\r\n");
     }
     request.push_str("Connection: close\r\n\r\n");
@@ -527,14 +544,9 @@ async fn send(port: u16, case: &Case, prefix: &str, token: &str) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
-    // Read until the body's `content-length` is complete, or to the end: a proxy may hold
-    // the connection open a while after its answer (Envoy's delayed close).
     let read = tokio::time::timeout(Duration::from_secs(20), async {
         let mut chunk = [0u8; 4096];
-        loop {
-            if complete(&bytes, case.method == "HEAD") {
-                return;
-            }
+        while !complete(&bytes, method == "HEAD") {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => bytes.extend_from_slice(&chunk[..n]),
@@ -544,7 +556,7 @@ async fn send(port: u16, case: &Case, prefix: &str, token: &str) -> Answer {
     .await;
     assert!(
         read.is_ok(),
-        "no answer within 20s on port {port} to {case:?}"
+        "no answer within 20s on port {port} to {method} {target} {headers:?}"
     );
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let status = text
@@ -565,7 +577,7 @@ async fn send(port: u16, case: &Case, prefix: &str, token: &str) -> Answer {
 
 /// Whether `bytes` hold a whole answer with a `content-length` body (or, to a `HEAD`,
 /// a whole head).
-pub(super) fn complete(bytes: &[u8], head_only: bool) -> bool {
+fn complete(bytes: &[u8], head_only: bool) -> bool {
     let text = String::from_utf8_lossy(bytes);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return false;
