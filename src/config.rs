@@ -10,6 +10,7 @@ pub mod defaults;
 mod file;
 mod issuers;
 mod rules;
+pub mod source;
 mod token_sources;
 pub mod values;
 
@@ -43,6 +44,8 @@ pub enum LogFormat {
 pub struct TokenCacheConfig {
     pub enabled: bool,
     pub max_entries: u64,
+    /// What the entries may hold in all, in bytes (`token_cache.max_bytes`).
+    pub max_bytes: u64,
 }
 
 /// Where DPoP proofs' `jti`s are remembered. Fixed at start-up: a reload that changes it
@@ -93,6 +96,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How often the file is polled for changes; `None`: only SIGHUP reloads.
     pub config_poll: Option<Duration>,
+    /// How long a changed file must stay unchanged before it is applied.
+    pub config_settle: Duration,
     /// Denial log lines per code per second; 0 logs every denial.
     pub log_deny_rate: u32,
     /// The wall clock tokens are checked against: the system's, or a manual one in tests.
@@ -103,6 +108,8 @@ pub struct Config {
     /// How DPoP proofs are checked.
     pub dpop: DpopSettings,
     pub replay_store: ReplayStoreConfig,
+    /// Unexpired proofs one proof key may hold in the replay store (`dpop.replay_max_per_key`).
+    pub replay_max_per_key: usize,
     /// RFC 9728 metadata, when a resource identifier is configured.
     pub resource_metadata: Option<ResourceMetadata>,
     /// Limits of the HTTP listeners (`http_server`); set at start-up.
@@ -145,6 +152,13 @@ impl Config {
         Config::from_sources(args, file)
     }
 
+    /// Builds the configuration from `serve` flags and `bytes`, the content of their
+    /// `--config` file already read ([`source::read`]).
+    pub fn load_bytes(args: &ServeArgs, bytes: &[u8]) -> Result<Config, ConfigErrors> {
+        let path = args.config.as_deref().unwrap_or(Path::new("config"));
+        Config::from_sources(args, parse_bytes(path, bytes)?)
+    }
+
     /// Merges defaults < `file` < `args` into a checked configuration.
     pub fn from_sources(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigErrors> {
         let mut e = Errors(Vec::new());
@@ -164,6 +178,14 @@ impl Config {
         } else {
             e.check("admin_listen", parse_addr(&admin_text)).map(Some)
         };
+        let settle_text = pick(
+            &args.config_settle,
+            &file.config_settle,
+            defaults::CONFIG_SETTLE,
+        );
+        let config_settle = e
+            .check("config_settle", parse_duration(&settle_text))
+            .unwrap_or_default();
         let poll_text = pick(&args.config_poll, &file.config_poll, defaults::CONFIG_POLL);
         let config_poll = if poll_text == "off" {
             Some(None)
@@ -208,6 +230,12 @@ impl Config {
                 .token_cache_max_entries
                 .or(cache_file.max_entries)
                 .unwrap_or(defaults::TOKEN_CACHE_MAX_ENTRIES),
+            max_bytes: match cache_file.max_bytes.as_deref() {
+                None => defaults::TOKEN_CACHE_MAX_BYTES,
+                Some(text) => e
+                    .check("token_cache.max_bytes", values::parse_bytes(text))
+                    .unwrap_or(defaults::TOKEN_CACHE_MAX_BYTES),
+            },
         };
         let log_format = match (args.log_format, log_file.format.as_deref()) {
             (Some(f), _) => Some(f),
@@ -241,6 +269,12 @@ impl Config {
         let dpop_file = file.dpop.unwrap_or_default();
         let dpop = parse_dpop(&mut e, &dpop_file, allow_http);
         let replay_store = parse_replay_store(&mut e, &dpop_file);
+        let replay_max_per_key = dpop_file
+            .replay_max_per_key
+            .unwrap_or(defaults::DPOP_REPLAY_MAX_PER_KEY);
+        if replay_max_per_key == 0 {
+            e.push("dpop.replay_max_per_key", "must be greater than 0");
+        }
         let resource_metadata = match (&file.protected_resource, &dpop) {
             (Some(resource), Some(dpop)) => parse_resource_metadata(
                 &mut e,
@@ -288,6 +322,7 @@ impl Config {
             ) if e.0.is_empty() => Ok(Config {
                 dpop,
                 replay_store,
+                replay_max_per_key,
                 resource_metadata,
                 http_limits,
                 listen,
@@ -305,6 +340,7 @@ impl Config {
                 log_level: pick(&args.log_level, &log_file.level, defaults::LOG_LEVEL),
                 log_format,
                 config_poll,
+                config_settle,
                 log_deny_rate: args
                     .log_deny_rate
                     .or(log_file.deny_rate)
@@ -553,13 +589,18 @@ fn parse_jwks_settings(
 
 /// Reads and parses a configuration file; errors name the file and the line.
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let bytes = source::read(path).map_err(|err| ConfigErrors(vec![format!("config: {err}")]))?;
+    parse_bytes(path, &bytes)
+}
+
+fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<FileConfig, ConfigErrors> {
+    let text = std::str::from_utf8(bytes).map_err(|_| {
         ConfigErrors(vec![format!(
-            "config: cannot read {}: {err}",
+            "config: {} is not UTF-8 text",
             path.display()
         )])
     })?;
-    file::parse(&text).map_err(|err| ConfigErrors(vec![format!("{}: {err}", path.display())]))
+    file::parse(text).map_err(|err| ConfigErrors(vec![format!("{}: {err}", path.display())]))
 }
 
 /// Parses configuration file text (YAML); errors name the line and column.

@@ -253,6 +253,13 @@ impl Metrics {
                 "Verified tokens held in the cache.",
             );
             let _ = writeln!(out, "jwt_authz_token_cache_entries {}", cache.len());
+            header(
+                &mut out,
+                "jwt_authz_token_cache_bytes",
+                "gauge",
+                "Bytes the verified-token cache's entries hold (bounded by token_cache.max_bytes).",
+            );
+            let _ = writeln!(out, "jwt_authz_token_cache_bytes {}", cache.bytes());
         }
 
         header(
@@ -360,6 +367,21 @@ fn render_replay(out: &mut String, replay: &ReplayStore) {
         let _ = writeln!(
             out,
             "jwt_authz_dpop_replay_store_operations_total{{store=\"{store}\",result=\"{result}\"}} {count}"
+        );
+    }
+    header(
+        out,
+        "jwt_authz_dpop_replay_store_refused_total",
+        "counter",
+        "DPoP proofs refused before the store was asked: key_quota (the proof key holds its maximum of unexpired proofs), unproven (issued before the store was known complete, or before a reload widened the window).",
+    );
+    for (reason, count) in [
+        ("key_quota", stats.holder_full),
+        ("unproven", stats.unproven),
+    ] {
+        let _ = writeln!(
+            out,
+            "jwt_authz_dpop_replay_store_refused_total{{store=\"{store}\",reason=\"{reason}\"}} {count}"
         );
     }
     header(

@@ -19,7 +19,9 @@ use serde_json::Value;
 
 pub use condition::{ClaimCondition, ClaimTest};
 pub use overrides::method_overrides;
-pub use request::{Ambiguity, PathGrammar, PathParameters, normalize_host, normalize_path};
+pub use request::{
+    Ambiguity, Authority, PathGrammar, PathParameters, normalize_host, normalize_path,
+};
 pub use route::{
     AMBIGUOUS_RULE, Action, DefaultAction, HostPattern, Mode, Overrides, PathPattern, Policy,
     PolicySettings, Request, Requirement, Rule, TokenRule,

@@ -9,11 +9,22 @@
 //! changes nothing: each problem is logged as `check-config` prints it, and metrics count
 //! the failure. The content is polled rather than watched, which also sees the symlink swap
 //! Kubernetes does when a mounted ConfigMap changes.
+//!
+//! The file is read off the Check path: on a thread of its own, under [`READ_TIMEOUT`], and
+//! only when it is a regular file ([`crate::config::source`]); a read that hangs (a hung
+//! network filesystem) is waited on by no Check and no health probe, and no second read
+//! starts while it hangs. A file changed in place is applied only once it has read the
+//! same for `config_settle`, so a writer that rewrites it in place, pausing midway, is not
+//! applied half-written; another file put at the path (a rename, a ConfigMap's symlink
+//! swap, written whole before it appears) waits a quarter of it, and at least two polls.
+//! SIGHUP applies the file as it is at once. Every version or read refused is logged and
+//! counted once.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -21,6 +32,7 @@ use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::config::source::FileId;
 use crate::jwks::{JwksCache, JwksSource};
 use crate::metrics::Metrics;
 use crate::proto::{Authorization, CheckRequest, CheckResponse};
@@ -147,6 +159,15 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     /// The content last loaded or refused, so a poll acts on changes only.
     seen: Option<Vec<u8>>,
+    /// The identity of the file `seen` was read from.
+    seen_id: Option<FileId>,
+    /// A changed content and when it was first read: applied once it has read the same
+    /// for `config_settle` (or at the next poll, when another file replaced the old).
+    pending: Option<(Vec<u8>, Instant)>,
+    /// The last read failure, logged and counted once until the file reads again.
+    read_error: Option<String>,
+    /// Set while a read runs on its thread.
+    reading: Arc<AtomicBool>,
     /// Installed when the reloader is built, before the server accepts: a SIGHUP that
     /// arrives early is then a reload, not the signal's default action (termination).
     hangup: Hangup,
@@ -158,7 +179,10 @@ impl Reloader {
     pub fn new(running: Config, keys: IssuerKeys, live: LiveAuthz) -> Reloader {
         let path = running.origin.config.clone();
         let metrics = live.current().metrics();
-        let seen = path.as_ref().and_then(|p| std::fs::read(p).ok());
+        let (seen, seen_id) = path
+            .as_ref()
+            .and_then(|p| crate::config::source::read_version(p).ok())
+            .unzip();
         metrics.record_reload(true, running.clock.now_secs());
         let hangup = hangup_signal();
         Reloader {
@@ -168,6 +192,10 @@ impl Reloader {
             live,
             metrics,
             seen,
+            seen_id,
+            pending: None,
+            read_error: None,
+            reading: Arc::new(AtomicBool::new(false)),
             hangup,
         }
     }
@@ -186,25 +214,82 @@ impl Reloader {
         loop {
             tokio::select! {
                 _ = ticker.tick(), if poll.is_some() => {
-                    let text = std::fs::read(&path).ok();
-                    if text != self.seen {
-                        self.seen = text;
-                        self.reload("file changed");
+                    if let Some((bytes, id)) = self.read(&path, "file changed").await {
+                        self.poll(bytes, id);
                     }
                 }
                 Some(()) = next(&mut hangup) => {
-                    self.seen = std::fs::read(&path).ok();
-                    self.reload("SIGHUP");
+                    if let Some((bytes, id)) = self.read(&path, "SIGHUP").await {
+                        self.pending = None;
+                        self.seen = Some(bytes.clone());
+                        self.seen_id = Some(id);
+                        self.reload(&bytes, "SIGHUP");
+                    }
                 }
             }
         }
     }
 
-    /// Loads the file with the original flags and environment over it; swaps it in when it
-    /// is valid.
-    pub fn reload(&mut self, why: &str) {
+    /// A polled content: applied once it has read the same for `config_settle` (a quarter
+    /// of it from another file than the one applied last), over two polls at least.
+    fn poll(&mut self, bytes: Vec<u8>, id: FileId) {
+        if self.seen.as_ref() == Some(&bytes) {
+            self.pending = None;
+            self.seen_id = Some(id);
+            return;
+        }
+        // Another file put at the path was most likely written whole first (a rename, a
+        // ConfigMap swap): a quarter of the interval. The same file changed in place: all
+        // of it.
+        let settle = match &self.seen_id {
+            Some(seen) if id.replaced(seen) => self.running.config_settle / 4,
+            _ => self.running.config_settle,
+        };
+        let settled = match &self.pending {
+            Some((pending, since)) if *pending == bytes => since.elapsed() >= settle,
+            _ => {
+                self.pending = Some((bytes.clone(), Instant::now()));
+                self.running.config_settle.is_zero()
+            }
+        };
+        if settled {
+            self.pending = None;
+            self.seen = Some(bytes.clone());
+            self.seen_id = Some(id);
+            self.reload(&bytes, "file changed");
+        }
+    }
+
+    /// The file's content, read on a thread of its own within [`READ_TIMEOUT`]; `None`
+    /// when it cannot be read (logged and counted once per failure).
+    async fn read(&mut self, path: &Path, why: &str) -> Option<(Vec<u8>, FileId)> {
+        let result = read_off_path(path, &self.reading).await;
+        match result {
+            Ok(bytes) => {
+                if self.read_error.take().is_some() {
+                    tracing::info!(trigger = why, "configuration file readable again");
+                }
+                Some(bytes)
+            }
+            Err(error) => {
+                if self.read_error.as_ref() != Some(&error) {
+                    tracing::warn!(trigger = why, "configuration reload refused: {error}");
+                    self.metrics
+                        .record_reload(false, self.running.clock.now_secs());
+                    self.read_error = Some(error);
+                }
+                // A version seen before the failure must settle again.
+                self.pending = None;
+                None
+            }
+        }
+    }
+
+    /// Loads `bytes`, the file's content, with the original flags and environment over
+    /// it; swaps it in when it is valid.
+    pub fn reload(&mut self, bytes: &[u8], why: &str) {
         let now = self.running.clock.now_secs();
-        let mut config = match Config::load(&self.running.origin) {
+        let mut config = match Config::load_bytes(&self.running.origin, bytes) {
             Ok(config) => config,
             Err(errors) => {
                 for line in &errors.0 {
@@ -273,11 +358,17 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     if running.config_poll != new.config_poll {
         changed.push("config_poll");
     }
+    if running.config_settle != new.config_settle {
+        changed.push("config_settle");
+    }
     if format!("{:?}", running.jwks) != format!("{:?}", new.jwks) {
         changed.push("jwks");
     }
     if running.replay_store != new.replay_store {
         changed.push("dpop.replay_store");
+    }
+    if running.replay_max_per_key != new.replay_max_per_key {
+        changed.push("dpop.replay_max_per_key");
     }
     changed
 }
@@ -291,9 +382,53 @@ fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.log_deny_rate = running.log_deny_rate;
     new.token_cache = running.token_cache;
     new.config_poll = running.config_poll;
+    new.config_settle = running.config_settle;
     new.jwks = running.jwks.clone();
     new.replay_store = running.replay_store.clone();
+    new.replay_max_per_key = running.replay_max_per_key;
     new
+}
+
+/// How long a read of the configuration file may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads `path` on a thread of its own, so that a read that blocks (a hung network
+/// filesystem) holds no runtime worker; gives up after [`READ_TIMEOUT`]. While a read
+/// still hangs (`reading` set), no other starts.
+async fn read_off_path(
+    path: &Path,
+    reading: &Arc<AtomicBool>,
+) -> Result<(Vec<u8>, FileId), String> {
+    if reading.swap(true, Ordering::AcqRel) {
+        return Err(format!(
+            "the last read of {} has not finished (a hung filesystem?)",
+            path.display()
+        ));
+    }
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (owned, flag) = (path.to_owned(), Arc::clone(reading));
+    let spawned = std::thread::Builder::new()
+        .name("config-read".into())
+        .spawn(move || {
+            let result = crate::config::source::read_version(&owned);
+            flag.store(false, Ordering::Release);
+            let _ = sender.send(result);
+        });
+    if let Err(e) = spawned {
+        reading.store(false, Ordering::Release);
+        return Err(format!("cannot start a thread to read the file: {e}"));
+    }
+    match tokio::time::timeout(READ_TIMEOUT, receiver).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(format!(
+            "the read of {} ended without an answer",
+            path.display()
+        )),
+        Err(_) => Err(format!(
+            "reading {} took more than {READ_TIMEOUT:?}",
+            path.display()
+        )),
+    }
 }
 
 #[cfg(unix)]

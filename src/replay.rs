@@ -12,13 +12,15 @@
 //!
 //! A leaf module: it imports only the URL redaction of [`crate::fetch_url`].
 
+mod holders;
 mod memory;
 mod redis;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use self::holders::Holders;
 use self::memory::MemoryStore;
 use self::redis::RedisStore;
 
@@ -32,6 +34,70 @@ pub struct ReplayStore {
 struct Inner {
     backend: Backend,
     counters: Counters,
+    holders: Holders,
+    /// Unix ms since which the backend is known to hold every proof recorded: the
+    /// memory store's first configuration, or the start of the Redis data set
+    /// ([`redis`]). Only grows.
+    complete_since_ms: Arc<AtomicU64>,
+    windows: Mutex<Windows>,
+}
+
+/// The proof windows of every configuration adopted since the store was built.
+#[derive(Default)]
+struct Windows {
+    /// The widest: entries are kept for its ttl, so a reload that narrows the window and
+    /// one that widens it again never shorten how long a use is remembered.
+    widest: Option<ProofWindow>,
+    /// For each widening, the age limit of proofs issued before it: those may have been
+    /// recorded with the narrower ttl.
+    widenings: Vec<Widening>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Widening {
+    issued_before_ms: u64,
+    max_age_ms: u64,
+}
+
+/// How long after `iat` a configuration accepts a proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofWindow {
+    /// The oldest `iat` accepted, as an age: `max_age` + clock skew.
+    pub max_age_ms: u64,
+    /// How far `iat` may lie ahead of the clock.
+    pub skew_ms: u64,
+}
+
+impl ProofWindow {
+    /// How long a use must be remembered: from a use as early as `iat - skew` to the end
+    /// of the window at `iat + max_age` (a proof is accepted at that millisecond too, and
+    /// an entry is gone at its expiry: one more).
+    pub fn ttl_ms(self) -> u64 {
+        self.max_age_ms
+            .saturating_add(self.skew_ms)
+            .saturating_add(1)
+    }
+}
+
+/// One proof to record: its replay key, the key holder it counts against, its `iat`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofUse {
+    pub key: [u8; 32],
+    /// A hash of the proof key's thumbprint.
+    pub holder: [u8; 32],
+    pub iat_ms: u64,
+}
+
+/// What the store says of a proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Not seen before: now recorded.
+    First,
+    /// Seen before within its window.
+    Replay,
+    /// Issued when the store may not have recorded its earlier uses (before the store
+    /// was known complete, or before a reload widened the window): refused, with why.
+    Unproven(&'static str),
 }
 
 enum Backend {
@@ -50,6 +116,10 @@ pub enum ReplayError {
     /// since that would let its proof be replayed.
     #[error("replay store full")]
     Full,
+    /// The proof's key holds its quota of unexpired proofs: one holder cannot fill the
+    /// store for every other.
+    #[error("replay quota of the proof key reached")]
+    HolderFull,
 }
 
 /// Counters for metrics, read with [`ReplayStore::stats`]. The counts are totals since
@@ -66,6 +136,10 @@ pub struct ReplayStats {
     pub unavailable: u64,
     /// Calls that failed with [`ReplayError::Full`].
     pub full: u64,
+    /// Proofs refused because their key held its quota ([`ReplayError::HolderFull`]).
+    pub holder_full: u64,
+    /// Proofs refused as [`Use::Unproven`].
+    pub unproven: u64,
     /// Entries held by the memory store, expired ones not yet purged included; always 0
     /// for Redis, which expires keys itself.
     pub entries: u64,
@@ -77,13 +151,26 @@ struct Counters {
     replays: AtomicU64,
     unavailable: AtomicU64,
     full: AtomicU64,
+    holder_full: AtomicU64,
+    unproven: AtomicU64,
 }
+
+/// Quota of one proof key until [`ReplayStore::with_holder_quota`] sets one: 10,000
+/// unexpired proofs (about 150 requests a second from one key over a 65 s window).
+pub const DEFAULT_MAX_PER_HOLDER: usize = 10_000;
+
+/// How many proof keys a Redis store tracks quotas for at once.
+const REDIS_MAX_HOLDERS: usize = 1_000_000;
 
 impl ReplayStore {
     /// In-process, bounded to `max_entries` unexpired keys. Only proofs presented to this
     /// replica are seen: behind a load balancer with several replicas, use Redis.
     pub fn memory(max_entries: usize) -> ReplayStore {
-        ReplayStore::with(Backend::Memory(MemoryStore::new(max_entries)))
+        ReplayStore::with(
+            Backend::Memory(MemoryStore::new(max_entries)),
+            Arc::new(AtomicU64::new(0)),
+            max_entries,
+        )
     }
 
     /// Redis at `url` (`redis://` or `rediss://`, with an optional `user:password@` and
@@ -95,17 +182,138 @@ impl ReplayStore {
     ///
     /// Errors name what is wrong with the URL, shown redacted (no password).
     pub fn redis(url: &str, timeout: Duration, key_prefix: &str) -> Result<ReplayStore, String> {
-        let store = RedisStore::new(url, timeout, key_prefix)?;
-        Ok(ReplayStore::with(Backend::Redis(store)))
+        let since = Arc::new(AtomicU64::new(0));
+        let store = RedisStore::new(url, timeout, key_prefix, Arc::clone(&since))?;
+        Ok(ReplayStore::with(
+            Backend::Redis(store),
+            since,
+            REDIS_MAX_HOLDERS,
+        ))
     }
 
-    fn with(backend: Backend) -> ReplayStore {
+    fn with(
+        backend: Backend,
+        complete_since_ms: Arc<AtomicU64>,
+        max_holders: usize,
+    ) -> ReplayStore {
         ReplayStore {
             inner: Arc::new(Inner {
                 backend,
                 counters: Counters::default(),
+                holders: Holders::new(DEFAULT_MAX_PER_HOLDER, max_holders),
+                complete_since_ms,
+                windows: Mutex::new(Windows::default()),
             }),
         }
+    }
+
+    /// This store with at most `max` unexpired proofs per proof key.
+    pub fn with_holder_quota(self, max: usize) -> ReplayStore {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("the holder quota is set before the store is shared"));
+        let max_holders = inner.holders.max_holders();
+        ReplayStore {
+            inner: Arc::new(Inner {
+                holders: Holders::new(max, max_holders),
+                ..inner
+            }),
+        }
+    }
+
+    /// Adopts the proof window of a configuration (at start, and at every reload) at
+    /// `now_ms`. The memory store is known complete from its first configuration on. A
+    /// window wider than any before applies to new proofs at once; proofs issued before
+    /// the widening (clock skew included) keep the widest earlier limit, since their uses
+    /// were remembered only that long.
+    pub fn adopt(&self, window: ProofWindow, now_ms: u64) {
+        let mut windows = self.windows();
+        match windows.widest {
+            None => {
+                if matches!(self.inner.backend, Backend::Memory(_)) {
+                    self.inner
+                        .complete_since_ms
+                        .fetch_max(now_ms, Ordering::Relaxed);
+                }
+                windows.widest = Some(window);
+            }
+            Some(widest) => {
+                if window.max_age_ms > widest.max_age_ms {
+                    windows.widenings.push(Widening {
+                        issued_before_ms: now_ms.saturating_add(widest.skew_ms.max(window.skew_ms)),
+                        max_age_ms: widest.max_age_ms,
+                    });
+                }
+                windows.widest = Some(ProofWindow {
+                    max_age_ms: widest.max_age_ms.max(window.max_age_ms),
+                    skew_ms: widest.skew_ms.max(window.skew_ms),
+                });
+            }
+        }
+    }
+
+    /// Records `proof` as used at `now_ms`, for the widest window adopted: a first use,
+    /// a replay, or a proof the store cannot vouch for ([`Use::Unproven`]). Its holder's
+    /// quota is checked first, and counts only first uses.
+    pub async fn record(&self, proof: &ProofUse, now_ms: u64) -> Result<Use, ReplayError> {
+        let counters = &self.inner.counters;
+        if let Some(why) = self.unproven(proof.iat_ms, now_ms) {
+            counters.unproven.fetch_add(1, Ordering::Relaxed);
+            return Ok(Use::Unproven(why));
+        }
+        let ttl_ms = self.windows().widest.map_or(1, ProofWindow::ttl_ms);
+        let expiry_ms = now_ms.saturating_add(ttl_ms);
+        if !self.inner.holders.reserve(&proof.holder, expiry_ms, now_ms) {
+            counters.holder_full.fetch_add(1, Ordering::Relaxed);
+            return Err(ReplayError::HolderFull);
+        }
+        let outcome = match self
+            .first_use(&proof.key, Duration::from_millis(ttl_ms), now_ms)
+            .await
+        {
+            // The backend may have learnt of a loss while answering (a flushed database).
+            Ok(first) => match self.unproven(proof.iat_ms, now_ms) {
+                Some(why) => {
+                    counters.unproven.fetch_add(1, Ordering::Relaxed);
+                    Ok(Use::Unproven(why))
+                }
+                None if first => Ok(Use::First),
+                None => Ok(Use::Replay),
+            },
+            Err(e) => Err(e),
+        };
+        if outcome != Ok(Use::First) {
+            self.inner.holders.release(&proof.holder, expiry_ms);
+        }
+        outcome
+    }
+
+    /// Why a proof issued at `iat_ms` cannot be vouched for at `now_ms`, if it cannot.
+    fn unproven(&self, iat_ms: u64, now_ms: u64) -> Option<&'static str> {
+        // `iat` has whole seconds: a proof issued in the second the store became
+        // complete counts as issued after it.
+        let since = self.inner.complete_since_ms.load(Ordering::Relaxed) / 1000 * 1000;
+        if iat_ms < since {
+            return Some("the proof was issued before the replay store was known complete");
+        }
+        let mut windows = self.windows();
+        let widest = windows.widest.map_or(0, |w| w.max_age_ms);
+        // A widening no proof issued before it could still pass is forgotten.
+        windows
+            .widenings
+            .retain(|w| now_ms.saturating_sub(w.issued_before_ms) <= widest);
+        let age = now_ms.saturating_sub(iat_ms);
+        windows
+            .widenings
+            .iter()
+            .any(|w| iat_ms < w.issued_before_ms && age > w.max_age_ms)
+            .then_some("iat is older than the window in force when the proof could first be used")
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.inner
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records `key` as seen for `ttl` (at least 1 ms). `Ok(true)` when it had not been
@@ -133,6 +341,7 @@ impl ReplayStore {
             Ok(false) => Some(&counters.replays),
             Err(ReplayError::Unavailable) => Some(&counters.unavailable),
             Err(ReplayError::Full) => Some(&counters.full),
+            Err(ReplayError::HolderFull) => Some(&counters.holder_full),
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -165,6 +374,8 @@ impl ReplayStore {
             replays: counters.replays.load(Ordering::Relaxed),
             unavailable: counters.unavailable.load(Ordering::Relaxed),
             full: counters.full.load(Ordering::Relaxed),
+            holder_full: counters.holder_full.load(Ordering::Relaxed),
+            unproven: counters.unproven.load(Ordering::Relaxed),
             entries,
         }
     }
@@ -216,11 +427,121 @@ mod tests {
                 replays: 1,
                 unavailable: 0,
                 full: 1,
+                holder_full: 0,
+                unproven: 0,
                 entries: 1,
             }
         );
         assert!(store.reachable());
         assert_eq!(store.describe(), "memory (max 1 entries)");
+    }
+
+    fn proof(n: u8, holder: u8, iat_ms: u64) -> ProofUse {
+        ProofUse {
+            key: [n; 32],
+            holder: [holder; 32],
+            iat_ms,
+        }
+    }
+
+    const NARROW: ProofWindow = ProofWindow {
+        max_age_ms: 3_000,
+        skew_ms: 1_000,
+    };
+    const WIDE: ProofWindow = ProofWindow {
+        max_age_ms: 121_000,
+        skew_ms: 1_000,
+    };
+
+    #[tokio::test]
+    async fn a_new_memory_store_refuses_proofs_issued_in_an_earlier_second() {
+        let store = ReplayStore::memory(10);
+        store.adopt(NARROW, 1_000_500);
+        assert_eq!(
+            store.record(&proof(1, 1, 999_000), 1_000_600).await,
+            Ok(Use::Unproven(
+                "the proof was issued before the replay store was known complete"
+            ))
+        );
+        // The same second: `iat` cannot say it came earlier.
+        assert_eq!(
+            store.record(&proof(2, 1, 1_000_000), 1_000_600).await,
+            Ok(Use::First)
+        );
+        assert_eq!(
+            store.record(&proof(2, 1, 1_000_000), 1_000_700).await,
+            Ok(Use::Replay)
+        );
+        assert_eq!(store.stats().unproven, 1);
+    }
+
+    #[tokio::test]
+    async fn a_widened_window_keeps_the_old_limit_for_proofs_issued_before_it() {
+        let store = ReplayStore::memory(10);
+        store.adopt(NARROW, 0);
+        // Used at 1 s under the narrow window: remembered for 4 s.
+        assert_eq!(
+            store.record(&proof(1, 1, 1_000), 1_000).await,
+            Ok(Use::First)
+        );
+        store.adopt(WIDE, 2_000);
+        // At 6.5 s the entry is gone; the proof is 5.5 s old, over the old limit of 3 s.
+        assert!(matches!(
+            store.record(&proof(1, 1, 1_000), 6_500).await,
+            Ok(Use::Unproven(_))
+        ));
+        // Issued after the widening (and its skew): the new window applies.
+        assert_eq!(
+            store.record(&proof(2, 1, 3_000), 9_000).await,
+            Ok(Use::First)
+        );
+        // A proof issued before the widening but within the old limit is still checked
+        // against the store.
+        assert_eq!(
+            store.record(&proof(3, 1, 2_000), 4_000).await,
+            Ok(Use::First)
+        );
+        assert_eq!(
+            store.record(&proof(3, 1, 2_000), 4_500).await,
+            Ok(Use::Replay)
+        );
+    }
+
+    #[tokio::test]
+    async fn narrowing_never_shortens_how_long_a_use_is_remembered() {
+        let store = ReplayStore::memory(10);
+        store.adopt(WIDE, 0);
+        store.adopt(NARROW, 1_000);
+        assert_eq!(
+            store.record(&proof(1, 1, 2_000), 2_000).await,
+            Ok(Use::First)
+        );
+        // Widened again: no new limit, since every use was remembered for the widest.
+        store.adopt(WIDE, 3_000);
+        assert_eq!(
+            store.record(&proof(1, 1, 2_000), 100_000).await,
+            Ok(Use::Replay)
+        );
+    }
+
+    #[tokio::test]
+    async fn one_holder_is_refused_at_its_quota_and_only_first_uses_count() {
+        let store = ReplayStore::memory(100).with_holder_quota(2);
+        store.adopt(NARROW, 0);
+        assert_eq!(store.record(&proof(1, 7, 0), 0).await, Ok(Use::First));
+        assert_eq!(store.record(&proof(1, 7, 0), 0).await, Ok(Use::Replay));
+        assert_eq!(store.record(&proof(2, 7, 0), 0).await, Ok(Use::First));
+        assert_eq!(
+            store.record(&proof(3, 7, 0), 0).await,
+            Err(ReplayError::HolderFull)
+        );
+        assert_eq!(store.record(&proof(4, 8, 0), 0).await, Ok(Use::First));
+        // Once its proofs expire (4 s), the holder has room again.
+        assert_eq!(
+            store.record(&proof(5, 7, 3_000), 4_001).await,
+            Ok(Use::First)
+        );
+        assert_eq!(store.stats().holder_full, 1);
     }
 
     #[tokio::test]

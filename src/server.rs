@@ -247,12 +247,13 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
 /// The DPoP replay store `config` names. Redis is connected lazily: an unreachable one
 /// refuses DPoP requests (503 `replay_store_unavailable`) until it answers.
 pub fn replay_store(config: &Config) -> anyhow::Result<ReplayStore> {
-    match &config.replay_store {
-        ReplayStoreConfig::Memory { max_entries } => Ok(ReplayStore::memory(*max_entries)),
+    let store = match &config.replay_store {
+        ReplayStoreConfig::Memory { max_entries } => ReplayStore::memory(*max_entries),
         ReplayStoreConfig::Redis { url, timeout } => {
-            ReplayStore::redis(url, *timeout, REPLAY_KEY_PREFIX).map_err(|e| anyhow::anyhow!(e))
+            ReplayStore::redis(url, *timeout, REPLAY_KEY_PREFIX).map_err(|e| anyhow::anyhow!(e))?
         }
-    }
+    };
+    Ok(store.with_holder_quota(config.replay_max_per_key))
 }
 
 /// Prefix of the replay store's Redis keys, so a shared Redis can hold other data.

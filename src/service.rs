@@ -22,15 +22,15 @@ use std::time::Instant;
 use crate::bearer::{self, TokenSource};
 use crate::binding::{
     self,
-    dpop::{self, DpopMode, DpopSettings, ProofTarget},
+    dpop::{self, CheckedProof, DpopMode, DpopSettings, ProofTarget},
 };
 use crate::config::Config;
 use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::inbound::{Inbound, spelled_as};
 use crate::metrics::Metrics;
-use crate::policy::{self, Action, Policy, ScopeRule, TokenRule, granted_scopes};
-use crate::replay::ReplayStore;
+use crate::policy::{self, Action, Ambiguity, Policy, ScopeRule, TokenRule, granted_scopes};
+use crate::replay::{ProofUse, ReplayError, ReplayStore, Use};
 use crate::resource_metadata::ResourceMetadata;
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
 use crate::upstream::UpstreamConfig;
@@ -47,7 +47,8 @@ struct LogFields<'s> {
 
 /// The token of one request, verified at most once however many rules (shadow and
 /// deciding) ask for it.
-type TokenOutcome = Option<Result<Arc<CachedToken>, AuthError>>;
+/// The proof is recorded in the replay store only once the deciding rule is satisfied.
+type TokenOutcome = Option<Result<(Arc<CachedToken>, Option<CheckedProof>), AuthError>>;
 
 /// Settings the Check path reads on every request.
 #[derive(Debug, Clone)]
@@ -235,6 +236,7 @@ impl AuthzService {
         } = shared;
         metrics.set_caches(verifier.caches().cloned().collect());
         metrics.set_replay(Arc::clone(&replay));
+        replay.adopt(settings.dpop.window(), verifier.clock().now_millis());
         metrics.add_shadow_rules(settings.policy.shadow_rules().map(|r| r.name.as_str()));
         let entry_fingerprints = Arc::new(
             verifier
@@ -261,10 +263,12 @@ impl AuthzService {
     /// The service for `config`, verifying with `verifier`, remembering DPoP proofs in
     /// `replay`.
     pub fn from_config(config: &Config, verifier: Arc<Verifier>, replay: Arc<ReplayStore>) -> Self {
-        let cache = config
-            .token_cache
-            .enabled
-            .then(|| Arc::new(TokenCache::new(config.token_cache.max_entries)));
+        let cache = config.token_cache.enabled.then(|| {
+            Arc::new(TokenCache::with_budget(
+                config.token_cache.max_entries,
+                config.token_cache.max_bytes,
+            ))
+        });
         AuthzService::new(verifier, CheckSettings::from_config(config), cache, replay)
     }
 
@@ -361,13 +365,19 @@ impl AuthzService {
         let mut token: TokenOutcome = None;
         for shadow in &requirement.shadows {
             let outcome = self
-                .evaluate(&shadow.action, None, request, wire, &mut token, log)
+                .evaluate(&shadow.action, None, request, wire, &mut token, log, false)
                 .await;
             self.metrics
                 .record_shadow(&shadow.name, outcome.as_ref().err());
             log_shadow(&shadow.name, &outcome);
         }
         if let Some(why) = requirement.ambiguity {
+            if why == Ambiguity::Host && self.settings.is_dpop_request(request) {
+                // The proof's `htu` names an origin this host cannot be read as.
+                return Err(AuthError::DpopProof(
+                    "the request host is not a plain name or address",
+                ));
+            }
             return Err(AuthError::AmbiguousRequest(why.reason()));
         }
         if self.settings.dotted_spelling(request) {
@@ -390,13 +400,17 @@ impl AuthzService {
             wire,
             &mut token,
             log,
+            true,
         )
         .await
     }
 
     /// What `action` gives this request, with the scopes of a `required_scopes` value
     /// that decides. The token is read and verified only when the action needs it, and
-    /// only once per request (`token` keeps the outcome).
+    /// only once per request (`token` keeps the outcome). A DPoP proof is recorded as
+    /// used (`record`, the deciding rule) only when everything else allows the request,
+    /// so a refused request spends no replay-store space.
+    #[allow(clippy::too_many_arguments)]
     async fn evaluate(
         &self,
         action: &Action,
@@ -405,6 +419,7 @@ impl AuthzService {
         wire: Wire,
         token: &mut TokenOutcome,
         log: &mut LogFields<'_>,
+        record: bool,
     ) -> Result<Allowed, AuthError> {
         let rule = match action {
             Action::Deny => return Err(AuthError::RouteDenied),
@@ -412,7 +427,7 @@ impl AuthzService {
             Action::Preflight => return Ok(Allowed::Preflight),
             Action::Token(rule) => rule,
         };
-        let entry = match token {
+        let (entry, proof) = match token {
             Some(outcome) => outcome.clone(),
             None => {
                 let outcome = self.token_entry(request, wire, log).await;
@@ -428,7 +443,32 @@ impl AuthzService {
             // A DPoP request got here with its proof checked; a bearer one did not.
             return Err(AuthError::DpopRequired);
         }
+        if let (true, Some(proof)) = (record, &proof) {
+            self.record_proof(proof).await?;
+        }
         Ok(Allowed::Token(entry))
+    }
+
+    /// Records a checked proof's first use, last: a replay, a proof the store cannot
+    /// vouch for, a key over its quota or a store that cannot answer refuses the request.
+    async fn record_proof(&self, proof: &CheckedProof) -> Result<(), AuthError> {
+        let now_ms = self.verifier.clock().now_millis();
+        let used = ProofUse {
+            key: proof.replay_key,
+            holder: proof.holder(),
+            iat_ms: proof.iat_ms,
+        };
+        match self.replay.record(&used, now_ms).await {
+            Ok(Use::First) => Ok(()),
+            Ok(Use::Replay) => Err(AuthError::DpopProof("jti was used before")),
+            Ok(Use::Unproven(why)) => Err(AuthError::DpopProof(why)),
+            Err(ReplayError::HolderFull) => Err(AuthError::DpopProof(
+                "the proof key holds its maximum of unexpired proofs",
+            )),
+            Err(ReplayError::Unavailable | ReplayError::Full) => {
+                Err(AuthError::ReplayStoreUnavailable)
+            }
+        }
     }
 
     /// The request's token, verified (or found in the cache).
@@ -437,7 +477,7 @@ impl AuthzService {
         request: &Inbound<'_>,
         wire: Wire,
         log: &mut LogFields<'_>,
-    ) -> Result<Arc<CachedToken>, AuthError> {
+    ) -> Result<(Arc<CachedToken>, Option<CheckedProof>), AuthError> {
         let dpop = self.settings.is_dpop_request(request);
         let sources = match &self.settings.dpop_sources {
             Some(dpop_sources) if dpop => dpop_sources,
@@ -450,21 +490,21 @@ impl AuthzService {
         }
         let entry = self.verified_entry(found.token(), log).await?;
         log.entry = Some(Arc::clone(&entry));
-        self.check_binding(&entry, found.token().as_str(), dpop, request)
-            .await?;
-        Ok(entry)
+        let proof = self.check_binding(&entry, found.token().as_str(), dpop, request)?;
+        Ok((entry, proof))
     }
 
     /// A sender-constrained token is used by its holder only: a certificate-bound one
     /// with its certificate (RFC 8705 §3), a DPoP-bound one with a fresh proof by its key
     /// (RFC 9449 §7), never as a bearer token. Checked on every request, cached or not.
-    async fn check_binding(
+    /// The checked proof is returned, to be recorded once the request is allowed.
+    fn check_binding(
         &self,
         entry: &CachedToken,
         token: &str,
         dpop: bool,
         request: &Inbound<'_>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<CheckedProof>, AuthError> {
         if let Some(bound_to) = entry.x5t_s256() {
             binding::check_certificate(bound_to, request.peer_certificate)?;
         }
@@ -475,7 +515,7 @@ impl AuthzService {
         let jkt = match (dpop, entry.jkt()) {
             (false, Some(_)) => return Err(AuthError::BoundTokenAsBearer),
             (false, None) if mode == DpopMode::Required => return Err(AuthError::DpopRequired),
-            (false, None) => return Ok(()),
+            (false, None) => return Ok(None),
             (true, _) if mode == DpopMode::Off => return Err(AuthError::NotBearer),
             (true, None) => return Err(AuthError::TokenNotDpopBound),
             (true, Some(jkt)) => jkt,
@@ -501,15 +541,7 @@ impl AuthzService {
                 "the proof key is not the key the token is bound to",
             ));
         }
-        match self
-            .replay
-            .first_use(&proof.replay_key, settings.replay_ttl(), now_ms)
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(AuthError::DpopProof("jti was used before")),
-            Err(_) => Err(AuthError::ReplayStoreUnavailable),
-        }
+        Ok(Some(proof))
     }
 
     /// Checks a verified token against the route it is used on, whether it verified now or

@@ -5,8 +5,9 @@
 //! An entry holds only what the allow path needs: the scopes the token grants, the
 //! upstream mutations, and what it takes to re-check the token on every hit (`exp`, `nbf`,
 //! and the identity of the signing key, which must still be in the issuer's JWKS). It is
-//! bounded in entries; a full shard evicts an expired entry if it finds one, else an
-//! arbitrary one. Sharded mutexes keep the lock per request short and unshared with the
+//! bounded in entries and in bytes (everything an entry holds, the map's share included);
+//! a full shard evicts expired entries if it finds some, else arbitrary ones, until the
+//! new entry fits. Sharded mutexes keep the lock per request short and unshared with the
 //! JWKS refresher.
 
 use std::collections::HashMap;
@@ -22,7 +23,18 @@ const SHARDS: usize = 16;
 /// SHA-256 of a token.
 pub type TokenKey = [u8; 32];
 
-type Shard = Mutex<HashMap<TokenKey, Arc<CachedToken>>>;
+type Shard = Mutex<ShardMap>;
+
+#[derive(Default)]
+struct ShardMap {
+    entries: HashMap<TokenKey, Arc<CachedToken>>,
+    /// The sum of the entries' [`CachedToken::footprint`].
+    bytes: usize,
+}
+
+/// What one entry costs beyond the [`CachedToken`] itself: its slot in the map (key,
+/// pointer and control byte, at the map's load factor) and the `Arc`'s counts.
+const ENTRY_OVERHEAD: usize = 88;
 
 /// What a verified token allows, kept between requests.
 ///
@@ -36,8 +48,9 @@ pub struct CachedToken {
     pub key_fingerprint: u64,
     /// `exp` in Unix seconds.
     pub exp: u64,
-    /// `nbf` in Unix seconds.
-    pub nbf: Option<u64>,
+    /// `nbf` in Unix seconds, 0 when absent (the same instant for every check): eight
+    /// bytes less per entry than an `Option`.
+    nbf: u64,
     pub leeway_ms: u64,
     /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
     /// it is forwarded, the `cnf` thumbprints (`jkt`, `x5t#S256`), one value per configured
@@ -49,6 +62,8 @@ pub struct CachedToken {
     /// Bit `i` is set when the policy's condition `i` holds for the token's claims.
     conditions: Box<[u64]>,
     pub metadata: Option<Box<prost_types::Struct>>,
+    /// Bytes the entry holds in the cache ([`CachedToken::footprint`]).
+    footprint: u32,
 }
 
 const ISS: usize = 0;
@@ -123,19 +138,38 @@ impl CachedToken {
             text.push_str(field);
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         }
+        let metadata = parts.metadata.map(Box::new);
+        let text = text.into_boxed_str();
+        let ends = ends.into_boxed_slice();
+        let conditions = bits(&parts.conditions);
+        let footprint = std::mem::size_of::<CachedToken>()
+            + ENTRY_OVERHEAD
+            + text.len()
+            + std::mem::size_of_val(&*ends)
+            + std::mem::size_of_val(&*conditions)
+            + metadata.as_deref().map_or(0, |m| {
+                std::mem::size_of::<prost_types::Struct>() + struct_bytes(m)
+            });
         CachedToken {
             config_fingerprint: parts.config_fingerprint,
             alg: parts.alg,
             key_fingerprint: parts.key_fingerprint,
             exp: parts.exp,
-            nbf: parts.nbf,
+            nbf: parts.nbf.unwrap_or(0),
             leeway_ms: parts.leeway_ms,
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
+            text,
+            ends,
             first_audience,
-            conditions: bits(&parts.conditions),
-            metadata: parts.metadata.map(Box::new),
+            conditions,
+            metadata,
+            footprint: u32::try_from(footprint).unwrap_or(u32::MAX),
         }
+    }
+
+    /// Bytes this entry holds while cached: the struct, its buffers, the metadata tree,
+    /// its map slot and reference counts.
+    pub fn footprint(&self) -> usize {
+        self.footprint as usize
     }
 
     fn field(&self, index: usize) -> &str {
@@ -208,7 +242,7 @@ impl CachedToken {
     /// included), by the same rule as on first use.
     pub fn is_fresh(&self, now_ms: u64) -> bool {
         verify::before_expiry(self.exp, self.leeway_ms, now_ms)
-            && verify::after_not_before(self.nbf, self.leeway_ms, now_ms)
+            && verify::after_not_before(Some(self.nbf), self.leeway_ms, now_ms)
     }
 }
 
@@ -224,6 +258,40 @@ impl std::fmt::Debug for CachedToken {
     }
 }
 
+/// Heap bytes of a metadata tree: its B-tree's nodes (a leaf holds up to 11 members and
+/// is allocated whole, so a one-member map costs a full node), then per member the key's
+/// and the value's own heap; strings, lists and nested structures counted by length.
+fn struct_bytes(tree: &prost_types::Struct) -> usize {
+    /// Members a B-tree leaf holds (the standard library's `B = 6`).
+    const LEAF_MEMBERS: usize = 11;
+    /// A leaf's bytes beyond its members: parent pointer, indices, length.
+    const LEAF_HEADER: usize = 16;
+    let member = std::mem::size_of::<String>() + std::mem::size_of::<prost_types::Value>();
+    let leaves = tree.fields.len().div_ceil(LEAF_MEMBERS);
+    // Internal nodes add child pointers to a leaf's size: counting a second node for each
+    // leaf but the first covers them.
+    let nodes = leaves + leaves.saturating_sub(1);
+    nodes * (LEAF_HEADER + LEAF_MEMBERS * member)
+        + tree
+            .fields
+            .iter()
+            .map(|(key, value)| key.capacity() + value_bytes(value))
+            .sum::<usize>()
+}
+
+fn value_bytes(value: &prost_types::Value) -> usize {
+    use prost_types::value::Kind;
+    match &value.kind {
+        Some(Kind::StringValue(text)) => text.capacity(),
+        Some(Kind::StructValue(tree)) => struct_bytes(tree),
+        Some(Kind::ListValue(list)) => {
+            list.values.capacity() * std::mem::size_of::<prost_types::Value>()
+                + list.values.iter().map(value_bytes).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
 fn bits(flags: &[bool]) -> Box<[u64]> {
     let mut words = vec![0u64; flags.len().div_ceil(64)];
     for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f) {
@@ -232,23 +300,35 @@ fn bits(flags: &[bool]) -> Box<[u64]> {
     words.into_boxed_slice()
 }
 
-/// A bounded map from token hash to [`CachedToken`].
+/// A map from token hash to [`CachedToken`], bounded in entries and in bytes.
 pub struct TokenCache {
     shards: Box<[Shard]>,
     per_shard: usize,
+    bytes_per_shard: usize,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
 
 impl TokenCache {
-    /// A cache of at most `max_entries` tokens (at least one per shard).
+    /// A cache of at most `max_entries` tokens (at least one per shard), with no byte
+    /// budget beyond what they hold.
     pub fn new(max_entries: u64) -> TokenCache {
+        TokenCache::with_budget(max_entries, u64::MAX)
+    }
+
+    /// A cache of at most `max_entries` tokens holding at most `max_bytes` in all (each
+    /// shard a sixteenth of both). An entry larger than a shard's budget is not cached.
+    pub fn with_budget(max_entries: u64, max_bytes: u64) -> TokenCache {
         let per_shard = usize::try_from(max_entries.div_ceil(SHARDS as u64))
             .unwrap_or(usize::MAX)
             .max(1);
+        let bytes_per_shard = usize::try_from(max_bytes / SHARDS as u64).unwrap_or(usize::MAX);
         TokenCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(ShardMap::default()))
+                .collect(),
             per_shard,
+            bytes_per_shard,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -268,7 +348,7 @@ impl TokenCache {
 
     /// The entry for `key`, counted as a hit or a miss.
     pub fn get(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
-        let found = lock(self.shard(key)).get(key).cloned();
+        let found = lock(self.shard(key)).entries.get(key).cloned();
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -278,33 +358,52 @@ impl TokenCache {
         found
     }
 
-    /// Stores an entry, evicting one when the shard is full.
+    /// Stores an entry, evicting others until it fits the shard's entry count and byte
+    /// budget. An entry that alone exceeds the budget is not stored.
     pub fn insert(&self, key: TokenKey, entry: Arc<CachedToken>, now_ms: u64) {
+        let size = entry.footprint();
+        if size > self.bytes_per_shard {
+            return;
+        }
         let mut shard = lock(self.shard(&key));
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+        if let Some(old) = shard.entries.remove(&key) {
+            shard.bytes -= old.footprint();
+        }
+        while shard.entries.len() >= self.per_shard || shard.bytes + size > self.bytes_per_shard {
             // Prefer an expired entry among a few; else the first in hash order, which is
             // as good as random for SHA-256 keys.
             let victim = shard
+                .entries
                 .iter()
                 .take(8)
                 .find(|(_, e)| !e.is_fresh(now_ms))
-                .or_else(|| shard.iter().next())
+                .or_else(|| shard.entries.iter().next())
                 .map(|(k, _)| *k);
-            if let Some(victim) = victim {
-                shard.remove(&victim);
+            let Some(victim) = victim else { break };
+            if let Some(old) = shard.entries.remove(&victim) {
+                shard.bytes -= old.footprint();
             }
         }
-        shard.insert(key, entry);
+        shard.bytes += size;
+        shard.entries.insert(key, entry);
     }
 
     /// Drops an entry that no longer holds.
     pub fn remove(&self, key: &TokenKey) {
-        lock(self.shard(key)).remove(key);
+        let mut shard = lock(self.shard(key));
+        if let Some(old) = shard.entries.remove(key) {
+            shard.bytes -= old.footprint();
+        }
     }
 
     /// Entries currently held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).len()).sum()
+        self.shards.iter().map(|s| lock(s).entries.len()).sum()
+    }
+
+    /// Bytes the entries hold, by their [`CachedToken::footprint`].
+    pub fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).bytes).sum()
     }
 
     pub fn is_empty(&self) -> bool {

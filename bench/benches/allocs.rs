@@ -12,6 +12,11 @@
 //! Each row is the mean over many Checks after a first one that fills the cache. Prints a
 //! table and asserts only that every Check was allowed: counts are shown, not tested.
 //!
+//! Then the token cache's memory per entry: the heap a Check of a new token leaves
+//! behind (the entry, its map slot and the map's growth), beside what the cache counts
+//! against `token_cache.max_bytes`, for a typical token and a 7.4 KB one, with and
+//! without `forward_payload_header`.
+//!
 //! ```text
 //! cargo bench -p jwt-authz-bench --bench allocs
 //! ```
@@ -150,6 +155,138 @@ fn main() {
                 jwt_authz::service::lean::decode(&request).expect("the request reads");
             }),
         );
+    }
+    cache_bytes(&rt);
+    replay_bytes(&rt);
+}
+
+/// Proofs recorded per row of the replay-store table.
+const PROOFS: u64 = 200_000;
+
+/// Heap the in-memory replay store holds per recorded proof (its map and expiry queue, and
+/// the per-key quota's count), for proofs of one key and of many.
+fn replay_bytes(rt: &tokio::runtime::Runtime) {
+    use jwt_authz::replay::{ProofUse, ProofWindow, ReplayStore, Use};
+    println!("\nin-memory replay store: heap per recorded proof ({PROOFS} proofs per row)");
+    println!("| proof keys | heap per proof | 1,000,000 proofs |\n| --- | ---: | ---: |");
+    for keys in [1u64, 100, PROOFS] {
+        let store = ReplayStore::memory(PROOFS as usize).with_holder_quota(PROOFS as usize);
+        let window = ProofWindow {
+            max_age_ms: 65_000,
+            skew_ms: 5_000,
+        };
+        store.adopt(window, 1_000_000);
+        let region = Region::new(GLOBAL);
+        for n in 0..PROOFS {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&n.to_be_bytes());
+            let mut holder = [0u8; 32];
+            holder[..8].copy_from_slice(&(n % keys).to_be_bytes());
+            let used = ProofUse {
+                key,
+                holder,
+                iat_ms: 1_000_000,
+            };
+            let first = rt.block_on(store.record(&used, 1_000_000));
+            assert_eq!(first, Ok(Use::First));
+        }
+        let stats = region.change();
+        let heap = stats.bytes_allocated as f64 - stats.bytes_deallocated as f64
+            + stats.bytes_reallocated as f64;
+        let per = heap / PROOFS as f64;
+        println!(
+            "| {keys} | {per:.0} | {:.0} MiB |",
+            per * 1_000_000.0 / f64::from(1u32 << 20)
+        );
+    }
+}
+
+/// Tokens per row of the cache table.
+const TOKENS: usize = 20_000;
+
+/// Heap a cached token holds: the net heap change over Checks of [`TOKENS`] new tokens with
+/// the cache, less the same without it (what every Check leaves behind whatever the cache,
+/// as these counts see it), per cached entry; beside what the cache counts against
+/// `token_cache.max_bytes` at the default budget.
+fn cache_bytes(rt: &tokio::runtime::Runtime) {
+    println!("\ntoken cache memory per entry ({TOKENS} distinct tokens per row)");
+    println!(
+        "| token | upstream | request bytes | entries | heap per entry | counted per entry |\n| --- | --- | ---: | ---: | ---: | ---: |"
+    );
+    for (label, pad) in [("typical", 0usize), ("7.4 KB", 5_300), ("700 objects", 700)] {
+        let requests: Vec<_> = (0..TOKENS)
+            .map(|i| {
+                let mut claims = jwt_authz::testkit::claims(common::ISSUER);
+                claims["sub"] = "auth0|bench-user".into();
+                claims["jti"] = format!("token-{i}").into();
+                if label == "700 objects" {
+                    // A claim of many one-member objects: the metadata tree's worst shape.
+                    claims["groups"] = (0..pad).map(|_| serde_json::json!({"a": 1})).collect();
+                } else if pad > 0 {
+                    claims["groups"] = "g".repeat(pad).into();
+                }
+                let token = jwt_authz::testkit::mint_with(
+                    &jwt_authz::testkit::key("rsa-1"),
+                    Algorithm::RS256,
+                    Some("rsa-1"),
+                    &claims,
+                );
+                common::encoded_request(&token, Shape::Small)
+            })
+            .collect();
+        let variants: &[(&str, &str)] = if label == "700 objects" {
+            &[(
+                "metadata_claims",
+                "upstream:\n  metadata_claims: [groups]\n",
+            )]
+        } else {
+            &[
+                ("none", "{}"),
+                (
+                    "forward_payload_header",
+                    "upstream:\n  forward_payload_header: x-jwt-payload\n",
+                ),
+            ]
+        };
+        for (forward, text) in variants {
+            let mut heap = [0.0; 2];
+            let mut gauges = (0.0, 0.0);
+            for (i, cache) in [false, true].into_iter().enumerate() {
+                let config = common::config_with(cache, text);
+                let replay = std::sync::Arc::new(jwt_authz::replay::ReplayStore::memory(1_000));
+                let service = AuthzService::from_config(&config, common::verifier(&config), replay);
+                let region = Region::new(GLOBAL);
+                for request in &requests {
+                    let response = rt
+                        .block_on(service.check_encoded(request))
+                        .expect("Check answers");
+                    assert!(allows(&response));
+                }
+                let stats = region.change();
+                heap[i] = stats.bytes_allocated as f64 - stats.bytes_deallocated as f64
+                    + stats.bytes_reallocated as f64;
+                let metrics = service.metrics().render();
+                let gauge = |name: &str| {
+                    metrics
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                        .and_then(|v| v.parse::<f64>().ok())
+                };
+                if let (Some(entries), Some(bytes)) = (
+                    gauge("jwt_authz_token_cache_entries"),
+                    gauge("jwt_authz_token_cache_bytes"),
+                ) {
+                    gauges = (entries, bytes);
+                }
+            }
+            let (entries, counted) = gauges;
+            println!(
+                "| {label} | {forward} | {} | {entries} | {:.0} | {:.0} |",
+                requests[0].len(),
+                (heap[1] - heap[0]) / entries,
+                counted / entries
+            );
+        }
     }
 }
 

@@ -101,7 +101,10 @@ fn check(c: &mut Criterion) {
             tonic::Request::new(r)
         };
         let config = common::config(true);
-        let replay = std::sync::Arc::new(jwt_authz::replay::ReplayStore::memory(10_000_000));
+        // One key sends every proof: no per-key quota, so each iteration is an allow.
+        let replay = std::sync::Arc::new(
+            jwt_authz::replay::ReplayStore::memory(10_000_000).with_holder_quota(10_000_000),
+        );
         let service = AuthzService::from_config(&config, common::verifier(&config), replay);
         let first = rt
             .block_on(service.check(with_proof(client.proof("GET", url, Some(&token)))))

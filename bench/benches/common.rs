@@ -17,6 +17,11 @@ pub const ISSUER: &str = "https://issuer.bench.example/";
 
 /// The configuration of a service trusting [`ISSUER`] for RS256, PS256, ES256 and EdDSA.
 pub fn config(token_cache: bool) -> Config {
+    config_with(token_cache, "{}")
+}
+
+/// [`config`] with the configuration file `text` under the flags.
+pub fn config_with(token_cache: bool, text: &str) -> Config {
     let args = ServeArgs {
         issuer: Some(ISSUER.into()),
         audiences: vec![AUDIENCE.into()],
@@ -28,7 +33,8 @@ pub fn config(token_cache: bool) -> Config {
         token_cache: Some(token_cache),
         ..ServeArgs::default()
     };
-    Config::from_sources(&args, FileConfig::default()).expect("the bench configuration is valid")
+    let file: FileConfig = jwt_authz::config::parse_file(text).expect("the bench file parses");
+    Config::from_sources(&args, file).expect("the bench configuration is valid")
 }
 
 /// A verifier for `config`'s issuer holding the fixture JWKS, parsed once.

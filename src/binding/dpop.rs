@@ -20,6 +20,8 @@ use url::Url;
 use crate::claims;
 use crate::error::AuthError;
 use crate::jwks::parse_key;
+use crate::policy::Authority;
+use crate::replay::ProofWindow;
 
 /// Whether an issuer's tokens may, or must, be DPoP-bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,10 +63,14 @@ pub struct DpopSettings {
 }
 
 impl DpopSettings {
-    /// How long a `jti` must be remembered: a proof is accepted while its `iat` is at most
-    /// `max_age + clock_skew` old, and `iat` may be `clock_skew` ahead at first use.
-    pub fn replay_ttl(&self) -> Duration {
-        self.max_age + self.clock_skew * 2
+    /// The window proofs are accepted in: `iat` at most `max_age + clock_skew` old, and
+    /// at most `clock_skew` ahead. The replay store remembers a use for the widest window
+    /// any configuration since its start had.
+    pub fn window(&self) -> ProofWindow {
+        ProofWindow {
+            max_age_ms: millis(self.max_age + self.clock_skew),
+            skew_ms: millis(self.clock_skew),
+        }
     }
 
     /// The `algs` challenge parameter: the accepted algorithms, space-separated.
@@ -86,6 +92,9 @@ pub struct CheckedProof {
     /// SHA-256 of the thumbprint and `jti`: the replay store's key, so the store never
     /// holds a client's values.
     pub replay_key: [u8; 32],
+    /// The proof's `iat`, in Unix milliseconds: the replay store refuses proofs issued
+    /// before it was known complete.
+    pub iat_ms: u64,
 }
 
 /// The request a proof must name.
@@ -94,6 +103,7 @@ pub struct ProofTarget<'a> {
     pub method: &'a str,
     /// The scheme the proxy reports (`:scheme`), when it does.
     pub scheme: Option<&'a str>,
+    /// The host as the proxy reported it (`:authority`), read by [`Authority::parse`].
     pub host: &'a str,
     /// The request target, query included (cut here).
     pub path: &'a str,
@@ -194,9 +204,9 @@ pub fn check_proof<'v>(
         return Err(AuthError::DpopProof("htm is not the request method"));
     }
     let htu = text("htu").ok_or(AuthError::DpopProof("htu is missing"))?;
-    let request_url = request_url(target, settings.public_base_url.as_ref())
-        .ok_or(AuthError::DpopProof("the request URL is not known"))?;
-    if !same_resource(htu, &request_url) {
+    if !same_resource(htu, target, settings.public_base_url.as_ref())
+        .map_err(AuthError::DpopProof)?
+    {
         return Err(AuthError::DpopProof("htu is not the request URL"));
     }
     let iat = payload
@@ -226,7 +236,21 @@ pub fn check_proof<'v>(
         .as_ref()
         .try_into()
         .map_err(|_| AuthError::DpopProof("digest length"))?;
-    Ok(CheckedProof { jkt, replay_key })
+    Ok(CheckedProof {
+        jkt,
+        replay_key,
+        iat_ms,
+    })
+}
+
+impl CheckedProof {
+    /// Whose quota the proof counts against in the replay store: a hash of the key's
+    /// thumbprint.
+    pub fn holder(&self) -> [u8; 32] {
+        let mut holder = [0u8; 32];
+        holder.copy_from_slice(digest::digest(&digest::SHA256, self.jkt.as_bytes()).as_ref());
+        holder
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -259,41 +283,77 @@ pub fn jwk_thumbprint(jwk: &serde_json::Map<String, Value>) -> Option<String> {
     Some(sha256_b64(format!("{{{members}}}").as_bytes()))
 }
 
-/// The URL the client addressed: the public base URL when configured, else the scheme
-/// and host the proxy reported; then the path without query or fragment.
-fn request_url(target: &ProofTarget<'_>, public_base: Option<&Url>) -> Option<Url> {
-    let path = target.path.split(['?', '#']).next().unwrap_or("");
-    if !path.starts_with('/') {
-        return None;
+/// RFC 9449 §4.3 (9): `htu` names the URL the client addressed, ignoring query and
+/// fragment, after syntax- and scheme-based normalisation (RFC 3986 §6.2.2, §6.2.3): case
+/// of scheme and host, default ports, dot segments, percent-encoding case and unreserved
+/// escapes.
+///
+/// Compared component by component, never by re-parsing a string built from the request:
+/// the request side is the configured public base URL, or the scheme the proxy reported
+/// and the host read by [`Authority::parse`] (a plain name or address and a port, so
+/// nothing in a `Host` header can become a path, query, fragment or userinfo), then the
+/// request path without its query.
+fn same_resource(
+    htu: &str,
+    target: &ProofTarget<'_>,
+    public_base: Option<&Url>,
+) -> Result<bool, &'static str> {
+    let path = target.path.split('?').next().unwrap_or("");
+    if !path.starts_with('/') || path.contains('#') {
+        return Err("the request path is not origin-form");
     }
-    let text = match public_base {
-        Some(base) => format!(
-            "{}{path}",
-            base.as_str()
-                .trim_end_matches('/')
-                .split(['?', '#'])
-                .next()?
-        ),
-        None => format!("{}://{}{path}", target.scheme?, target.host),
+    let Ok(proof) = Url::parse(htu) else {
+        return Ok(false);
     };
-    Url::parse(&text).ok()
+    let proof_fits = matches!(proof.scheme(), "http" | "https")
+        && proof.username().is_empty()
+        && proof.password().is_none();
+    if !proof_fits {
+        return Ok(false);
+    }
+    let proof_path = normalized_path(proof.path());
+    Ok(match public_base {
+        Some(base) => {
+            let base_path = base.path().trim_end_matches('/');
+            proof.scheme() == base.scheme()
+                && proof.host() == base.host()
+                && proof.port_or_known_default() == base.port_or_known_default()
+                && proof_path == normalized_path(&format!("{base_path}{path}"))
+        }
+        None => {
+            let scheme = target
+                .scheme
+                .filter(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+                .ok_or("the request scheme is not known")?;
+            let authority = Authority::parse(target.host)
+                .map_err(|_| "the request host is not a plain name or address")?;
+            let default_port = if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            };
+            proof.scheme().eq_ignore_ascii_case(scheme)
+                && same_host(&proof, &authority.host)
+                && proof.port_or_known_default() == Some(authority.port.unwrap_or(default_port))
+                && proof_path == normalized_path(path)
+        }
+    })
 }
 
-/// RFC 9449 §4.3 (9): `htu` names the request's URL, ignoring query and fragment, after
-/// syntax- and scheme-based normalisation (RFC 3986 §6.2.2, §6.2.3): case of scheme and
-/// host, default ports, dot segments, and percent-encoding case and unreserved escapes.
-pub fn same_resource(htu: &str, request: &Url) -> bool {
-    let Ok(proof) = Url::parse(htu) else {
-        return false;
-    };
-    matches!(proof.scheme(), "http" | "https")
-        && proof.scheme() == request.scheme()
-        && proof.username().is_empty()
-        && proof.password().is_none()
-        && proof.host_str().is_some()
-        && proof.host_str() == request.host_str()
-        && proof.port_or_known_default() == request.port_or_known_default()
-        && normalized_path(proof.path()) == normalized_path(request.path())
+/// Whether the proof URL's host is `host` as [`Authority::parse`] read it: the same name
+/// (one trailing dot ignored) or the same address.
+fn same_host(proof: &Url, host: &str) -> bool {
+    match proof.host() {
+        Some(url::Host::Domain(name)) => {
+            !host.is_empty() && name.strip_suffix('.').unwrap_or(name) == host
+        }
+        Some(url::Host::Ipv4(address)) => host.parse() == Ok(address),
+        Some(url::Host::Ipv6(address)) => host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse() == Ok(address)),
+        None => false,
+    }
 }
 
 /// Upper-cases percent escapes and decodes those of unreserved characters (RFC 3986

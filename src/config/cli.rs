@@ -163,6 +163,14 @@ pub struct ServeArgs {
     ))]
     pub config_poll: Option<String>,
 
+    #[arg(long, env = "JWT_AUTHZ_CONFIG_SETTLE", help = help(
+        "How long a changed configuration file must read the same before it is applied, so \
+         a file rewritten in place is never applied half-written; `0s` applies a change at \
+         the next poll",
+        defaults::CONFIG_SETTLE,
+    ))]
+    pub config_settle: Option<String>,
+
     #[arg(long, env = "JWT_AUTHZ_LOG_LEVEL", help = help(
         "Log filter (`info`, `debug`, or a tracing directive such as `jwt_authz=debug`)",
         defaults::LOG_LEVEL,

@@ -25,10 +25,16 @@ pub const MAX_HEADER_BYTES: usize = 8192;
 pub const TOKEN_CACHE: bool = true;
 /// Most verified tokens cached.
 pub const TOKEN_CACHE_MAX_ENTRIES: u64 = 100_000;
+/// What the token cache's entries may hold in all: tokens forwarded whole
+/// (`forward_payload_header`) are bounded here rather than by their count.
+pub const TOKEN_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// `realm` of `WWW-Authenticate`.
 pub const REALM: &str = "jwt-authz";
 /// How often the configuration file is polled for changes.
 pub const CONFIG_POLL: &str = "500ms";
+/// How long a changed configuration file must read the same before it is applied: longer
+/// than a writer rewriting the file in place pauses between writes.
+pub const CONFIG_SETTLE: &str = "2s";
 /// Log filter.
 pub const LOG_LEVEL: &str = "info";
 /// Denial log lines per JSON code per second (0: every denial); the rest are summarised.
@@ -45,6 +51,9 @@ pub const DPOP_CLOCK_SKEW: &str = "5s";
 pub const DPOP_REPLAY_STORE: &str = "memory";
 /// Most `jti`s the in-memory replay store holds at once.
 pub const DPOP_REPLAY_MAX_ENTRIES: usize = 1_000_000;
+/// Unexpired proofs one proof key may hold: 10,000 in a 65 s window is ~150 requests/s
+/// from one key, and 100 keys are needed to fill the default store.
+pub const DPOP_REPLAY_MAX_PER_KEY: usize = crate::replay::DEFAULT_MAX_PER_HOLDER;
 /// Timeout of one replay store operation (Redis).
 pub const DPOP_REPLAY_TIMEOUT: &str = "250ms";
 /// Signing algorithm an issuer allows when it names none.

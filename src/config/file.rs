@@ -12,6 +12,8 @@ pub struct FileConfig {
     pub admin_listen: Option<String>,
     /// A duration, or `off`.
     pub config_poll: Option<String>,
+    /// A duration.
+    pub config_settle: Option<String>,
     /// The HTTP authorization endpoint's address, or `off`.
     pub http_listen: Option<String>,
     /// Limits of the HTTP listeners (the authorization endpoint and the admin port).
@@ -71,6 +73,7 @@ pub struct FileDpop {
     /// `memory` or `redis://...`.
     pub replay_store: Option<String>,
     pub replay_max_entries: Option<usize>,
+    pub replay_max_per_key: Option<usize>,
     #[serde(default, deserialize_with = "duration_text")]
     pub replay_store_timeout: Option<String>,
 }
@@ -119,6 +122,9 @@ pub struct FileLog {
 pub struct FileTokenCache {
     pub enabled: Option<bool>,
     pub max_entries: Option<u64>,
+    /// `64MiB`, `512KiB` or a number of bytes.
+    #[serde(default, deserialize_with = "duration_text")]
+    pub max_bytes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

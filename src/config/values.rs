@@ -29,6 +29,32 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A size: a whole number of bytes, or one followed by `KiB`, `MiB` or `GiB`; at least 1.
+pub fn parse_bytes(value: &str) -> Result<u64, String> {
+    let text = value.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{value}` is not a size like 64MiB, 512KiB or 1048576"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{value}` is not a size like 64MiB, 512KiB or 1048576"))
+}
+
 /// Parses an algorithm allow-list. Symmetric and unsigned algorithms are refused whatever
 /// the configuration says: a public JWKS cannot hold an HMAC secret, and `none` is unsigned.
 pub fn parse_algorithms<S: AsRef<str>>(names: &[S]) -> Result<Vec<Algorithm>, String> {

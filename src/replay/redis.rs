@@ -5,9 +5,26 @@
 //! library's `ConnectionManager`, which reconnects only when a connection drops: a server
 //! that stops answering with the socket still open (a frozen host, a network path gone
 //! dark) would time out forever, and its retries hide a refused password behind a
-//! timeout. Here any failed command drops the connection; the next operation connects
-//! again, at most once per [`RECONNECT_DELAY`], and operations in between fail at once
-//! instead of each waiting out the timeout.
+//! timeout. Here any failed command drops the connection. A command that failed because
+//! the connection broke (a restarted server) is sent once more on a new connection, so
+//! only the operations in flight when Redis went away are refused; after a failed
+//! connection attempt, operations fail at once for [`RECONNECT_DELAY`] instead of each
+//! waiting out the timeout.
+//!
+//! **Completeness.** Every new connection reads the server's `run_id`, eviction policy and
+//! persistence, and a marker key (`<prefix>complete`, holding the run id and the time
+//! since which the data set is known complete) that every replica shares:
+//! - a server that may evict keys (`maxmemory` set with a policy other than
+//!   `noeviction`) is refused: an evicted key is a forgotten proof;
+//! - no marker (a new server, a flushed database, a restart without persistence): the
+//!   data set is complete from now on;
+//! - a marker of another run (a restart): the data set is trusted across it only when
+//!   every write was on disk before it was acknowledged (`appendonly yes` with
+//!   `appendfsync always`), else complete from now on.
+//!
+//! Every operation also reads the marker, so a flush between two connections is seen at
+//! the next proof. The time is shared through the replay store, which refuses proofs
+//! issued before it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -54,6 +71,33 @@ struct Shared {
     /// When the last background probe started, in ms since `started` (0: never).
     last_probe_ms: AtomicU64,
     probing: AtomicBool,
+    /// The marker key's name, and the value last written or adopted.
+    marker_key: String,
+    marker: std::sync::Mutex<Option<Marker>>,
+    /// Unix ms since which the data set is known complete, shared with the store.
+    complete_since_ms: Arc<AtomicU64>,
+}
+
+/// The marker key's value: the server run it was written under, and since when (Unix
+/// ms) that run's data set is known complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Marker {
+    run_id: String,
+    since_ms: u64,
+}
+
+impl Marker {
+    fn parse(text: &str) -> Option<Marker> {
+        let (run_id, since) = text.split_once(' ')?;
+        Some(Marker {
+            run_id: run_id.to_owned(),
+            since_ms: since.parse().ok()?,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!("{} {}", self.run_id, self.since_ms)
+    }
 }
 
 /// Why an operation failed, for the log line that opens an outage.
@@ -63,6 +107,8 @@ enum Failure {
     /// Within [`RECONNECT_DELAY`] of the last failure: not tried.
     Waiting,
     Unexpected(&'static str),
+    /// The server answers but cannot be trusted to remember proofs.
+    Unfit(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -74,12 +120,18 @@ impl std::fmt::Display for Failure {
             Failure::Timeout(limit) => write!(f, "no answer within {limit:?}"),
             Failure::Waiting => f.write_str("waiting to reconnect"),
             Failure::Unexpected(what) => f.write_str(what),
+            Failure::Unfit(why) => f.write_str(why),
         }
     }
 }
 
 impl RedisStore {
-    pub(super) fn new(url: &str, timeout: Duration, key_prefix: &str) -> Result<Self, String> {
+    pub(super) fn new(
+        url: &str,
+        timeout: Duration,
+        key_prefix: &str,
+        complete_since_ms: Arc<AtomicU64>,
+    ) -> Result<Self, String> {
         let (client, description) = parse_url(url)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -97,6 +149,9 @@ impl RedisStore {
             started: Instant::now(),
             last_probe_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            marker_key: format!("{key_prefix}complete"),
+            marker: std::sync::Mutex::new(None),
+            complete_since_ms,
         })))
     }
 
@@ -105,20 +160,175 @@ impl RedisStore {
     }
 
     pub(super) async fn first_use(&self, key: &[u8; 32], ttl_ms: u64) -> Result<bool, ReplayError> {
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(self.key_name(key))
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key_name(key))
             .arg(1)
             .arg("NX")
             .arg("PX")
-            .arg(ttl_ms);
-        let result = match self.query(&cmd).await {
-            Ok(Value::Okay) => Ok(true),
-            Ok(Value::Nil) => Ok(false),
-            // Not a reply SET NX gives: whatever answered is not a Redis to trust.
-            Ok(_) => Err(Failure::Unexpected("unexpected reply to SET NX")),
+            .arg(ttl_ms)
+            .cmd("GET")
+            .arg(&self.0.marker_key);
+        let result = match self.query_pipeline(&pipe).await {
+            Ok(replies) => match replies.as_slice() {
+                [set, marker] => self.check_marker(marker).await.and_then(|()| match set {
+                    Value::Okay => Ok(true),
+                    Value::Nil => Ok(false),
+                    // Not a reply SET NX gives: whatever answered is not a Redis to trust.
+                    _ => Err(Failure::Unexpected("unexpected reply to SET NX")),
+                }),
+                _ => Err(Failure::Unexpected("unexpected reply to a pipeline")),
+            },
             Err(failure) => Err(failure),
         };
         self.record(result)
+    }
+
+    /// Compares the marker an operation read with the one adopted: gone or changed, the
+    /// data set may have lost proofs, so it is complete only from now on (or from the
+    /// later time another replica wrote).
+    async fn check_marker(&self, marker: &Value) -> Result<(), Failure> {
+        let found = match marker {
+            Value::BulkString(bytes) => std::str::from_utf8(bytes).ok().and_then(Marker::parse),
+            _ => None,
+        };
+        let adopted = self.marker();
+        match (found, adopted) {
+            (Some(found), Some(adopted)) if found == adopted => Ok(()),
+            (Some(found), Some(adopted)) if found.run_id == adopted.run_id => {
+                // Another replica saw a loss and wrote the time by its clock, which may be
+                // behind this one: the data set is complete no earlier than now here.
+                let since = found.since_ms.max(adopted.since_ms).max(unix_ms());
+                self.adopt(Marker {
+                    since_ms: since,
+                    ..found
+                });
+                Ok(())
+            }
+            (_, adopted) => {
+                let run_id = adopted.map(|m| m.run_id).unwrap_or_default();
+                let marker = Marker {
+                    run_id,
+                    since_ms: unix_ms(),
+                };
+                tracing::warn!(
+                    store = %self.0.description,
+                    "replay store lost its proofs (flushed, or its marker deleted): proofs issued before now are refused"
+                );
+                self.write_marker(&marker).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads what the server is before the first command on a new connection: refuses
+    /// one that may evict keys, and works out since when its data set is complete.
+    async fn inspect(&self, connection: &mut MultiplexedConnection) -> Result<(), Failure> {
+        let info: String = ::redis::cmd("INFO")
+            .query_async(connection)
+            .await
+            .map_err(Failure::Redis)?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let run_id = field("run_id")
+            .filter(|r| !r.is_empty())
+            .ok_or(Failure::Unexpected("INFO has no run_id"))?
+            .to_owned();
+        // Absent fields are not taken for the safe values: such a server is not one to
+        // trust with proofs.
+        let (Some(maxmemory), Some(policy)) = (field("maxmemory"), field("maxmemory_policy"))
+        else {
+            return Err(Failure::Unfit(
+                "INFO names no maxmemory or maxmemory_policy: whether keys can be evicted is not known"
+                    .into(),
+            ));
+        };
+        if maxmemory != "0" && policy != "noeviction" {
+            return Err(Failure::Unfit(format!(
+                "maxmemory-policy {policy} can evict proofs before they expire: set maxmemory-policy noeviction (or maxmemory 0)"
+            )));
+        }
+        let aof = field("aof_enabled") == Some("1");
+        // CONFIG may be renamed away on managed servers: then durability is not known.
+        let fsync: Option<Vec<String>> = ::redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async(connection)
+            .await
+            .ok();
+        let durable = aof && fsync.is_some_and(|v| v.get(1).is_some_and(|f| f == "always"));
+        let found: Option<String> = ::redis::cmd("GET")
+            .arg(&self.0.marker_key)
+            .query_async(connection)
+            .await
+            .map_err(Failure::Redis)?;
+        let found = found.as_deref().and_then(Marker::parse);
+        let marker = match found.clone() {
+            Some(found) if found.run_id == run_id => found,
+            Some(found) if durable => {
+                tracing::info!(store = %self.0.description, "replay store restarted with every write on disk: its proofs are kept");
+                Marker { run_id, ..found }
+            }
+            found => {
+                if found.is_some() {
+                    tracing::warn!(
+                        store = %self.0.description,
+                        "replay store restarted without appendfsync always: proofs issued before now are refused"
+                    );
+                } else if self.marker().is_some() {
+                    tracing::warn!(
+                        store = %self.0.description,
+                        "replay store lost its proofs (restarted without persistence, or flushed): proofs issued before now are refused"
+                    );
+                }
+                Marker {
+                    run_id,
+                    since_ms: unix_ms().max(found.map_or(0, |f| f.since_ms)),
+                }
+            }
+        };
+        if found.as_ref() != Some(&marker) {
+            let _: () = ::redis::cmd("SET")
+                .arg(&self.0.marker_key)
+                .arg(marker.text())
+                .query_async(connection)
+                .await
+                .map_err(Failure::Redis)?;
+        }
+        self.adopt(marker);
+        Ok(())
+    }
+
+    async fn write_marker(&self, marker: &Marker) -> Result<(), Failure> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(&self.0.marker_key).arg(marker.text());
+        self.adopt(marker.clone());
+        match self.query(&cmd).await? {
+            Value::Okay => Ok(()),
+            _ => Err(Failure::Unexpected("unexpected reply to SET")),
+        }
+    }
+
+    fn marker(&self) -> Option<Marker> {
+        self.0
+            .marker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn adopt(&self, marker: Marker) {
+        self.0
+            .complete_since_ms
+            .fetch_max(marker.since_ms, Ordering::Relaxed);
+        *self
+            .0
+            .marker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(marker);
     }
 
     pub(super) fn reachable(&self) -> bool {
@@ -141,37 +351,71 @@ impl RedisStore {
     }
 
     /// Sends `cmd`, the wait for a connection and the reply bounded together by the
-    /// timeout. A failure drops the connection it used, so the next operation starts a
-    /// fresh one.
+    /// timeout.
     async fn query(&self, cmd: &::redis::Cmd) -> Result<Value, Failure> {
-        let limit = self.0.timeout;
-        let mut used = None;
-        let attempt = async {
-            let connection = self.connection().await?;
-            let mut handle = (*connection).clone();
-            used = Some(connection);
-            // An error reply is an `Err` here too.
-            cmd.query_async::<Value>(&mut handle)
-                .await
-                .map_err(Failure::Redis)
-        };
-        let result = match tokio::time::timeout(limit, attempt).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(Failure::Timeout(limit)),
-        };
-        if result.is_err()
-            && let Some(failed) = used
-        {
-            self.drop_connection(&failed);
-        }
-        result
+        self.send(Request::Command(cmd)).await
     }
 
-    /// The current connection, or a new one: one attempt at a time, none within
-    /// [`RECONNECT_DELAY`] of a failure.
-    async fn connection(&self) -> Result<Arc<MultiplexedConnection>, Failure> {
+    /// Sends `pipe`: its replies, in order.
+    async fn query_pipeline(&self, pipe: &::redis::Pipeline) -> Result<Vec<Value>, Failure> {
+        match self.send(Request::Pipeline(pipe)).await? {
+            Value::Array(replies) => Ok(replies),
+            _ => Err(Failure::Unexpected("unexpected reply to a pipeline")),
+        }
+    }
+
+    /// Sends `request` within the timeout. A failure drops the connection it used. When
+    /// an established connection turns out broken (the server restarted), the request is
+    /// sent once more on a new one: the operation is refused only if that fails too.
+    async fn send(&self, request: Request<'_>) -> Result<Value, Failure> {
+        let limit = self.0.timeout;
+        let attempt = async {
+            let mut retried = false;
+            loop {
+                let (connection, fresh) = self.connection().await?;
+                let mut handle = (*connection).clone();
+                // An error reply is an `Err` here too.
+                let result = match request {
+                    Request::Command(cmd) => cmd.query_async::<Value>(&mut handle).await,
+                    Request::Pipeline(pipe) => pipe
+                        .query_async::<Vec<Value>>(&mut handle)
+                        .await
+                        .map(Value::Array),
+                };
+                match result {
+                    Ok(value) => return Ok(value),
+                    Err(error) => {
+                        let broken = error.is_io_error()
+                            || error.is_connection_dropped()
+                            || error.is_connection_refusal();
+                        self.forget_connection(&connection, !broken);
+                        if broken && !fresh && !retried {
+                            retried = true;
+                            continue;
+                        }
+                        return Err(Failure::Redis(error));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                // The connection in use, if any, is not trusted after a timeout.
+                if let Some(connection) = self.0.connection.load_full() {
+                    self.forget_connection(&connection, true);
+                }
+                Err(Failure::Timeout(limit))
+            }
+        }
+    }
+
+    /// The current connection, or a new one (then `true`): one attempt at a time, none
+    /// within [`RECONNECT_DELAY`] of a failed attempt. A new connection is inspected
+    /// before use.
+    async fn connection(&self) -> Result<(Arc<MultiplexedConnection>, bool), Failure> {
         if let Some(connection) = self.0.connection.load_full() {
-            return Ok(connection);
+            return Ok((connection, false));
         }
         if self.waiting() {
             return Err(Failure::Waiting);
@@ -179,7 +423,7 @@ impl RedisStore {
         let _connecting = self.0.connecting.lock().await;
         // Whoever held the lock before may have connected, or failed.
         if let Some(connection) = self.0.connection.load_full() {
-            return Ok(connection);
+            return Ok((connection, false));
         }
         if self.waiting() {
             return Err(Failure::Waiting);
@@ -190,23 +434,25 @@ impl RedisStore {
             store: self,
             succeeded: false,
         };
-        let connection = self
+        let mut connection = self
             .0
             .client
             .get_multiplexed_async_connection_with_config(&self.0.config)
             .await
             .map_err(Failure::Redis)?;
+        self.inspect(&mut connection).await?;
         attempt.succeeded = true;
         let connection = Arc::new(connection);
         self.0.connection.store(Some(connection.clone()));
-        Ok(connection)
+        Ok((connection, true))
     }
 
-    /// Forgets `failed`, unless another operation already replaced it, and delays the
-    /// next attempt: a server that fails every command is not reconnected to for each.
-    fn drop_connection(&self, failed: &Arc<MultiplexedConnection>) {
+    /// Forgets `failed`, unless another operation already replaced it; with `delay`, the
+    /// next attempt waits: a server that fails every command is not reconnected to for
+    /// each. A connection that broke is replaced at once.
+    fn forget_connection(&self, failed: &Arc<MultiplexedConnection>, delay: bool) {
         let previous = self.0.connection.compare_and_swap(failed, None);
-        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, failed)) {
+        if delay && previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, failed)) {
             self.delay_reconnect();
         }
     }
@@ -274,6 +520,21 @@ impl RedisStore {
     fn elapsed_ms(&self) -> u64 {
         millis(self.0.started.elapsed())
     }
+}
+
+/// What [`RedisStore::send`] sends.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Command(&'a ::redis::Cmd),
+    Pipeline(&'a ::redis::Pipeline),
+}
+
+/// The wall clock, in Unix ms: the time written in the marker, which other replicas
+/// compare with `iat`.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, millis)
 }
 
 /// A connection attempt in flight: on drop, unless it succeeded, the next attempt waits
@@ -356,7 +617,13 @@ mod tests {
 
     #[test]
     fn keys_are_the_prefix_and_lowercase_hex() {
-        let store = RedisStore::new("redis://127.0.0.1/", Duration::from_secs(1), "dpop:").unwrap();
+        let store = RedisStore::new(
+            "redis://127.0.0.1/",
+            Duration::from_secs(1),
+            "dpop:",
+            Arc::default(),
+        )
+        .unwrap();
         let mut key = [0u8; 32];
         key[0] = 0xab;
         key[31] = 0x0f;

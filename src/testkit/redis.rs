@@ -1,6 +1,7 @@
 //! A real `redis-server` on a loopback port, for the replay store's tests: started in a
-//! temporary directory with persistence off, stopped, frozen and restarted on the same
-//! port to stage outages. A missing `redis-server` is a failure, never a skip.
+//! temporary directory with persistence off (or with every write on disk), stopped, frozen
+//! and restarted on the same port to stage outages. A missing `redis-server` is a failure,
+//! never a skip.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,6 +19,8 @@ pub struct RedisServer {
     binary: PathBuf,
     port: u16,
     password: Option<String>,
+    /// Arguments after the defaults (persistence, memory policy).
+    args: Vec<String>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -25,15 +28,26 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> RedisServer {
-        RedisServer::launch(None)
+        RedisServer::launch(None, &[])
     }
 
     /// Starts a server that requires `password` (`requirepass`).
     pub fn with_password(password: &str) -> RedisServer {
-        RedisServer::launch(Some(password.to_owned()))
+        RedisServer::launch(Some(password.to_owned()), &[])
     }
 
-    fn launch(password: Option<String>) -> RedisServer {
+    /// Starts a server whose every write is on disk before it is acknowledged
+    /// (`appendonly yes`, `appendfsync always`): a restart keeps every key.
+    pub fn durable() -> RedisServer {
+        RedisServer::with_args(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Starts a server with `args` after the defaults (they win).
+    pub fn with_args(args: &[&str]) -> RedisServer {
+        RedisServer::launch(None, args)
+    }
+
+    fn launch(password: Option<String>, args: &[&str]) -> RedisServer {
         let binary = redis_server_binary();
         let port = free_port();
         let dir =
@@ -43,6 +57,7 @@ impl RedisServer {
             binary,
             port,
             password,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             dir,
             child: None,
         };
@@ -64,7 +79,8 @@ impl RedisServer {
     }
 
     /// Kills the server and waits for it to exit: connections drop and the port refuses.
-    /// Nothing is persisted, so a restart starts empty.
+    /// Unless it is [`RedisServer::durable`], nothing is persisted, so a restart starts
+    /// empty.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -111,6 +127,7 @@ impl RedisServer {
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
+        command.args(&self.args);
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -143,6 +160,23 @@ impl RedisServer {
         }
     }
 
+    /// Sends one inline command (`FLUSHALL`, `DBSIZE`) and returns the first line of the
+    /// reply.
+    pub fn command(&self, line: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        if let Some(password) = &self.password {
+            stream
+                .write_all(format!("AUTH {password}\r\n").as_bytes())
+                .unwrap();
+            read_line(&mut stream);
+        }
+        stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        read_line(&mut stream)
+    }
+
     fn answers(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -165,6 +199,15 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).trim_end().to_owned()
 }
 
 /// `$REDIS_SERVER`, else Debian's `/usr/bin/redis-server`. Panics with the install

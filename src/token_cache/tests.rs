@@ -151,3 +151,78 @@ fn debug_prints_no_claim_values() {
         assert!(!text.contains(value), "{text}");
     }
 }
+
+#[test]
+fn the_footprint_counts_what_an_entry_holds() {
+    let small = CachedToken::new(parts(10));
+    let payload = "p".repeat(7_000);
+    let large = CachedToken::new(EntryParts {
+        payload: Some(&payload),
+        ..parts(10)
+    });
+    assert!(small.footprint() >= std::mem::size_of::<CachedToken>() + ENTRY_OVERHEAD);
+    assert_eq!(large.footprint() - small.footprint(), 7_000);
+    let metadata = prost_types::Struct {
+        fields: [(
+            "sub".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("u".repeat(100))),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let with_metadata = CachedToken::new(EntryParts {
+        metadata: Some(metadata),
+        ..parts(10)
+    });
+    assert!(with_metadata.footprint() > small.footprint() + 100 + 3);
+}
+
+#[test]
+fn the_byte_budget_evicts_before_it_is_exceeded() {
+    let payload = "p".repeat(1_000);
+    let sized = || {
+        Arc::new(CachedToken::new(EntryParts {
+            payload: Some(&payload),
+            ..parts(100)
+        }))
+    };
+    let each = sized().footprint();
+    // Room for about 5 entries per shard by bytes, 1,000 by count.
+    let budget = (SHARDS * 5 * each) as u64;
+    let cache = TokenCache::with_budget(16_000, budget);
+    for i in 0..2_000 {
+        cache.insert(TokenCache::key(&i.to_string()), sized(), 0);
+        assert!(
+            cache.bytes() as u64 <= budget,
+            "{} > {budget}",
+            cache.bytes()
+        );
+    }
+    assert!(cache.len() <= SHARDS * 5, "{}", cache.len());
+    assert!(cache.len() >= SHARDS * 3, "{}", cache.len());
+    assert_eq!(cache.bytes(), cache.len() * each);
+    // Replacing and removing keep the count exact.
+    let key = TokenCache::key("0");
+    cache.insert(key, sized(), 0);
+    cache.insert(key, sized(), 0);
+    cache.remove(&key);
+    assert_eq!(cache.bytes(), cache.len() * each);
+}
+
+#[test]
+fn an_entry_larger_than_a_shard_budget_is_not_cached() {
+    let payload = "p".repeat(10_000);
+    let cache = TokenCache::with_budget(100, (SHARDS * 5_000) as u64);
+    cache.insert(
+        TokenCache::key("big"),
+        Arc::new(CachedToken::new(EntryParts {
+            payload: Some(&payload),
+            ..parts(100)
+        })),
+        0,
+    );
+    assert!(cache.is_empty());
+    assert_eq!(cache.bytes(), 0);
+}

@@ -523,7 +523,8 @@ async fn send(port: u16, case: &Case, prefix: &str, token: &str) -> Answer {
 }
 
 /// One raw HTTP/1.1 request to `port` over a fresh connection, bytes as given (`Host:
-/// api.example.com`, an empty body where the method has one, `Connection: close`), and
+/// api.example.com` unless `headers` has a host, an empty body where the method has one,
+/// `Connection: close`), and
 /// the answer. Reads until the body's `content-length` is complete, or to the end: a proxy
 /// may hold the connection open a while after its answer (Envoy's delayed close).
 pub(super) async fn exchange(
@@ -532,7 +533,10 @@ pub(super) async fn exchange(
     target: &str,
     headers: &[(String, String)],
 ) -> Answer {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: api.example.com\r\n");
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str("Host: api.example.com\r\n");
+    }
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }

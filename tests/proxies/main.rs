@@ -13,3 +13,4 @@ mod envoy;
 mod grpcurl;
 mod http_endpoint;
 mod mtls;
+mod proofs;

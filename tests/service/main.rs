@@ -11,6 +11,7 @@ mod listener;
 mod logging;
 mod metrics;
 mod oidc_provider;
+mod proofs;
 mod reload;
 mod replay;
 mod routes;

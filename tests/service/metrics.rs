@@ -235,3 +235,52 @@ async fn token_cache_size_is_capped() {
     let entries = sample(&text, "jwt_authz_token_cache_entries");
     assert!(entries <= 32.0 && entries > 0.0, "{entries}");
 }
+
+/// Issue 20: tokens forwarded whole (`forward_payload_header`) fill the cache by bytes, not
+/// by count: with 7.4 KB tokens the cache holds what its byte budget allows, the gauge
+/// says so, and every token is still allowed (evicted ones are verified afresh).
+#[tokio::test]
+async fn the_token_cache_stays_within_its_byte_budget() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let path = std::env::temp_dir().join(format!(
+        "jwt-authz-cache-bytes-{}-{}.yaml",
+        std::process::id(),
+        idp.addr.port()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\ntoken_cache:\n  max_bytes: 256KiB\nupstream:\n  forward_payload_header: x-jwt-payload\n",
+            idp.issuer(),
+            idp.jwks_uri()
+        ),
+    )
+    .unwrap();
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let budget = 256.0 * 1024.0;
+    for i in 0..200 {
+        let mut c = claims(&idp.issuer());
+        c["jti"] = json!(format!("t{i}"));
+        c["groups"] = json!("g".repeat(5_300));
+        let token = mint(&key("rsa-1"), &c);
+        assert!(token.len() > 7_300, "{}", token.len());
+        let allowed = assert_allowed(&authz.check_token(&token).await);
+        assert!(allowed["x-jwt-payload"].len() > 7_000);
+    }
+    let (_, text) = scrape(&authz, "/metrics").await;
+    let (bytes, entries) = (
+        sample(&text, "jwt_authz_token_cache_bytes"),
+        sample(&text, "jwt_authz_token_cache_entries"),
+    );
+    eprintln!(
+        "200 tokens of 7.4 KB: {entries} cached, {bytes} bytes, {} per entry",
+        bytes / entries
+    );
+    assert!(bytes <= budget, "{bytes} bytes cached");
+    assert!(bytes >= budget / 2.0, "only {bytes} bytes cached");
+    assert!(entries < 40.0, "{entries} entries");
+    assert!(bytes / entries > 7_000.0, "{} per entry", bytes / entries);
+    let _ = std::fs::remove_file(path);
+    authz.stop().await.unwrap();
+}

@@ -365,3 +365,156 @@ async fn a_configmap_symlink_swap_is_seen() {
     .await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 20's in-place writer: the file is truncated and rewritten in place, pausing
+/// after a prefix that is itself a valid configuration (the `/api/admin` rule without its
+/// `scopes:` line). The prefix is never applied: a token without the scope is refused on
+/// `/api/admin` throughout, and the whole new version is applied once it settled.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_20_an_in_place_writer_pausing_midway_is_never_applied_half_written() {
+    use std::io::Write;
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let dir = temp_dir("in-place");
+    let path = dir.join("config.yaml");
+    let head = format!(
+        "config_poll: 50ms\nissuers:\n{}routes:\n",
+        issuer_entry(&idp)
+    );
+    let v1 = format!(
+        "{head}  - path_prefix: /api/admin\n    scopes: {{all_of: [admin]}}\n  - {{path_prefix: /api}}\n"
+    );
+    let (prefix, rest) = (
+        format!("{head}  - path_prefix: /api/admin\n"),
+        "    scopes: {all_of: [admin]}\n  - {path_prefix: /api/new, deny: true}\n  - {path_prefix: /api}\n",
+    );
+    std::fs::write(&path, &v1).unwrap();
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let reader = token(&idp, "read");
+    assert!(scope_denied(&decision(
+        &authz.check(at("/api/admin", Some(&reader))).await
+    )));
+    let loaded = metric(
+        &authz,
+        "jwt_authz_config_reloads_total{result=\"success\"} ",
+    )
+    .await;
+
+    // The writer, on a thread: truncate, the prefix, a pause, the rest.
+    let writer_path = path.clone();
+    let writer = std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&writer_path)
+            .unwrap();
+        file.write_all(prefix.as_bytes()).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(1_300));
+        file.write_all(rest.as_bytes()).unwrap();
+        file.flush().unwrap();
+    });
+    let started = Instant::now();
+    let mut applied = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        let admin = decision(&authz.check(at("/api/admin", Some(&reader))).await);
+        assert!(
+            scope_denied(&admin),
+            "a half-written version was applied after {:?}: {admin:?}",
+            started.elapsed()
+        );
+        let new = decision(&authz.check(at("/api/new", Some(&reader))).await);
+        if applied.is_none()
+            && matches!(&new, Decision::Deny { code, .. } if code == "access_denied")
+        {
+            applied = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.join().unwrap();
+    let applied = applied.expect("the whole new version was never applied");
+    // Written in full at 1.3 s, then unchanged for the settle interval (2 s).
+    assert!(applied >= Duration::from_millis(3_300), "{applied:?}");
+    assert_eq!(
+        metric(
+            &authz,
+            "jwt_authz_config_reloads_total{result=\"success\"} "
+        )
+        .await,
+        loaded + 1,
+        "only the whole version was loaded"
+    );
+    assert_eq!(
+        metric(
+            &authz,
+            "jwt_authz_config_reloads_total{result=\"failure\"} "
+        )
+        .await,
+        0
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A FIFO put at the configuration path (nothing ever writes it): no Check and no health
+/// probe waits on it, the refusal is logged and counted once, and a regular file put back
+/// is applied.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_20_a_fifo_at_the_config_path_never_stalls_checks_or_health() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let dir = temp_dir("fifo");
+    let path = dir.join("config.yaml");
+    let version = |deny: bool| {
+        format!(
+            "config_poll: 50ms\nissuers:\n{}routes:\n  - {{path_prefix: /api, deny: {deny}}}\n",
+            issuer_entry(&idp)
+        )
+    };
+    replace(&path, &version(false));
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let t = token(&idp, "read");
+
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    std::fs::rename(&fifo, &path).unwrap();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(2) {
+        let t0 = Instant::now();
+        assert!(allowed(&decision(
+            &authz.check(at("/api/x", Some(&t))).await
+        )));
+        assert_eq!(authz.health().await, ServingStatus::Serving);
+        slowest = slowest.max(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a Check waited {slowest:?}"
+    );
+    assert_eq!(
+        metric(
+            &authz,
+            "jwt_authz_config_reloads_total{result=\"failure\"} "
+        )
+        .await,
+        1,
+        "refused once, not at every poll"
+    );
+
+    replace(&path, &version(true));
+    until(
+        &authz,
+        &at("/api/x", Some(&t)),
+        Duration::from_secs(2),
+        |d| matches!(d, Decision::Deny { code, .. } if code == "access_denied"),
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+}

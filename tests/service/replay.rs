@@ -220,3 +220,38 @@ async fn the_password_never_shows_in_descriptions_errors_or_logs() {
     assert!(logs.to_lowercase().contains("authentication"), "{logs}");
     assert!(!logs.contains(PASSWORD), "{logs}");
 }
+
+/// Issue 20's reconnect blip: Redis restarts between two operations (none in flight).
+/// The next operation finds its connection broken, connects again within the same call,
+/// and succeeds: no operation is refused for an outage it did not overlap. A stalled
+/// multiplexed connection is replaced the same way for every concurrent caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_operations_refuses_none() {
+    for mut server in [RedisServer::start(), RedisServer::durable()] {
+        let store = store(&server);
+        let key = fresh_key();
+        assert_eq!(store.first_use(&key, TTL, 0).await, Ok(true));
+        server.restart();
+        let results: Vec<_> = futures_join(&store, 8).await;
+        assert!(
+            results.iter().all(|r| *r == Ok(true)),
+            "refused after the restart: {results:?}"
+        );
+        assert_eq!(store.stats().unavailable, 0);
+        assert!(store.reachable());
+    }
+}
+
+/// `n` concurrent first uses of fresh keys.
+async fn futures_join(store: &ReplayStore, n: usize) -> Vec<Result<bool, ReplayError>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let store = store.clone();
+        tasks.spawn(async move { store.first_use(&fresh_key(), TTL, 0).await });
+    }
+    let mut results = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        results.push(result.unwrap());
+    }
+    results
+}

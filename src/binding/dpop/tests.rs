@@ -273,8 +273,80 @@ fn request_url_comes_from_the_public_base_when_configured() {
     };
     assert_eq!(
         refused(check_with(&[&valid(&key)], &unknown, &settings())),
-        "the request URL is not known"
+        "the request scheme is not known"
     );
+}
+
+#[test]
+fn a_host_outside_the_authority_grammar_never_reaches_the_comparison() {
+    // Each host would, glued to the path and re-parsed as a URL, read as the origin the
+    // proof names with another path, port or user: here it is refused before any
+    // comparison.
+    let key = proof_key("ec-256");
+    for (host, htu) in [
+        ("api.example.com?", "https://api.example.com/"),
+        ("api.example.com#", "https://api.example.com/"),
+        ("api.example.com?x=1", "https://api.example.com/"),
+        ("x@api.example.com", "https://api.example.com/api/messages"),
+        (
+            "api.example.com/api/private#",
+            "https://api.example.com/api/private",
+        ),
+        (
+            "api.example.com:443/",
+            "https://api.example.com/api/messages",
+        ),
+        (
+            "api.example.com:00443",
+            "https://api.example.com/api/messages",
+        ),
+        (
+            "api.example.com:65979",
+            "https://api.example.com:443/api/messages",
+        ),
+        ("api.example.com\\", "https://api.example.com/api/messages"),
+        ("api example.com", "https://api.example.com/api/messages"),
+        ("127.1", "https://127.0.0.1/api/messages"),
+        ("0x7f.0.0.1", "https://127.0.0.1/api/messages"),
+        ("[::1", "https://[::1]/api/messages"),
+        ("", "https:///api/messages"),
+    ] {
+        let target = ProofTarget { host, ..target() };
+        let proof = key.proof("GET", htu, Some(TOKEN));
+        let why = refused(check_with(&[&proof], &target, &settings()));
+        assert!(
+            why == "the request host is not a plain name or address"
+                || why == "htu is not the request URL",
+            "{host:?}: {why}"
+        );
+        assert_ne!(
+            host.is_empty(),
+            why == "the request host is not a plain name or address",
+            "{host:?}"
+        );
+    }
+    // The same origin in its other spellings is one reading.
+    for (host, htu) in [
+        ("API.example.com", "https://api.example.com/api/messages"),
+        ("api.example.com.", "https://api.example.com/api/messages"),
+        (
+            "api.example.com:443",
+            "https://api.example.com/api/messages",
+        ),
+        (
+            "api.example.com",
+            "https://api.example.com:443/api/messages",
+        ),
+        ("127.0.0.1:443", "https://127.0.0.1/api/messages"),
+        ("[::1]", "https://[0:0::1]/api/messages"),
+    ] {
+        let target = ProofTarget { host, ..target() };
+        let proof = key.proof("GET", htu, Some(TOKEN));
+        assert!(
+            check_with(&[&proof], &target, &settings()).is_ok(),
+            "{host}"
+        );
+    }
 }
 
 #[test]
@@ -343,6 +415,7 @@ fn replay_key_is_per_key_and_jti() {
 fn mode_and_ttl() {
     assert_eq!(DpopMode::parse("required"), Ok(DpopMode::Required));
     assert!(DpopMode::parse("on").is_err());
-    assert_eq!(settings().replay_ttl(), Duration::from_secs(70));
+    let window = settings().window();
+    assert_eq!((window.max_age_ms, window.ttl_ms()), (65_000, 70_001));
     assert_eq!(settings().algs(), "ES256 ES384 EdDSA RS256 PS256");
 }

@@ -314,3 +314,46 @@ mod proptests {
         }
     }
 }
+
+#[test]
+fn the_authority_is_one_plain_name_or_address_and_one_port() {
+    let read = |raw: &str| Authority::parse(raw).map(|a| (a.host.into_owned(), a.port));
+    for (raw, host, port) in [
+        ("API.Example.com", "api.example.com", None),
+        ("api.example.com.:8443", "api.example.com", Some(8443)),
+        ("10.0.0.1:65535", "10.0.0.1", Some(65535)),
+        ("[::1]:443", "[::1]", Some(443)),
+        ("[2001:DB8::1]", "[2001:db8::1]", None),
+        ("svc_internal.local", "svc_internal.local", None),
+        ("", "", None),
+    ] {
+        assert_eq!(read(raw), Ok((host.to_owned(), port)), "{raw}");
+    }
+    for raw in [
+        "x@api.example.com",
+        "api.example.com?",
+        "api.example.com#",
+        "api.example.com/",
+        "api.example.com:",
+        "api.example.com:0",
+        "api.example.com:080",
+        "api.example.com:65536",
+        "api.example.com:443:443",
+        "127.1",
+        "0x7f.0.0.1",
+        "010.0.0.1",
+        "1.2.3.256",
+        "example.123",
+        "example.0x1",
+        "[::1",
+        "[::g]",
+        "[::1]x",
+        "[::1]:0443",
+        "api..example.com",
+        ".api.example.com",
+        "api.example.com..",
+        "api example.com",
+    ] {
+        assert_eq!(read(raw), Err(Ambiguity::Host), "{raw}");
+    }
+}
