@@ -39,12 +39,13 @@ struct Inner {
     /// memory store's first configuration, or the start of the Redis data set
     /// ([`redis`]). Only grows.
     complete_since_ms: Arc<AtomicU64>,
-    windows: Mutex<Windows>,
+    windows: SharedWindows,
 }
 
-/// The proof windows of every configuration adopted since the store was built.
+/// The proof windows of every configuration adopted since the store was built (and, with
+/// Redis, announced by any replica sharing it).
 #[derive(Default)]
-struct Windows {
+pub(crate) struct Windows {
     /// The widest: entries are kept for its ttl, so a reload that narrows the window and
     /// one that widens it again never shorten how long a use is remembered.
     widest: Option<ProofWindow>,
@@ -53,11 +54,52 @@ struct Windows {
     widenings: Vec<Widening>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Widening {
     issued_before_ms: u64,
     max_age_ms: u64,
 }
+
+impl Windows {
+    /// Takes `window` in: the widest grows; a window wider than every one before makes
+    /// proofs issued before `now_ms` (plus the skew) keep the old limit.
+    pub(crate) fn adopt(&mut self, window: ProofWindow, now_ms: u64) {
+        let Some(widest) = self.widest else {
+            self.widest = Some(window);
+            return;
+        };
+        if window.max_age_ms > widest.max_age_ms {
+            self.widen(
+                now_ms.saturating_add(widest.skew_ms.max(window.skew_ms)),
+                widest.max_age_ms,
+            );
+        }
+        self.widest = Some(ProofWindow {
+            max_age_ms: widest.max_age_ms.max(window.max_age_ms),
+            skew_ms: widest.skew_ms.max(window.skew_ms),
+        });
+    }
+
+    /// Proofs issued before `issued_before_ms` are accepted up to `max_age_ms` old.
+    pub(crate) fn widen(&mut self, issued_before_ms: u64, max_age_ms: u64) {
+        let widening = Widening {
+            issued_before_ms,
+            max_age_ms,
+        };
+        if !self.widenings.contains(&widening) {
+            self.widenings.push(widening);
+        }
+    }
+
+    /// The widest window adopted, if any.
+    pub(crate) fn widest(&self) -> Option<ProofWindow> {
+        self.widest
+    }
+}
+
+/// The proof windows a [`ReplayStore`] and its Redis backend share: the backend merges in
+/// what other replicas announced in the marker key.
+pub(crate) type SharedWindows = Arc<Mutex<Windows>>;
 
 /// How long after `iat` a configuration accepts a proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +211,7 @@ impl ReplayStore {
         ReplayStore::with(
             Backend::Memory(MemoryStore::new(max_entries)),
             Arc::new(AtomicU64::new(0)),
+            SharedWindows::default(),
             max_entries,
         )
     }
@@ -183,10 +226,18 @@ impl ReplayStore {
     /// Errors name what is wrong with the URL, shown redacted (no password).
     pub fn redis(url: &str, timeout: Duration, key_prefix: &str) -> Result<ReplayStore, String> {
         let since = Arc::new(AtomicU64::new(0));
-        let store = RedisStore::new(url, timeout, key_prefix, Arc::clone(&since))?;
+        let windows = SharedWindows::default();
+        let store = RedisStore::new(
+            url,
+            timeout,
+            key_prefix,
+            Arc::clone(&since),
+            Arc::clone(&windows),
+        )?;
         Ok(ReplayStore::with(
             Backend::Redis(store),
             since,
+            windows,
             REDIS_MAX_HOLDERS,
         ))
     }
@@ -194,6 +245,7 @@ impl ReplayStore {
     fn with(
         backend: Backend,
         complete_since_ms: Arc<AtomicU64>,
+        windows: SharedWindows,
         max_holders: usize,
     ) -> ReplayStore {
         ReplayStore {
@@ -202,7 +254,7 @@ impl ReplayStore {
                 counters: Counters::default(),
                 holders: Holders::new(DEFAULT_MAX_PER_HOLDER, max_holders),
                 complete_since_ms,
-                windows: Mutex::new(Windows::default()),
+                windows,
             }),
         }
     }
@@ -227,28 +279,12 @@ impl ReplayStore {
     /// were remembered only that long.
     pub fn adopt(&self, window: ProofWindow, now_ms: u64) {
         let mut windows = self.windows();
-        match windows.widest {
-            None => {
-                if matches!(self.inner.backend, Backend::Memory(_)) {
-                    self.inner
-                        .complete_since_ms
-                        .fetch_max(now_ms, Ordering::Relaxed);
-                }
-                windows.widest = Some(window);
-            }
-            Some(widest) => {
-                if window.max_age_ms > widest.max_age_ms {
-                    windows.widenings.push(Widening {
-                        issued_before_ms: now_ms.saturating_add(widest.skew_ms.max(window.skew_ms)),
-                        max_age_ms: widest.max_age_ms,
-                    });
-                }
-                windows.widest = Some(ProofWindow {
-                    max_age_ms: widest.max_age_ms.max(window.max_age_ms),
-                    skew_ms: widest.skew_ms.max(window.skew_ms),
-                });
-            }
+        if windows.widest.is_none() && matches!(self.inner.backend, Backend::Memory(_)) {
+            self.inner
+                .complete_since_ms
+                .fetch_max(now_ms, Ordering::Relaxed);
         }
+        windows.adopt(window, now_ms);
     }
 
     /// Records `proof` as used at `now_ms`, for the widest window adopted: a first use,

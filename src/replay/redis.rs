@@ -35,7 +35,7 @@ use ::redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use arc_swap::ArcSwapOption;
 use url::Url;
 
-use super::ReplayError;
+use super::{ProofWindow, ReplayError, SharedWindows, Windows};
 use crate::fetch_url::Redacted;
 
 /// After a failure, how long before the next connection attempt: it bounds the attempts
@@ -76,27 +76,64 @@ struct Shared {
     marker: std::sync::Mutex<Option<Marker>>,
     /// Unix ms since which the data set is known complete, shared with the store.
     complete_since_ms: Arc<AtomicU64>,
+    /// The proof windows, shared with the store: merged with the marker's.
+    windows: SharedWindows,
 }
 
-/// The marker key's value: the server run it was written under, and since when (Unix
-/// ms) that run's data set is known complete.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The marker key's value, which every replica reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Marker {
+    /// The server run it was written under.
     run_id: String,
+    /// Since when (Unix ms) that run's data set is known complete.
     since_ms: u64,
+    /// Whether that run had every write on disk before acknowledging it.
+    durable: bool,
+    /// The widest proof window any replica announced: every replica records uses for it.
+    window: Option<ProofWindow>,
+    /// The last widening: proofs issued before `widened_at_ms` keep `previous_max_age_ms`.
+    widened_at_ms: u64,
+    previous_max_age_ms: u64,
 }
 
 impl Marker {
+    /// `run_id since durable max_age skew widened_at previous_max_age`.
     fn parse(text: &str) -> Option<Marker> {
-        let (run_id, since) = text.split_once(' ')?;
+        let mut fields = text.split(' ');
+        let run_id = fields.next().filter(|r| !r.is_empty())?.to_owned();
+        let mut number = || fields.next()?.parse::<u64>().ok();
+        let since_ms = number()?;
+        let durable = number()? == 1;
+        let (max_age_ms, skew_ms) = (number()?, number()?);
+        let (widened_at_ms, previous_max_age_ms) = (number()?, number()?);
         Some(Marker {
-            run_id: run_id.to_owned(),
-            since_ms: since.parse().ok()?,
+            run_id,
+            since_ms,
+            durable,
+            window: (max_age_ms > 0).then_some(ProofWindow {
+                max_age_ms,
+                skew_ms,
+            }),
+            widened_at_ms,
+            previous_max_age_ms,
         })
     }
 
     fn text(&self) -> String {
-        format!("{} {}", self.run_id, self.since_ms)
+        let window = self.window.unwrap_or(ProofWindow {
+            max_age_ms: 0,
+            skew_ms: 0,
+        });
+        format!(
+            "{} {} {} {} {} {} {}",
+            self.run_id,
+            self.since_ms,
+            u8::from(self.durable),
+            window.max_age_ms,
+            window.skew_ms,
+            self.widened_at_ms,
+            self.previous_max_age_ms
+        )
     }
 }
 
@@ -131,6 +168,7 @@ impl RedisStore {
         timeout: Duration,
         key_prefix: &str,
         complete_since_ms: Arc<AtomicU64>,
+        windows: SharedWindows,
     ) -> Result<Self, String> {
         let (client, description) = parse_url(url)?;
         let config = AsyncConnectionConfig::new()
@@ -152,6 +190,7 @@ impl RedisStore {
             marker_key: format!("{key_prefix}complete"),
             marker: std::sync::Mutex::new(None),
             complete_since_ms,
+            windows,
         })))
     }
 
@@ -160,9 +199,10 @@ impl RedisStore {
     }
 
     pub(super) async fn first_use(&self, key: &[u8; 32], ttl_ms: u64) -> Result<bool, ReplayError> {
+        let name = self.key_name(key);
         let mut pipe = ::redis::pipe();
         pipe.cmd("SET")
-            .arg(self.key_name(key))
+            .arg(&name)
             .arg(1)
             .arg("NX")
             .arg("PX")
@@ -171,52 +211,135 @@ impl RedisStore {
             .arg(&self.0.marker_key);
         let result = match self.query_pipeline(&pipe).await {
             Ok(replies) => match replies.as_slice() {
-                [set, marker] => self.check_marker(marker).await.and_then(|()| match set {
-                    Value::Okay => Ok(true),
-                    Value::Nil => Ok(false),
+                [set, marker] => match set {
+                    Value::Okay | Value::Nil => self
+                        .check_marker(marker)
+                        .await
+                        .map(|()| matches!(set, Value::Okay)),
                     // Not a reply SET NX gives: whatever answered is not a Redis to trust.
                     _ => Err(Failure::Unexpected("unexpected reply to SET NX")),
-                }),
+                },
                 _ => Err(Failure::Unexpected("unexpected reply to a pipeline")),
             },
             Err(failure) => Err(failure),
         };
+        let result = match result {
+            // Another replica announced a wider window meanwhile: this use is remembered
+            // for it too.
+            Ok(true) => match self.ttl_ms().filter(|wider| *wider > ttl_ms) {
+                Some(wider) => {
+                    let mut extend = ::redis::cmd("PEXPIRE");
+                    extend.arg(&name).arg(wider);
+                    self.query(&extend).await.map(|_| true)
+                }
+                None => Ok(true),
+            },
+            other => other,
+        };
         self.record(result)
     }
 
-    /// Compares the marker an operation read with the one adopted: gone or changed, the
-    /// data set may have lost proofs, so it is complete only from now on (or from the
-    /// later time another replica wrote).
+    /// The ttl of the widest window known.
+    fn ttl_ms(&self) -> Option<u64> {
+        self.windows().widest().map(ProofWindow::ttl_ms)
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.0
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Compares the marker an operation read with the one adopted. Gone, or with another
+    /// time, the data set may have lost proofs: it is complete only from now on. Another
+    /// window: merged.
     async fn check_marker(&self, marker: &Value) -> Result<(), Failure> {
         let found = match marker {
             Value::BulkString(bytes) => std::str::from_utf8(bytes).ok().and_then(Marker::parse),
             _ => None,
         };
         let adopted = self.marker();
-        match (found, adopted) {
-            (Some(found), Some(adopted)) if found == adopted => Ok(()),
-            (Some(found), Some(adopted)) if found.run_id == adopted.run_id => {
-                // Another replica saw a loss and wrote the time by its clock, which may be
-                // behind this one: the data set is complete no earlier than now here.
-                let since = found.since_ms.max(adopted.since_ms).max(unix_ms());
-                self.adopt(Marker {
-                    since_ms: since,
-                    ..found
-                });
-                Ok(())
+        let base = found.clone();
+        let next = match (found, adopted) {
+            (Some(found), Some(adopted)) if found == adopted && !self.wider_here(&found) => {
+                return Ok(());
             }
-            (_, adopted) => {
-                let run_id = adopted.map(|m| m.run_id).unwrap_or_default();
-                let marker = Marker {
-                    run_id,
-                    since_ms: unix_ms(),
-                };
+            (Some(found), Some(adopted))
+                if found.run_id == adopted.run_id && found.since_ms == adopted.since_ms =>
+            {
+                // A window announced by another replica, or one to announce.
+                found
+            }
+            (found, adopted) => {
                 tracing::warn!(
                     store = %self.0.description,
-                    "replay store lost its proofs (flushed, or its marker deleted): proofs issued before now are refused"
+                    "replay store lost its proofs (flushed, or its marker deleted or rewritten): proofs issued before now are refused"
                 );
-                self.write_marker(&marker).await?;
-                Ok(())
+                // Another replica's time may be by a clock behind this one: the data set
+                // is complete no earlier than now here.
+                let since = found.as_ref().map_or(0, |f| f.since_ms).max(unix_ms());
+                let adopted = adopted.unwrap_or_default();
+                Marker {
+                    since_ms: since,
+                    ..found.unwrap_or(adopted)
+                }
+            }
+        };
+        let (merged, _) = self.merge_windows(next);
+        if base.as_ref() == Some(&merged) {
+            self.adopt(merged);
+            return Ok(());
+        }
+        self.write_marker(merged, base).await
+    }
+
+    /// Whether this replica's window is wider than the one `marker` announces (a reload
+    /// widened it, or it started before this replica had one).
+    fn wider_here(&self, marker: &Marker) -> bool {
+        let shared = marker.window.map_or(0, |w| w.max_age_ms);
+        self.windows()
+            .widest()
+            .is_some_and(|local| local.max_age_ms > shared)
+    }
+
+    /// Merges the marker's windows with this replica's: the widest is everyone's, and a
+    /// widening announced anywhere applies everywhere. Returns the marker to keep, and
+    /// whether this replica's window is wider and must be announced.
+    fn merge_windows(&self, mut marker: Marker) -> (Marker, bool) {
+        let mut windows = self.windows();
+        if marker.widened_at_ms > 0 {
+            let skew = marker.window.map_or(0, |w| w.skew_ms);
+            windows.widen(
+                marker.widened_at_ms.saturating_add(skew),
+                marker.previous_max_age_ms,
+            );
+        }
+        let now = unix_ms();
+        match (marker.window, windows.widest()) {
+            (Some(shared), Some(local)) if local.max_age_ms > shared.max_age_ms => {
+                // Wider here: announced, and proofs issued before now keep the old limit.
+                windows.widen(
+                    now.saturating_add(shared.skew_ms.max(local.skew_ms)),
+                    shared.max_age_ms,
+                );
+                marker.widened_at_ms = now;
+                marker.previous_max_age_ms = shared.max_age_ms;
+                marker.window = Some(ProofWindow {
+                    max_age_ms: local.max_age_ms,
+                    skew_ms: local.skew_ms.max(shared.skew_ms),
+                });
+                (marker, true)
+            }
+            (Some(shared), _) => {
+                windows.adopt(shared, now);
+                (marker, false)
+            }
+            (None, local) => {
+                // A marker without a window: this replica's, once it has one.
+                let changed = local.is_some();
+                marker.window = local;
+                (marker, changed)
             }
         }
     }
@@ -234,7 +357,7 @@ impl RedisStore {
                 .map(str::trim)
         };
         let run_id = field("run_id")
-            .filter(|r| !r.is_empty())
+            .filter(|r| !r.is_empty() && !r.contains(' '))
             .ok_or(Failure::Unexpected("INFO has no run_id"))?
             .to_owned();
         // Absent fields are not taken for the safe values: such a server is not one to
@@ -252,6 +375,9 @@ impl RedisStore {
             )));
         }
         let aof = field("aof_enabled") == Some("1");
+        // A replica promoted to primary (a failover) has a second replication offset: the
+        // writes its old primary had not yet sent are lost, whatever its disk.
+        let promoted = field("second_repl_offset") != Some("-1");
         // CONFIG may be renamed away on managed servers: then durability is not known.
         let fsync: Option<Vec<String>> = ::redis::cmd("CONFIG")
             .arg("GET")
@@ -267,16 +393,22 @@ impl RedisStore {
             .map_err(Failure::Redis)?;
         let found = found.as_deref().and_then(Marker::parse);
         let marker = match found.clone() {
-            Some(found) if found.run_id == run_id => found,
-            Some(found) if durable => {
+            Some(found) if found.run_id == run_id => Marker { durable, ..found },
+            // A restart, trusted only when the run that wrote the marker and this one
+            // both had every write on disk, and this is no promoted replica.
+            Some(found) if found.durable && durable && !promoted => {
                 tracing::info!(store = %self.0.description, "replay store restarted with every write on disk: its proofs are kept");
-                Marker { run_id, ..found }
+                Marker {
+                    run_id,
+                    durable,
+                    ..found
+                }
             }
             found => {
                 if found.is_some() {
                     tracing::warn!(
                         store = %self.0.description,
-                        "replay store restarted without appendfsync always: proofs issued before now are refused"
+                        "replay store restarted or failed over without every write on disk (appendonly yes, appendfsync always): proofs issued before now are refused"
                     );
                 } else if self.marker().is_some() {
                     tracing::warn!(
@@ -284,12 +416,16 @@ impl RedisStore {
                         "replay store lost its proofs (restarted without persistence, or flushed): proofs issued before now are refused"
                     );
                 }
+                let since_ms = unix_ms().max(found.as_ref().map_or(0, |f| f.since_ms));
                 Marker {
                     run_id,
-                    since_ms: unix_ms().max(found.map_or(0, |f| f.since_ms)),
+                    since_ms,
+                    durable,
+                    ..found.unwrap_or_default()
                 }
             }
         };
+        let (marker, _) = self.merge_windows(marker);
         if found.as_ref() != Some(&marker) {
             let _: () = ::redis::cmd("SET")
                 .arg(&self.0.marker_key)
@@ -302,14 +438,38 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn write_marker(&self, marker: &Marker) -> Result<(), Failure> {
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(&self.0.marker_key).arg(marker.text());
-        self.adopt(marker.clone());
-        match self.query(&cmd).await? {
-            Value::Okay => Ok(()),
-            _ => Err(Failure::Unexpected("unexpected reply to SET")),
+    /// Writes `marker` over `base`, the value it was worked out from. When another
+    /// replica wrote in between (`SET ... GET` returns what was there), its value is
+    /// merged in (the later time, the wider window) and written again: both only grow,
+    /// so no replica's news is lost to another's write.
+    async fn write_marker(&self, marker: Marker, base: Option<Marker>) -> Result<(), Failure> {
+        let (mut next, mut base) = (marker, base);
+        for _ in 0..4 {
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(&self.0.marker_key).arg(next.text()).arg("GET");
+            let previous = match self.query(&cmd).await? {
+                Value::BulkString(bytes) => {
+                    std::str::from_utf8(&bytes).ok().and_then(Marker::parse)
+                }
+                Value::Nil => None,
+                _ => return Err(Failure::Unexpected("unexpected reply to SET GET")),
+            };
+            if previous == base || previous.as_ref() == Some(&next) {
+                break;
+            }
+            let Some(theirs) = previous else { break };
+            next.since_ms = next.since_ms.max(theirs.since_ms);
+            let (merged, _) = self.merge_windows(Marker {
+                since_ms: next.since_ms,
+                ..theirs.clone()
+            });
+            next.window = merged.window;
+            next.widened_at_ms = merged.widened_at_ms;
+            next.previous_max_age_ms = merged.previous_max_age_ms;
+            base = Some(theirs);
         }
+        self.adopt(next);
+        Ok(())
     }
 
     fn marker(&self) -> Option<Marker> {
@@ -622,6 +782,7 @@ mod tests {
             Duration::from_secs(1),
             "dpop:",
             Arc::default(),
+            SharedWindows::default(),
         )
         .unwrap();
         let mut key = [0u8; 32];

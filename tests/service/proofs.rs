@@ -488,3 +488,99 @@ async fn issue_20_a_redis_that_may_evict_proofs_is_refused() {
     }
     s.stop().await;
 }
+
+async fn on(authz: &Authz, token: &str, proof: &str) -> jwt_authz::proto::CheckResponse {
+    authz
+        .check(dpop_request(
+            "api.example.com",
+            "/api/private",
+            token,
+            proof,
+        ))
+        .await
+}
+
+/// Issue 20 across replicas: during a rollout that widens `dpop.max_age`, one replica
+/// still records uses with the narrow window while another accepts the wide one. The wide
+/// replica announces its window in the shared marker: proofs issued before that keep the
+/// narrow limit everywhere (on replicas started later too), and uses recorded by the
+/// narrow replica from then on are kept for the wide window.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_20_a_rollout_that_widens_the_window_lets_no_proof_be_replayed_on_another_replica() {
+    let redis = RedisServer::durable();
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let replica = |tag: &str, max_age: &str| {
+        let path = std::env::temp_dir().join(format!(
+            "jwt-authz-rollout-{}-{}-{tag}.yaml",
+            std::process::id(),
+            idp.addr.port()
+        ));
+        let extra = format!(
+            "dpop:\n  max_age: {max_age}\n  clock_skew: 1s\n  replay_store: {}\n",
+            redis.url()
+        );
+        std::fs::write(&path, Service::text(&idp, &extra)).unwrap();
+        path
+    };
+    let (narrow_path, wide_path) = (replica("narrow", "2s"), replica("wide", "120s"));
+    let narrow = Authz::start(&["--config", narrow_path.to_str().unwrap()]).await;
+    narrow.wait_serving().await;
+    let wide = Authz::start(&["--config", wide_path.to_str().unwrap()]).await;
+    wide.wait_serving().await;
+    let client = proof_key("ec-256");
+    let mut c = claims(&idp.issuer());
+    c["cnf"] = json!({"jkt": client.thumbprint()});
+    let token = mint(&key("rsa-1"), &c);
+
+    // Used on the narrow replica (remembered there for 2 s + 2 x 1 s), replayed on the
+    // wide one once Redis forgot it.
+    let early = client.proof("GET", PRIVATE, Some(&token));
+    assert_allowed(&on(&narrow, &token, &early).await);
+    let used = Instant::now();
+    // A proof on the wide replica announces its window.
+    let announce = client.proof("GET", PRIVATE, Some(&token));
+    assert_allowed(&on(&wide, &token, &announce).await);
+    // The narrow replica learns it with its next proof, and keeps that use as long (a
+    // proof issued within the skew of the announcement, in whole seconds, would keep the
+    // old limit).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let late = client.proof("GET", PRIVATE, Some(&token));
+    assert_allowed(&on(&narrow, &token, &late).await);
+    let late_used = Instant::now();
+    tokio::time::sleep(Duration::from_millis(4_500).saturating_sub(late_used.elapsed())).await;
+    assert!(used.elapsed() > Duration::from_millis(4_500));
+    assert_denied(&on(&wide, &token, &early).await, 401, "invalid_dpop_proof");
+    assert_eq!(
+        refused(&wide, "unproven").await,
+        1,
+        "refused for its old limit"
+    );
+    assert_denied(&on(&wide, &token, &late).await, 401, "invalid_dpop_proof");
+    assert_eq!(refused(&wide, "replay").await, 1, "still in Redis");
+    // A wide replica started after the announcement knows the old limit too.
+    let third = Authz::start(&["--config", wide_path.to_str().unwrap()]).await;
+    third.wait_serving().await;
+    assert_denied(&on(&third, &token, &early).await, 401, "invalid_dpop_proof");
+    assert_eq!(refused(&third, "unproven").await, 1);
+    for authz in [narrow, wide, third] {
+        authz.stop().await.unwrap();
+    }
+    let _ = std::fs::remove_file(narrow_path);
+    let _ = std::fs::remove_file(wide_path);
+}
+
+/// A restart of a Redis that writes its log to disk only once a second (`appendfsync
+/// everysec`) may have lost the last second's proofs: not trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_20_a_redis_restart_with_everysec_persistence_is_not_trusted() {
+    let mut redis = RedisServer::with_args(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+    let (s, client, token) = on_redis(&redis).await;
+    let proof = client.proof("GET", PRIVATE, Some(&token));
+    assert_allowed(&send(&s, &token, &proof).await);
+    next_second().await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    redis.restart();
+    assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
+    assert_eq!(refused(&s.authz, "unproven").await, 1, "refused as unproven");
+    s.stop().await;
+}
