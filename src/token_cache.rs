@@ -51,7 +51,8 @@ pub struct CachedToken {
     /// `nbf` in Unix seconds, 0 when absent (the same instant for every check): eight
     /// bytes less per entry than an `Option`.
     nbf: u64,
-    pub leeway_ms: u64,
+    /// The leeway on `exp` and `nbf`, in ms (at most 49 days: four bytes less per entry).
+    leeway_ms: u32,
     /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
     /// it is forwarded, the `cnf` thumbprints (`jkt`, `x5t#S256`), one value per configured
     /// claim header, then the audiences. Empty means absent.
@@ -156,7 +157,7 @@ impl CachedToken {
             key_fingerprint: parts.key_fingerprint,
             exp: parts.exp,
             nbf: parts.nbf.unwrap_or(0),
-            leeway_ms: parts.leeway_ms,
+            leeway_ms: u32::try_from(parts.leeway_ms).unwrap_or(u32::MAX),
             text,
             ends,
             first_audience,
@@ -241,8 +242,9 @@ impl CachedToken {
     /// Whether `exp` and `nbf` still hold at `now_ms` (Unix milliseconds, leeway
     /// included), by the same rule as on first use.
     pub fn is_fresh(&self, now_ms: u64) -> bool {
-        verify::before_expiry(self.exp, self.leeway_ms, now_ms)
-            && verify::after_not_before(Some(self.nbf), self.leeway_ms, now_ms)
+        let leeway_ms = u64::from(self.leeway_ms);
+        verify::before_expiry(self.exp, leeway_ms, now_ms)
+            && verify::after_not_before(Some(self.nbf), leeway_ms, now_ms)
     }
 }
 

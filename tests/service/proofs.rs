@@ -581,6 +581,10 @@ async fn issue_20_a_redis_restart_with_everysec_persistence_is_not_trusted() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     redis.restart();
     assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
-    assert_eq!(refused(&s.authz, "unproven").await, 1, "refused as unproven");
+    assert_eq!(
+        refused(&s.authz, "unproven").await,
+        1,
+        "refused as unproven"
+    );
     s.stop().await;
 }
