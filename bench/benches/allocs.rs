@@ -160,24 +160,33 @@ fn main() {
     replay_bytes(&rt);
 }
 
-/// Proofs recorded per row of the replay-store table.
-const PROOFS: u64 = 200_000;
+/// Proofs recorded per row of the replay-store table (a few when run as a test).
+fn proofs() -> u64 {
+    if measuring() { 200_000 } else { 2_000 }
+}
+
+/// Whether this is a measured run (`cargo bench` passes `--bench`), not `cargo test`
+/// running every target once: then the tables use few tokens and proofs.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 
 /// Heap the in-memory replay store holds per recorded proof (its map and expiry queue, and
 /// the per-key quota's count), for proofs of one key and of many.
 fn replay_bytes(rt: &tokio::runtime::Runtime) {
     use jwt_authz::replay::{ProofUse, ProofWindow, ReplayStore, Use};
-    println!("\nin-memory replay store: heap per recorded proof ({PROOFS} proofs per row)");
+    let count = proofs();
+    println!("\nin-memory replay store: heap per recorded proof ({count} proofs per row)");
     println!("| proof keys | heap per proof | 1,000,000 proofs |\n| --- | ---: | ---: |");
-    for keys in [1u64, 100, PROOFS] {
-        let store = ReplayStore::memory(PROOFS as usize).with_holder_quota(PROOFS as usize);
+    for keys in [1u64, 100, count] {
+        let store = ReplayStore::memory(count as usize).with_holder_quota(count as usize);
         let window = ProofWindow {
             max_age_ms: 65_000,
             skew_ms: 5_000,
         };
         store.adopt(window, 1_000_000);
         let region = Region::new(GLOBAL);
-        for n in 0..PROOFS {
+        for n in 0..count {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&n.to_be_bytes());
             let mut holder = [0u8; 32];
@@ -193,7 +202,7 @@ fn replay_bytes(rt: &tokio::runtime::Runtime) {
         let stats = region.change();
         let heap = stats.bytes_allocated as f64 - stats.bytes_deallocated as f64
             + stats.bytes_reallocated as f64;
-        let per = heap / PROOFS as f64;
+        let per = heap / count as f64;
         println!(
             "| {keys} | {per:.0} | {:.0} MiB |",
             per * 1_000_000.0 / f64::from(1u32 << 20)
@@ -201,20 +210,23 @@ fn replay_bytes(rt: &tokio::runtime::Runtime) {
     }
 }
 
-/// Tokens per row of the cache table.
-const TOKENS: usize = 20_000;
+/// Tokens per row of the cache table (a few when run as a test).
+fn tokens() -> usize {
+    if measuring() { 20_000 } else { 50 }
+}
 
-/// Heap a cached token holds: the net heap change over Checks of [`TOKENS`] new tokens with
+/// Heap a cached token holds: the net heap change over Checks of [`tokens`] new tokens with
 /// the cache, less the same without it (what every Check leaves behind whatever the cache,
 /// as these counts see it), per cached entry; beside what the cache counts against
 /// `token_cache.max_bytes` at the default budget.
 fn cache_bytes(rt: &tokio::runtime::Runtime) {
-    println!("\ntoken cache memory per entry ({TOKENS} distinct tokens per row)");
+    let count = tokens();
+    println!("\ntoken cache memory per entry ({count} distinct tokens per row)");
     println!(
         "| token | upstream | request bytes | entries | heap per entry | counted per entry |\n| --- | --- | ---: | ---: | ---: | ---: |"
     );
     for (label, pad) in [("typical", 0usize), ("7.4 KB", 5_300), ("700 objects", 700)] {
-        let requests: Vec<_> = (0..TOKENS)
+        let requests: Vec<_> = (0..count)
             .map(|i| {
                 let mut claims = jwt_authz::testkit::claims(common::ISSUER);
                 claims["sub"] = "auth0|bench-user".into();
