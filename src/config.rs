@@ -230,12 +230,16 @@ impl Config {
                 .token_cache_max_entries
                 .or(cache_file.max_entries)
                 .unwrap_or(defaults::TOKEN_CACHE_MAX_ENTRIES),
-            max_bytes: match cache_file.max_bytes.as_deref() {
-                None => defaults::TOKEN_CACHE_MAX_BYTES,
-                Some(text) => e
-                    .check("token_cache.max_bytes", values::parse_bytes(text))
-                    .unwrap_or(defaults::TOKEN_CACHE_MAX_BYTES),
-            },
+            max_bytes: e
+                .check(
+                    "token_cache.max_bytes",
+                    values::parse_bytes(&pick(
+                        &args.token_cache_max_bytes,
+                        &cache_file.max_bytes,
+                        defaults::TOKEN_CACHE_MAX_BYTES,
+                    )),
+                )
+                .unwrap_or(u64::MAX),
         };
         let log_format = match (args.log_format, log_file.format.as_deref()) {
             (Some(f), _) => Some(f),

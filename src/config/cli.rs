@@ -145,6 +145,13 @@ pub struct ServeArgs {
     ))]
     pub token_cache_max_entries: Option<u64>,
 
+    #[arg(long, env = "JWT_AUTHZ_TOKEN_CACHE_MAX_BYTES", help = help(
+        "Most bytes the cached tokens may hold in all, everything an entry holds counted \
+         (`64MiB`, `512KiB` or a number of bytes)",
+        defaults::TOKEN_CACHE_MAX_BYTES,
+    ))]
+    pub token_cache_max_bytes: Option<String>,
+
     #[arg(long, env = "JWT_AUTHZ_REALM", help = help(
         "`realm` sent in `WWW-Authenticate`",
         defaults::REALM,

@@ -27,7 +27,7 @@ pub const TOKEN_CACHE: bool = true;
 pub const TOKEN_CACHE_MAX_ENTRIES: u64 = 100_000;
 /// What the token cache's entries may hold in all: tokens forwarded whole
 /// (`forward_payload_header`) are bounded here rather than by their count.
-pub const TOKEN_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub const TOKEN_CACHE_MAX_BYTES: &str = "64MiB";
 /// `realm` of `WWW-Authenticate`.
 pub const REALM: &str = "jwt-authz";
 /// How often the configuration file is polled for changes.

@@ -671,3 +671,54 @@ fn http_listener_limits_are_read_with_defaults_and_bad_ones_are_named() {
     let typo = parse_file("http_server: { max_conections: 5 }").unwrap_err();
     assert!(typo.contains("max_conections"), "{typo}");
 }
+
+#[test]
+fn the_cache_byte_budget_the_per_key_quota_and_the_settle_interval_are_read() {
+    let args = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
+    let config = from(&args, "{}").unwrap();
+    assert_eq!(config.token_cache.max_bytes, 64 << 20);
+    assert_eq!(config.replay_max_per_key, 10_000);
+    assert_eq!(config.config_settle, Duration::from_secs(2));
+    let config = from(
+        &args,
+        "token_cache: {max_bytes: 512KiB}\ndpop: {replay_max_per_key: 5}\nconfig_settle: 250ms\n",
+    )
+    .unwrap();
+    assert_eq!(config.token_cache.max_bytes, 512 << 10);
+    assert_eq!(config.replay_max_per_key, 5);
+    assert_eq!(config.config_settle, Duration::from_millis(250));
+    let flags = [
+        "--issuer",
+        "https://t.auth0.com/",
+        "--audience",
+        "a",
+        "--token-cache-max-bytes",
+        "1048576",
+    ];
+    assert_eq!(
+        from(&flags, "token_cache: {max_bytes: 2GiB}\n")
+            .unwrap()
+            .token_cache
+            .max_bytes,
+        1 << 20
+    );
+    let errors = from(
+        &args,
+        "token_cache: {max_bytes: 64MB}\ndpop: {replay_max_per_key: 0}\nconfig_settle: soon\n",
+    )
+    .unwrap_err()
+    .0;
+    for field in [
+        "token_cache.max_bytes:",
+        "dpop.replay_max_per_key:",
+        "config_settle:",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(field)),
+            "{field} in {errors:?}"
+        );
+    }
+    for bad in ["0", "-1", "1.5MiB", "MiB", "99999999999GiB", " "] {
+        assert!(super::values::parse_bytes(bad).is_err(), "{bad}");
+    }
+}
