@@ -46,9 +46,18 @@ struct LogFields<'s> {
 }
 
 /// The token of one request, verified at most once however many rules (shadow and
-/// deciding) ask for it.
-/// The proof is recorded in the replay store only once the deciding rule is satisfied.
+/// deciding) ask for it, with its checked DPoP proof, which only the deciding rule
+/// records.
 type TokenOutcome = Option<Result<(Arc<CachedToken>, Option<CheckedProof>), AuthError>>;
+
+/// Which rule a token is evaluated for.
+#[derive(Debug, Clone, Copy)]
+enum Role<'a> {
+    /// A shadow rule: its outcome is counted and logged, and changes nothing.
+    Shadow,
+    /// The rule that decides, with the `required_scopes` value when it decides too.
+    Deciding { context_scopes: Option<&'a str> },
+}
 
 /// Settings the Check path reads on every request.
 #[derive(Debug, Clone)]
@@ -365,7 +374,7 @@ impl AuthzService {
         let mut token: TokenOutcome = None;
         for shadow in &requirement.shadows {
             let outcome = self
-                .evaluate(&shadow.action, None, request, wire, &mut token, log, false)
+                .evaluate(&shadow.action, Role::Shadow, request, wire, &mut token, log)
                 .await;
             self.metrics
                 .record_shadow(&shadow.name, outcome.as_ref().err());
@@ -390,36 +399,28 @@ impl AuthzService {
             // every route.
             bearer::check_removable(&self.settings.token_sources, request, wire == Wire::Grpc)?;
         }
-        let context_scopes = request
-            .required_scopes
-            .filter(|_| requirement.context_scopes);
-        self.evaluate(
-            &requirement.action,
-            context_scopes,
-            request,
-            wire,
-            &mut token,
-            log,
-            true,
-        )
-        .await
+        let role = Role::Deciding {
+            context_scopes: request
+                .required_scopes
+                .filter(|_| requirement.context_scopes),
+        };
+        self.evaluate(&requirement.action, role, request, wire, &mut token, log)
+            .await
     }
 
-    /// What `action` gives this request, with the scopes of a `required_scopes` value
-    /// that decides. The token is read and verified only when the action needs it, and
-    /// only once per request (`token` keeps the outcome). A DPoP proof is recorded as
-    /// used (`record`, the deciding rule) only when everything else allows the request,
-    /// so a refused request spends no replay-store space.
-    #[allow(clippy::too_many_arguments)]
+    /// What `action` gives this request in `role`. The token is read and verified only
+    /// when the action needs it, and only once per request (`token` keeps the outcome).
+    /// For the deciding rule, a `required_scopes` value that decides is checked, and a
+    /// DPoP proof is recorded as used last, once everything else allows the request: a
+    /// refused request spends no replay-store space, and a shadow rule none at all.
     async fn evaluate(
         &self,
         action: &Action,
-        context_scopes: Option<&str>,
+        role: Role<'_>,
         request: &Inbound<'_>,
         wire: Wire,
         token: &mut TokenOutcome,
         log: &mut LogFields<'_>,
-        record: bool,
     ) -> Result<Allowed, AuthError> {
         let rule = match action {
             Action::Deny => return Err(AuthError::RouteDenied),
@@ -436,14 +437,17 @@ impl AuthzService {
             }
         }?;
         self.check_route(&entry, rule)?;
-        if let Some(value) = context_scopes {
+        if let Role::Deciding {
+            context_scopes: Some(value),
+        } = role
+        {
             ScopeRule::check_context_extension(value, entry.scopes())?;
         }
         if rule.dpop_required && !self.settings.is_dpop_request(request) {
             // A DPoP request got here with its proof checked; a bearer one did not.
             return Err(AuthError::DpopRequired);
         }
-        if let (true, Some(proof)) = (record, &proof) {
+        if let (Role::Deciding { .. }, Some(proof)) = (role, &proof) {
             self.record_proof(proof).await?;
         }
         Ok(Allowed::Token(entry))

@@ -260,38 +260,45 @@ impl RedisStore {
             _ => None,
         };
         let adopted = self.marker();
-        let base = found.clone();
-        let next = match (found, adopted) {
-            (Some(found), Some(adopted)) if found == adopted && !self.wider_here(&found) => {
-                return Ok(());
-            }
-            (Some(found), Some(adopted))
-                if found.run_id == adopted.run_id && found.since_ms == adopted.since_ms =>
-            {
-                // A window announced by another replica, or one to announce.
-                found
-            }
-            (found, adopted) => {
-                tracing::warn!(
-                    store = %self.0.description,
-                    "replay store lost its proofs (flushed, or its marker deleted or rewritten): proofs issued before now are refused"
-                );
-                // Another replica's time may be by a clock behind this one: the data set
-                // is complete no earlier than now here.
-                let since = found.as_ref().map_or(0, |f| f.since_ms).max(unix_ms());
-                let adopted = adopted.unwrap_or_default();
-                Marker {
-                    since_ms: since,
-                    ..found.unwrap_or(adopted)
-                }
-            }
+        let Some(found) = found else {
+            // Gone (a flush, the key deleted): this replica declares the loss.
+            tracing::warn!(
+                store = %self.0.description,
+                "replay store lost its proofs (flushed, or its marker deleted): proofs issued before now are refused"
+            );
+            let lost = Marker {
+                since_ms: unix_ms(),
+                ..adopted.unwrap_or_default()
+            };
+            let (merged, _) = self.merge_windows(lost);
+            return self.write_marker(merged, None).await;
         };
-        let (merged, _) = self.merge_windows(next);
-        if base.as_ref() == Some(&merged) {
+        let same_data_set = adopted
+            .as_ref()
+            .is_some_and(|a| a.run_id == found.run_id && a.since_ms == found.since_ms);
+        if !same_data_set {
+            // Another replica declared a loss (or saw a new run) and wrote its time by
+            // its clock, which may be behind this one: here the data set is complete no
+            // earlier than now. The marker is kept as written, so the news is not
+            // declared again by every replica in turn.
+            tracing::warn!(
+                store = %self.0.description,
+                "replay store lost its proofs (seen by another replica): proofs issued before now are refused"
+            );
+            self.0
+                .complete_since_ms
+                .fetch_max(unix_ms(), Ordering::Relaxed);
+        }
+        if adopted.as_ref() == Some(&found) && !self.wider_here(&found) {
+            return Ok(());
+        }
+        // A window announced by another replica, or one to announce here.
+        let (merged, announce) = self.merge_windows(found.clone());
+        if !announce {
             self.adopt(merged);
             return Ok(());
         }
-        self.write_marker(merged, base).await
+        self.write_marker(merged, Some(found)).await
     }
 
     /// Whether this replica's window is wider than the one `marker` announces (a reload
@@ -323,8 +330,16 @@ impl RedisStore {
                     now.saturating_add(shared.skew_ms.max(local.skew_ms)),
                     shared.max_age_ms,
                 );
+                // One widening fits in the marker: one still in force folds into this
+                // one with the smaller limit (stricter for proofs issued between them).
+                let earlier_in_force = marker.widened_at_ms > 0
+                    && now.saturating_sub(marker.widened_at_ms) <= local.max_age_ms;
+                marker.previous_max_age_ms = if earlier_in_force {
+                    marker.previous_max_age_ms.min(shared.max_age_ms)
+                } else {
+                    shared.max_age_ms
+                };
                 marker.widened_at_ms = now;
-                marker.previous_max_age_ms = shared.max_age_ms;
                 marker.window = Some(ProofWindow {
                     max_age_ms: local.max_age_ms,
                     skew_ms: local.skew_ms.max(shared.skew_ms),

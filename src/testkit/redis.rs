@@ -160,8 +160,8 @@ impl RedisServer {
         }
     }
 
-    /// Sends one inline command (`FLUSHALL`, `DBSIZE`) and returns the first line of the
-    /// reply.
+    /// Sends one inline command (`FLUSHALL`, `DBSIZE`, `GET key`) and returns its reply:
+    /// the status or integer line as sent (`+OK`, `:0`), or a bulk string's value.
     pub fn command(&self, line: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
         stream
@@ -174,7 +174,11 @@ impl RedisServer {
             read_line(&mut stream);
         }
         stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-        read_line(&mut stream)
+        let reply = read_line(&mut stream);
+        match reply.strip_prefix('$') {
+            Some(length) if length.parse::<usize>().is_ok() => read_line(&mut stream),
+            _ => reply,
+        }
     }
 
     fn answers(&self) -> bool {

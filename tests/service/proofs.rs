@@ -588,3 +588,41 @@ async fn issue_20_a_redis_restart_with_everysec_persistence_is_not_trusted() {
     );
     s.stop().await;
 }
+
+/// After a flush, the replica that sees it first declares the loss in the marker; the
+/// others adopt it without writing their own time over it, so the marker settles and
+/// fresh proofs pass on every replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_20_replicas_agree_on_a_flush_and_the_marker_settles() {
+    let redis = RedisServer::durable();
+    let (s, client, token) = on_redis(&redis).await;
+    let second = Authz::start(&["--config", s.path.to_str().unwrap()]).await;
+    second.wait_serving().await;
+    for authz in [&s.authz, &second] {
+        let proof = client.proof("GET", PRIVATE, Some(&token));
+        assert_allowed(&on(authz, &token, &proof).await);
+    }
+    next_second().await;
+    assert_eq!(redis.command("FLUSHALL"), "+OK");
+    for _ in 0..3 {
+        for authz in [&s.authz, &second] {
+            let proof = client.proof("GET", PRIVATE, Some(&token));
+            let _ = on(authz, &token, &proof).await;
+        }
+    }
+    let marker = redis.command("GET jwt-authz:dpop:complete");
+    next_second().await;
+    for _ in 0..3 {
+        for authz in [&s.authz, &second] {
+            let proof = client.proof("GET", PRIVATE, Some(&token));
+            assert_allowed(&on(authz, &token, &proof).await);
+        }
+    }
+    assert_eq!(
+        redis.command("GET jwt-authz:dpop:complete"),
+        marker,
+        "the marker settled"
+    );
+    second.stop().await.unwrap();
+    s.stop().await;
+}
