@@ -322,7 +322,9 @@ impl RedisStore {
                 marker.previous_max_age_ms,
             );
         }
-        let now = unix_ms();
+        // A widening counts from when it may be seen: the marker is written after this,
+        // within the timeout.
+        let now = unix_ms().saturating_add(millis(self.0.timeout));
         match (marker.window, windows.widest()) {
             (Some(shared), Some(local)) if local.max_age_ms > shared.max_age_ms => {
                 // Wider here: announced, and proofs issued before now keep the old limit.
@@ -400,7 +402,17 @@ impl RedisStore {
             .query_async(connection)
             .await
             .ok();
-        let durable = aof && fsync.is_some_and(|v| v.get(1).is_some_and(|f| f == "always"));
+        // And no fsync skipped while a background save or log rewrite runs.
+        let rewrite: Option<Vec<String>> = ::redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("no-appendfsync-on-rewrite")
+            .query_async(connection)
+            .await
+            .ok();
+        let setting = |reply: Option<Vec<String>>, want: &str| {
+            reply.is_some_and(|v| v.get(1).is_some_and(|value| value == want))
+        };
+        let durable = aof && setting(fsync, "always") && setting(rewrite, "no");
         let found: Option<String> = ::redis::cmd("GET")
             .arg(&self.0.marker_key)
             .query_async(connection)
