@@ -256,6 +256,23 @@ async fn issue_20_refused_requests_spend_no_replay_store_space_and_one_key_canno
         };
         assert_denied(&response, expected.0, expected.1);
     }
+    // The same over the HTTP endpoint.
+    let http = reqwest::Client::new();
+    for _ in 0..20 {
+        let proof = attacker.proof("GET", admin, Some(&no_scope));
+        let answer = http
+            .get(format!("http://{}/", s.authz.http))
+            .header("x-original-uri", "/api/admin")
+            .header("x-original-method", "GET")
+            .header("x-forwarded-host", "api.example.com")
+            .header("x-forwarded-proto", "http")
+            .header("authorization", format!("DPoP {no_scope}"))
+            .header("dpop", proof)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403);
+    }
     let (_, metrics) = scrape(&s.authz, "/metrics").await;
     assert_eq!(
         sample(
