@@ -540,20 +540,22 @@ async fn issue_20_a_rollout_that_widens_the_window_lets_no_proof_be_replayed_on_
         path
     };
     let (narrow_path, wide_path) = (replica("narrow", "2s"), replica("wide", "120s"));
-    let narrow = Authz::start(&["--config", narrow_path.to_str().unwrap()]).await;
-    narrow.wait_serving().await;
-    let wide = Authz::start(&["--config", wide_path.to_str().unwrap()]).await;
-    wide.wait_serving().await;
     let client = proof_key("ec-256");
     let mut c = claims(&idp.issuer());
     c["cnf"] = json!({"jkt": client.thumbprint()});
     let token = mint(&key("rsa-1"), &c);
+    // The narrow replica runs alone first (the marker has its window), as before a
+    // rollout.
+    let narrow = Authz::start(&["--config", narrow_path.to_str().unwrap()]).await;
+    narrow.wait_serving().await;
 
     // Used on the narrow replica (remembered there for 2 s + 2 x 1 s), replayed on the
     // wide one once Redis forgot it.
     let early = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&on(&narrow, &token, &early).await);
     let used = Instant::now();
+    let wide = Authz::start(&["--config", wide_path.to_str().unwrap()]).await;
+    wide.wait_serving().await;
     // A proof on the wide replica announces its window.
     let announce = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&on(&wide, &token, &announce).await);
