@@ -14,6 +14,7 @@
 
 mod holders;
 mod memory;
+mod recent;
 mod redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use self::holders::Holders;
 use self::memory::MemoryStore;
+use self::recent::Recent;
 use self::redis::RedisStore;
 
 /// Where seen proofs are remembered. Cheap to clone: clones share the same entries and
@@ -40,6 +42,9 @@ struct Inner {
     /// ([`redis`]). Only grows.
     complete_since_ms: Arc<AtomicU64>,
     windows: SharedWindows,
+    /// With Redis, the proofs this replica recorded lately: a use Redis lost is still
+    /// known here.
+    recent: Option<Recent>,
 }
 
 /// The proof windows of every configuration adopted since the store was built (and, with
@@ -204,6 +209,9 @@ pub const DEFAULT_MAX_PER_HOLDER: usize = 10_000;
 /// How many proof keys a Redis store tracks quotas for at once.
 const REDIS_MAX_HOLDERS: usize = 1_000_000;
 
+/// How many of its latest uses a replica keeps beside Redis (about 9 MiB when full).
+const RECENT_CAPACITY: usize = 100_000;
+
 impl ReplayStore {
     /// In-process, bounded to `max_entries` unexpired keys. Only proofs presented to this
     /// replica are seen: behind a load balancer with several replicas, use Redis.
@@ -248,11 +256,13 @@ impl ReplayStore {
         windows: SharedWindows,
         max_holders: usize,
     ) -> ReplayStore {
+        let recent = matches!(backend, Backend::Redis(_)).then(|| Recent::new(RECENT_CAPACITY));
         ReplayStore {
             inner: Arc::new(Inner {
                 backend,
                 counters: Counters::default(),
                 holders: Holders::new(DEFAULT_MAX_PER_HOLDER, max_holders),
+                recent,
                 complete_since_ms,
                 windows,
             }),
@@ -296,6 +306,14 @@ impl ReplayStore {
             counters.unproven.fetch_add(1, Ordering::Relaxed);
             return Ok(Use::Unproven(why));
         }
+        if let Some(recent) = &self.inner.recent
+            && recent.seen(&proof.key, now_ms)
+        {
+            // Used here before, whatever Redis says now.
+            counters.operations.fetch_add(1, Ordering::Relaxed);
+            counters.replays.fetch_add(1, Ordering::Relaxed);
+            return Ok(Use::Replay);
+        }
         let ttl_ms = self.windows().widest.map_or(1, ProofWindow::ttl_ms);
         let expiry_ms = now_ms.saturating_add(ttl_ms);
         if !self.inner.holders.reserve(&proof.holder, expiry_ms, now_ms) {
@@ -317,7 +335,11 @@ impl ReplayStore {
             },
             Err(e) => Err(e),
         };
-        if outcome != Ok(Use::First) {
+        if outcome == Ok(Use::First) {
+            if let Some(recent) = &self.inner.recent {
+                recent.insert(proof.key, expiry_ms, now_ms);
+            }
+        } else {
             self.inner.holders.release(&proof.holder, expiry_ms);
         }
         outcome

@@ -645,3 +645,25 @@ async fn issue_20_replicas_agree_on_a_flush_and_the_marker_settles() {
     second.stop().await.unwrap();
     s.stop().await;
 }
+
+/// A proof used, then Redis restarted without persistence (or flushed) within the same
+/// second, then the proof replayed to the same replica: `iat` cannot tell it from a fresh
+/// proof, but the replica remembers its own recent uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_20_a_replay_right_after_a_redis_loss_is_refused_by_the_replica_that_saw_the_use() {
+    let mut redis = RedisServer::start();
+    let (s, client, token) = on_redis(&redis).await;
+    for round in 0..3 {
+        let proof = client.proof("GET", PRIVATE, Some(&token));
+        assert_allowed(&send(&s, &token, &proof).await);
+        if round % 2 == 0 {
+            redis.restart();
+        } else {
+            assert_eq!(redis.command("FLUSHALL"), "+OK");
+        }
+        assert_eq!(redis.command("DBSIZE"), ":0");
+        let replayed = send(&s, &token, &proof).await;
+        assert_denied(&replayed, 401, "invalid_dpop_proof");
+    }
+    s.stop().await;
+}
