@@ -364,6 +364,17 @@ async fn on_redis(redis: &RedisServer) -> (Service, ProofKey, String) {
 
 const PRIVATE: &str = "http://api.example.com/api/private";
 
+/// Another replica on `s`'s configuration, connected to the store (it allowed one fresh
+/// proof): it did not see the proofs `s` recorded, so after a loss only the store's
+/// completeness can refuse their replays there.
+async fn other_replica(s: &Service, client: &ProofKey, token: &str) -> Authz {
+    let other = Authz::start(&["--config", s.path.to_str().unwrap()]).await;
+    other.wait_serving().await;
+    let proof = client.proof("GET", PRIVATE, Some(token));
+    assert_allowed(&on(&other, token, &proof).await);
+    other
+}
+
 async fn send(s: &Service, token: &str, proof: &str) -> jwt_authz::proto::CheckResponse {
     s.authz
         .check(dpop_request(
@@ -380,6 +391,7 @@ async fn send(s: &Service, token: &str, proof: &str) -> jwt_authz::proto::CheckR
 async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_before_it() {
     let mut redis = RedisServer::start();
     let (s, client, token) = on_redis(&redis).await;
+    let other = other_replica(&s, &client, &token).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&send(&s, &token, &proof).await);
     next_second().await;
@@ -390,14 +402,12 @@ async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_befo
         ":0",
         "the restart forgot every key"
     );
-    // The replay: Redis no longer holds its jti, the service still refuses it.
-    let replayed = send(&s, &token, &proof).await;
+    // The replay: Redis no longer holds its jti, the service still refuses it, on the
+    // replica that saw the use (which remembers it) and on the other.
+    assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
+    let replayed = on(&other, &token, &proof).await;
     assert_denied(&replayed, 401, "invalid_dpop_proof");
-    assert_eq!(
-        refused(&s.authz, "unproven").await,
-        1,
-        "refused as unproven"
-    );
+    assert_eq!(refused(&other, "unproven").await, 1, "refused as unproven");
     assert!(
         logs.text()
             .contains("replay store lost its proofs (restarted without persistence"),
@@ -409,6 +419,8 @@ async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_befo
     let fresh = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&send(&s, &token, &fresh).await);
     assert_denied(&send(&s, &token, &fresh).await, 401, "invalid_dpop_proof");
+    assert_denied(&on(&other, &token, &fresh).await, 401, "invalid_dpop_proof");
+    other.stop().await.unwrap();
     s.stop().await;
 }
 
@@ -435,17 +447,16 @@ async fn issue_20_a_redis_restart_with_every_write_on_disk_keeps_proofs_and_refu
 async fn issue_20_a_flushed_redis_refuses_proofs_issued_before_the_flush() {
     let redis = RedisServer::durable();
     let (s, client, token) = on_redis(&redis).await;
+    let other = other_replica(&s, &client, &token).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&send(&s, &token, &proof).await);
     next_second().await;
     assert_eq!(redis.command("FLUSHALL"), "+OK");
-    let replayed = send(&s, &token, &proof).await;
+    assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
+    let replayed = on(&other, &token, &proof).await;
     assert_denied(&replayed, 401, "invalid_dpop_proof");
-    assert_eq!(
-        refused(&s.authz, "unproven").await,
-        1,
-        "refused as unproven"
-    );
+    assert_eq!(refused(&other, "unproven").await, 1, "refused as unproven");
+    other.stop().await.unwrap();
     // Another replica that connects later learns the same from the marker.
     let second = Authz::start(&["--config", s.path.to_str().unwrap()]).await;
     second.wait_serving().await;
@@ -560,9 +571,9 @@ async fn issue_20_a_rollout_that_widens_the_window_lets_no_proof_be_replayed_on_
     let announce = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&on(&wide, &token, &announce).await);
     // The narrow replica learns it with its next proof, and keeps that use as long (a
-    // proof issued within the skew of the announcement, in whole seconds, would keep the
-    // old limit).
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    // proof issued within the skew and the store timeout of the announcement, in whole
+    // seconds, would keep the old limit).
+    tokio::time::sleep(Duration::from_millis(2_700)).await;
     let late = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&on(&narrow, &token, &late).await);
     let late_used = Instant::now();
@@ -594,17 +605,15 @@ async fn issue_20_a_rollout_that_widens_the_window_lets_no_proof_be_replayed_on_
 async fn issue_20_a_redis_restart_with_everysec_persistence_is_not_trusted() {
     let mut redis = RedisServer::with_args(&["--appendonly", "yes", "--appendfsync", "everysec"]);
     let (s, client, token) = on_redis(&redis).await;
+    let other = other_replica(&s, &client, &token).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
     assert_allowed(&send(&s, &token, &proof).await);
     next_second().await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     redis.restart();
-    assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
-    assert_eq!(
-        refused(&s.authz, "unproven").await,
-        1,
-        "refused as unproven"
-    );
+    assert_denied(&on(&other, &token, &proof).await, 401, "invalid_dpop_proof");
+    assert_eq!(refused(&other, "unproven").await, 1, "refused as unproven");
+    other.stop().await.unwrap();
     s.stop().await;
 }
 
