@@ -10,7 +10,8 @@
 //! Every failure is closed: a full memory store refuses new proofs rather than forget an
 //! unexpired one, and an unreachable Redis is an error, never a "first use".
 //!
-//! A leaf module: it imports only the URL redaction of [`crate::fetch_url`].
+//! A leaf module: it imports only the URL redaction of [`crate::fetch_url`] and the wall
+//! clock of [`crate::clock`].
 
 mod holders;
 mod memory;

@@ -719,9 +719,7 @@ enum Request<'a> {
 /// The wall clock, in Unix ms: the time written in the marker, which other replicas
 /// compare with `iat`.
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, millis)
+    crate::clock::Clock::system().now_millis()
 }
 
 /// A connection attempt in flight: on drop, unless it succeeded, the next attempt waits

@@ -96,6 +96,21 @@ fn dpop_request(host: &str, path: &str, token: &str, proof: &str) -> CheckReques
     request
 }
 
+/// What the test kit's DPoP requests address.
+const PRIVATE: &str = "http://api.example.com/api/private";
+
+/// `GET /api/private` on `api.example.com` with a DPoP token and proof, to `authz`.
+async fn on(authz: &Authz, token: &str, proof: &str) -> jwt_authz::proto::CheckResponse {
+    authz
+        .check(dpop_request(
+            "api.example.com",
+            "/api/private",
+            token,
+            proof,
+        ))
+        .await
+}
+
 /// The replay store's refusals by reason (`unproven`, `key_quota`) or its operations by
 /// result (`replay`, `first_use`), as the admin port reports them.
 async fn refused(authz: &Authz, reason: &str) -> u64 {
@@ -201,20 +216,14 @@ async fn issue_20_a_used_proof_stays_used_when_a_reload_widens_the_window() {
     let s = Service::start("dpop:\n  max_age: 2s\n  clock_skew: 1s\n").await;
     let client = proof_key("ec-256");
     let token = s.token(&client, "", AUDIENCE);
-    let url = "http://api.example.com/api/private";
-    let proof = client.proof("GET", url, Some(&token));
+    let proof = client.proof("GET", PRIVATE, Some(&token));
     let used_at = Instant::now();
-    let check = |proof: String| {
-        let request = dpop_request("api.example.com", "/api/private", &token, &proof);
-        let authz = &s.authz;
-        async move { authz.check(request).await }
-    };
-    assert_allowed(&check(proof.clone()).await);
+    assert_allowed(&on(&s.authz, &token, &proof).await);
     s.reload("dpop:\n  max_age: 120s\n  clock_skew: 1s\n").await;
     // Past the old window and its remembered use (2 s + 2 x 1 s), well inside the new.
     let wait = Duration::from_millis(5_500).saturating_sub(used_at.elapsed());
     tokio::time::sleep(wait).await;
-    let replayed = check(proof).await;
+    let replayed = on(&s.authz, &token, &proof).await;
     assert_denied(&replayed, 401, "invalid_dpop_proof");
     assert_eq!(
         refused(&s.authz, "unproven").await,
@@ -222,13 +231,17 @@ async fn issue_20_a_used_proof_stays_used_when_a_reload_widens_the_window() {
         "refused as unproven"
     );
     // A proof issued under the new window gets all of it, and is remembered as long.
-    let fresh = client.proof("GET", url, Some(&token));
-    assert_allowed(&check(fresh.clone()).await);
+    let fresh = client.proof("GET", PRIVATE, Some(&token));
+    assert_allowed(&on(&s.authz, &token, &fresh).await);
     // Narrowing and widening again never shortens how long a use is remembered.
     s.reload("dpop:\n  max_age: 2s\n  clock_skew: 1s\n").await;
     s.reload("dpop:\n  max_age: 120s\n  clock_skew: 1s\n").await;
     tokio::time::sleep(Duration::from_millis(4_500)).await;
-    assert_denied(&check(fresh).await, 401, "invalid_dpop_proof");
+    assert_denied(
+        &on(&s.authz, &token, &fresh).await,
+        401,
+        "invalid_dpop_proof",
+    );
     s.stop().await;
 }
 
@@ -285,44 +298,17 @@ async fn issue_20_refused_requests_spend_no_replay_store_space_and_one_key_canno
 
     // One key, allowed: it holds at most its quota, then only it is refused.
     let holder = s.token(&attacker, "read", AUDIENCE);
-    let private = "http://api.example.com/api/private";
     for _ in 0..20 {
-        let proof = attacker.proof("GET", private, Some(&holder));
-        assert_allowed(
-            &s.authz
-                .check(dpop_request(
-                    "api.example.com",
-                    "/api/private",
-                    &holder,
-                    &proof,
-                ))
-                .await,
-        );
+        let proof = attacker.proof("GET", PRIVATE, Some(&holder));
+        assert_allowed(&on(&s.authz, &holder, &proof).await);
     }
-    let proof = attacker.proof("GET", private, Some(&holder));
-    let over = s
-        .authz
-        .check(dpop_request(
-            "api.example.com",
-            "/api/private",
-            &holder,
-            &proof,
-        ))
-        .await;
+    let proof = attacker.proof("GET", PRIVATE, Some(&holder));
+    let over = on(&s.authz, &holder, &proof).await;
     assert_denied(&over, 401, "invalid_dpop_proof");
     let other = proof_key("ed-1");
     let token = s.token(&other, "read", AUDIENCE);
-    let proof = other.proof("GET", private, Some(&token));
-    assert_allowed(
-        &s.authz
-            .check(dpop_request(
-                "api.example.com",
-                "/api/private",
-                &token,
-                &proof,
-            ))
-            .await,
-    );
+    let proof = other.proof("GET", PRIVATE, Some(&token));
+    assert_allowed(&on(&s.authz, &token, &proof).await);
     let (_, metrics) = scrape(&s.authz, "/metrics").await;
     assert_eq!(
         sample(
@@ -362,8 +348,6 @@ async fn on_redis(redis: &RedisServer) -> (Service, ProofKey, String) {
     (s, client, token)
 }
 
-const PRIVATE: &str = "http://api.example.com/api/private";
-
 /// Another replica on `s`'s configuration, connected to the store (it allowed one fresh
 /// proof): it did not see the proofs `s` recorded, so after a loss only the store's
 /// completeness can refuse their replays there.
@@ -375,17 +359,6 @@ async fn other_replica(s: &Service, client: &ProofKey, token: &str) -> Authz {
     other
 }
 
-async fn send(s: &Service, token: &str, proof: &str) -> jwt_authz::proto::CheckResponse {
-    s.authz
-        .check(dpop_request(
-            "api.example.com",
-            "/api/private",
-            token,
-            proof,
-        ))
-        .await
-}
-
 // One thread: the server's tasks log where the capturing subscriber is the default.
 #[tokio::test(flavor = "current_thread")]
 async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_before_it() {
@@ -393,7 +366,7 @@ async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_befo
     let (s, client, token) = on_redis(&redis).await;
     let other = other_replica(&s, &client, &token).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &proof).await);
+    assert_allowed(&on(&s.authz, &token, &proof).await);
     next_second().await;
     let (logs, _guard) = capture(tracing::Level::INFO);
     redis.restart();
@@ -404,7 +377,11 @@ async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_befo
     );
     // The replay: Redis no longer holds its jti, the service still refuses it, on the
     // replica that saw the use (which remembers it) and on the other.
-    assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
+    assert_denied(
+        &on(&s.authz, &token, &proof).await,
+        401,
+        "invalid_dpop_proof",
+    );
     let replayed = on(&other, &token, &proof).await;
     assert_denied(&replayed, 401, "invalid_dpop_proof");
     assert_eq!(refused(&other, "unproven").await, 1, "refused as unproven");
@@ -417,8 +394,12 @@ async fn issue_20_a_redis_restart_without_persistence_refuses_proofs_issued_befo
     // A proof issued after the loss was seen passes, and is a replay the second time.
     next_second().await;
     let fresh = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &fresh).await);
-    assert_denied(&send(&s, &token, &fresh).await, 401, "invalid_dpop_proof");
+    assert_allowed(&on(&s.authz, &token, &fresh).await);
+    assert_denied(
+        &on(&s.authz, &token, &fresh).await,
+        401,
+        "invalid_dpop_proof",
+    );
     assert_denied(&on(&other, &token, &fresh).await, 401, "invalid_dpop_proof");
     other.stop().await.unwrap();
     s.stop().await;
@@ -429,14 +410,14 @@ async fn issue_20_a_redis_restart_with_every_write_on_disk_keeps_proofs_and_refu
     let mut redis = RedisServer::durable();
     let (s, client, token) = on_redis(&redis).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &proof).await);
+    assert_allowed(&on(&s.authz, &token, &proof).await);
     next_second().await;
     redis.restart();
     // The first request after the restart: the broken connection is replaced within the
     // request, so it is neither a 503 nor a proof refused for the restart.
     let fresh = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &fresh).await);
-    let replayed = send(&s, &token, &proof).await;
+    assert_allowed(&on(&s.authz, &token, &fresh).await);
+    let replayed = on(&s.authz, &token, &proof).await;
     assert_denied(&replayed, 401, "invalid_dpop_proof");
     assert_eq!(refused(&s.authz, "replay").await, 1, "found in the store");
     assert_eq!(refused(&s.authz, "unavailable").await, 0);
@@ -449,10 +430,14 @@ async fn issue_20_a_flushed_redis_refuses_proofs_issued_before_the_flush() {
     let (s, client, token) = on_redis(&redis).await;
     let other = other_replica(&s, &client, &token).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &proof).await);
+    assert_allowed(&on(&s.authz, &token, &proof).await);
     next_second().await;
     assert_eq!(redis.command("FLUSHALL"), "+OK");
-    assert_denied(&send(&s, &token, &proof).await, 401, "invalid_dpop_proof");
+    assert_denied(
+        &on(&s.authz, &token, &proof).await,
+        401,
+        "invalid_dpop_proof",
+    );
     let replayed = on(&other, &token, &proof).await;
     assert_denied(&replayed, 401, "invalid_dpop_proof");
     assert_eq!(refused(&other, "unproven").await, 1, "refused as unproven");
@@ -460,19 +445,12 @@ async fn issue_20_a_flushed_redis_refuses_proofs_issued_before_the_flush() {
     // Another replica that connects later learns the same from the marker.
     let second = Authz::start(&["--config", s.path.to_str().unwrap()]).await;
     second.wait_serving().await;
-    let again = second
-        .check(dpop_request(
-            "api.example.com",
-            "/api/private",
-            &token,
-            &proof,
-        ))
-        .await;
+    let again = on(&second, &token, &proof).await;
     assert_denied(&again, 401, "invalid_dpop_proof");
     assert_eq!(refused(&second, "unproven").await, 1, "refused as unproven");
     next_second().await;
     let fresh = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &fresh).await);
+    assert_allowed(&on(&s.authz, &token, &fresh).await);
     second.stop().await.unwrap();
     s.stop().await;
 }
@@ -485,7 +463,7 @@ async fn issue_20_a_redis_that_may_evict_proofs_is_refused() {
     let (s, client, token) = on_redis(&redis).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
     assert_denied(
-        &send(&s, &token, &proof).await,
+        &on(&s.authz, &token, &proof).await,
         503,
         "replay_store_unavailable",
     );
@@ -503,7 +481,7 @@ async fn issue_20_a_redis_that_may_evict_proofs_is_refused() {
     let started = Instant::now();
     loop {
         let proof = client.proof("GET", PRIVATE, Some(&token));
-        let response = send(&s, &token, &proof).await;
+        let response = on(&s.authz, &token, &proof).await;
         if allows(&response) {
             break;
         }
@@ -515,17 +493,6 @@ async fn issue_20_a_redis_that_may_evict_proofs_is_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.stop().await;
-}
-
-async fn on(authz: &Authz, token: &str, proof: &str) -> jwt_authz::proto::CheckResponse {
-    authz
-        .check(dpop_request(
-            "api.example.com",
-            "/api/private",
-            token,
-            proof,
-        ))
-        .await
 }
 
 /// Issue 20 across replicas: during a rollout that widens `dpop.max_age`, one replica
@@ -607,7 +574,7 @@ async fn issue_20_a_redis_restart_with_everysec_persistence_is_not_trusted() {
     let (s, client, token) = on_redis(&redis).await;
     let other = other_replica(&s, &client, &token).await;
     let proof = client.proof("GET", PRIVATE, Some(&token));
-    assert_allowed(&send(&s, &token, &proof).await);
+    assert_allowed(&on(&s.authz, &token, &proof).await);
     next_second().await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     redis.restart();
@@ -664,14 +631,14 @@ async fn issue_20_a_replay_right_after_a_redis_loss_is_refused_by_the_replica_th
     let (s, client, token) = on_redis(&redis).await;
     for round in 0..3 {
         let proof = client.proof("GET", PRIVATE, Some(&token));
-        assert_allowed(&send(&s, &token, &proof).await);
+        assert_allowed(&on(&s.authz, &token, &proof).await);
         if round % 2 == 0 {
             redis.restart();
         } else {
             assert_eq!(redis.command("FLUSHALL"), "+OK");
         }
         assert_eq!(redis.command("DBSIZE"), ":0");
-        let replayed = send(&s, &token, &proof).await;
+        let replayed = on(&s.authz, &token, &proof).await;
         assert_denied(&replayed, 401, "invalid_dpop_proof");
     }
     s.stop().await;
