@@ -20,15 +20,15 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::bearer::TokenSource;
 use crate::binding::dpop::{DpopMode, DpopSettings};
 use crate::clock::Clock;
-use crate::httpd::HttpLimits;
 use crate::jwks::JwksSettings;
 use crate::policy::{Action, Policy, ScopeRule};
 use crate::resource_metadata::{ResourceFacts, ResourceMetadata, parse_resource};
+use crate::token_source::TokenSource;
 use crate::upstream::{IdentityHeader, UpstreamConfig};
 use crate::verify::IssuerConfig;
+use crate::wire::httpd::HttpLimits;
 pub use cli::{Cli, Command, DemoArgs, ExplainArgs, ServeArgs};
 pub use file::FileConfig;
 pub use values::{parse_algorithms, parse_duration};

@@ -33,15 +33,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let handler_issuer = std::sync::Arc::clone(&issuer);
-    tokio::spawn(crate::httpd::serve(
+    tokio::spawn(crate::wire::httpd::serve(
         issuer_listener,
-        crate::httpd::HttpLimits::default(),
+        crate::wire::httpd::HttpLimits::default(),
         move |req| handler_issuer.handle(req),
         stopped(stop_rx.clone()),
     ));
-    tokio::spawn(crate::httpd::serve(
+    tokio::spawn(crate::wire::httpd::serve(
         upstream_listener,
-        crate::httpd::HttpLimits::default(),
+        crate::wire::httpd::HttpLimits::default(),
         issuer::echo,
         stopped(stop_rx.clone()),
     ));

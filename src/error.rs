@@ -238,21 +238,6 @@ impl Code {
     }
 }
 
-/// How an [`AuthError`] is presented to the client, derived from its [`Code`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WireError {
-    /// HTTP status sent by Envoy.
-    pub http_status: u16,
-    /// JSON `code`.
-    pub code: &'static str,
-    /// JSON `description`: a fixed sentence.
-    pub description: &'static str,
-    /// RFC 6750 `error` attribute of `WWW-Authenticate`, if one applies.
-    pub bearer_error: Option<&'static str>,
-    /// `google.rpc.Code` for `CheckResponse.status`.
-    pub grpc_code: i32,
-}
-
 impl AuthError {
     /// The single mapping from reason to code and fixed description. Exhaustive on
     /// purpose: a new variant must decide its code here.
@@ -351,103 +336,6 @@ impl AuthError {
     pub const fn description(&self) -> &'static str {
         self.code_and_description().1
     }
-
-    /// Everything the wire carries, in one value.
-    pub const fn wire(&self) -> WireError {
-        let (code, description) = self.code_and_description();
-        let bearer_error = match code.challenge() {
-            Challenge::Bearer(error) => error,
-            Challenge::Dpop(error) => Some(error),
-            Challenge::None => None,
-        };
-        WireError {
-            http_status: code.http_status(),
-            code: code.as_str(),
-            description,
-            bearer_error,
-            grpc_code: code.grpc_code(),
-        }
-    }
-
-    /// The JSON body sent to the client: `{"code": ..., "description": ...}`.
-    pub fn json_body(&self) -> String {
-        let (code, description) = self.code_and_description();
-        // invariant: codes and descriptions are fixed sentences with nothing to escape in
-        // JSON (no quote, backslash or control character); a test checks every variant.
-        format!(
-            "{{\"code\":\"{}\",\"description\":\"{description}\"}}",
-            code.as_str()
-        )
-    }
-
-    /// Whether only a `DPoP` challenge can help: the request must be made with DPoP (or
-    /// with a proof that verifies).
-    const fn needs_dpop(&self) -> bool {
-        matches!(
-            self,
-            AuthError::DpopProof(_)
-                | AuthError::DpopRequired
-                | AuthError::BoundTokenAsBearer
-                | AuthError::TokenNotDpopBound
-        )
-    }
-
-    /// The `WWW-Authenticate` values (RFC 6750 §3, RFC 9449 §7.1), one per challenge; empty
-    /// where no challenge applies.
-    ///
-    /// A request made with the DPoP scheme, or refused for a reason only DPoP fixes, gets
-    /// a `DPoP` challenge carrying the error. Any other gets the `Bearer` challenge, plus an
-    /// error-free `DPoP` one naming the proof algorithms when DPoP is accepted. Every
-    /// challenge names the resource metadata (RFC 9728 §5.1) when it is published.
-    pub fn www_authenticate(&self, to: &ChallengeTo<'_>) -> Vec<String> {
-        let (code, description) = self.code_and_description();
-        let error = match code.challenge() {
-            Challenge::None => return Vec::new(),
-            Challenge::Bearer(error) => error,
-            Challenge::Dpop(error) => Some(error),
-        };
-        let with_error = |scheme: &str, error: Option<&str>| {
-            let mut value = format!("{scheme} realm=\"{}\"", to.realm);
-            if let Some(error) = error {
-                value.push_str(&format!(", error=\"{error}\""));
-                if code.http_status() == 401 {
-                    value.push_str(&format!(", error_description=\"{description}\""));
-                }
-            }
-            if let AuthError::InsufficientScope { required } = self {
-                value.push_str(&format!(", scope=\"{required}\""));
-            }
-            if scheme == "DPoP"
-                && let Some(algs) = to.dpop_algs
-            {
-                value.push_str(&format!(", algs=\"{algs}\""));
-            }
-            if let Some(url) = to.resource_metadata {
-                value.push_str(&format!(", resource_metadata=\"{url}\""));
-            }
-            value
-        };
-        if (to.dpop_request || self.needs_dpop()) && to.dpop_algs.is_some() {
-            return vec![with_error("DPoP", error)];
-        }
-        let mut values = vec![with_error("Bearer", error)];
-        if to.dpop_algs.is_some() {
-            values.push(with_error("DPoP", None));
-        }
-        values
-    }
-}
-
-/// Who a challenge is for: what `WWW-Authenticate` may offer besides the error.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChallengeTo<'a> {
-    pub realm: &'a str,
-    /// The DPoP proof algorithms, space-separated, when any issuer accepts DPoP.
-    pub dpop_algs: Option<&'a str>,
-    /// The request used the `DPoP` authorization scheme.
-    pub dpop_request: bool,
-    /// The RFC 9728 metadata URL, when the resource publishes one.
-    pub resource_metadata: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -1,99 +1,141 @@
 //! `jwt-authz explain`: the decision for one request, offline, step by step.
 //!
-//! It builds the `CheckRequest` Envoy would send, runs it through the real
-//! [`AuthzService`] (so the response printed is the one the service sends), and prints
-//! beside it each step that led there: the normalised path or why it was refused, the rule,
-//! each token check with pass or fail, each route check. It prints the token's claims an
-//! operator needs (`iss`, `sub`, `aud`, dates, scopes) but never the token or its signature.
+//! It builds the `CheckRequest` Envoy would send, encodes it, and hands the bytes to the
+//! server's own gRPC entry ([`AuthzService::check_encoded_traced`]): the same reading, the
+//! same decision, the same rendering, with the decision recording its steps
+//! ([`crate::trace`]). What it prints is that record and the response: each step with
+//! pass or fail, the one that refused marked as the one that decided, and the steps after
+//! it as not evaluated. It never prints the token or its signature.
+//!
+//! Exit status: 0 when the request is allowed (or answered by the service itself), 1 when
+//! it is denied, 64 for a usage or configuration error.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
+use prost::Message as _;
+use serde_json::{Value, json};
 
-use crate::bearer;
-use crate::claims::{self, Claims};
 use crate::config::{Config, ExplainArgs, ServeArgs};
-use crate::error::AuthError;
 use crate::jwks::KeySet;
-use crate::policy::{Action, TokenRule, granted_scopes};
-use crate::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use crate::proto::{AttributeContext, Authorization, CheckRequest, CheckResponse, HttpResponse};
 use crate::replay::ReplayStore;
-use crate::service::{AuthzService, inbound, request_view};
-use crate::verify::{Issuer, TokenFacts, Verifier, accept_audience};
+use crate::service::AuthzService;
+use crate::trace::{Outcome, Trace, step};
+use crate::verify::{Issuer, Verifier};
+use crate::wire::proto::envoy::config::core::v3::{
+    Address, SocketAddress, address, socket_address,
+};
+use crate::wire::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use crate::wire::proto::{AttributeContext, CheckRequest, CheckResponse, HttpResponse};
 
-/// Runs `explain` and returns the text to print.
-pub async fn run(args: &ExplainArgs) -> anyhow::Result<String> {
+/// Why `explain` could not explain: the flags, a file they name, or the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ExplainError(String);
+
+/// The outcome of one `explain`: what to print and whether the request was allowed.
+pub struct Explained {
+    pub output: String,
+    pub allowed: bool,
+}
+
+/// Runs `explain`.
+pub async fn run(args: &ExplainArgs) -> Result<Explained, ExplainError> {
     let serve = ServeArgs {
         config: Some(args.config.clone()),
         ..ServeArgs::default()
     };
-    let config = Config::load(&serve).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let verifier = Arc::new(verifier(&config, args).await?);
-    // A replay store of its own: explaining a request never uses up a proof elsewhere.
-    let replay = Arc::new(ReplayStore::memory(1024));
-    let service = AuthzService::from_config(&config, Arc::clone(&verifier), replay);
+    let config = Config::load(&serve).map_err(|e| ExplainError(e.to_string()))?;
+    let (verifier, keys) = verifier(&config, args).await?;
+    // A replay store of its own, which has seen no proof: explaining a request never uses
+    // up a proof elsewhere, and says whether a proof would be a first use.
+    let replay = ReplayStore::memory(1024);
+    replay.adopt(config.dpop.window(), 0);
+    let service = AuthzService::from_config(&config, Arc::new(verifier), Arc::new(replay));
     let request = check_request(args)?;
-    let response = service
-        .check(tonic::Request::new(request.clone()))
+    let (response, trace) = service
+        .check_encoded_traced(&request.encode_to_vec())
         .await
-        .map_err(|status| anyhow::anyhow!("check failed: {}", status.message()))?
-        .into_inner();
-    let http = request
-        .attributes
+        .map_err(|status| {
+            ExplainError(format!("the request cannot be read: {}", status.message()))
+        })?;
+    let allowed = !matches!(
+        response.http_response,
+        Some(HttpResponse::DeniedResponse(_) | HttpResponse::ErrorResponse(_))
+    ) || response
+        .status
         .as_ref()
-        .and_then(|a| a.request.as_ref())
-        .and_then(|r| r.http.as_ref());
-    let mut out = String::new();
-    if args.jwks.is_none() && !args.fetch_keys {
-        let _ = writeln!(
-            out,
-            "keys: none (give --jwks FILE or --fetch-keys to verify tokens)"
-        );
-    }
-    explain_steps(&mut out, &config, &verifier, http).await;
-    render_response(&mut out, &response);
-    Ok(out)
+        .is_some_and(|s| s.message == "resource_metadata");
+    let output = if args.json {
+        let mut text = serde_json::to_string_pretty(&report(keys, &trace, &response))
+            .map_err(|e| ExplainError(e.to_string()))?;
+        text.push('\n');
+        text
+    } else {
+        text(keys, &trace, &response)
+    };
+    Ok(Explained { output, allowed })
 }
 
-/// A verifier trusting the `--jwks` file for every issuer, or the issuers' own keys.
-async fn verifier(config: &Config, args: &ExplainArgs) -> anyhow::Result<Verifier> {
+/// A verifier trusting the `--jwks` file for every issuer, or the issuers' own keys; and
+/// where the keys came from.
+async fn verifier(
+    config: &Config,
+    args: &ExplainArgs,
+) -> Result<(Verifier, &'static str), ExplainError> {
+    let fixed = match &args.jwks {
+        Some(path) => {
+            let body = std::fs::read(path)
+                .map_err(|e| ExplainError(format!("cannot read {}: {e}", path.display())))?;
+            let parse = move || {
+                KeySet::parse(&body)
+                    .map(|(keys, _)| keys)
+                    .map_err(|e| ExplainError(format!("{}: {e}", path.display())))
+            };
+            parse()?;
+            Some(parse)
+        }
+        None => None,
+    };
     let mut issuers = Vec::new();
     for issuer in &config.issuers {
-        let jwks = match &args.jwks {
-            Some(path) => {
-                let body = std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let (keys, _) =
-                    KeySet::parse(&body).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                issuer.fixed_jwks_cache(&config.jwks, keys)?
-            }
-            None if args.fetch_keys => {
-                let cache = issuer.jwks_cache(&config.jwks)?;
-                cache.refresh().await.with_context(|| {
-                    format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
-                })?;
+        let named = |e: &dyn std::fmt::Display| {
+            ExplainError(format!(
+                "issuer {}: {e}",
+                crate::fetch_url::redact_str(&issuer.issuer)
+            ))
+        };
+        let jwks = match &fixed {
+            Some(parse) => issuer
+                .fixed_jwks_cache(&config.jwks, parse()?)
+                .map_err(|e| named(&e))?,
+            None => {
+                let cache = issuer.jwks_cache(&config.jwks).map_err(|e| named(&e))?;
+                if args.fetch_keys {
+                    cache.refresh().await.map_err(|e| named(&e))?;
+                }
+                // Without keys, token checks answer `jwks_unavailable`, as the service
+                // does before its first JWKS load; routes that need no token are still
+                // explained.
                 cache
             }
-            // No keys: token checks answer `jwks_unavailable`, as the service does before
-            // its first JWKS load. Routes that need no token are still explained.
-            None => issuer.jwks_cache(&config.jwks)?,
         };
         issuers.push(Issuer {
             config: issuer.clone(),
             jwks,
         });
     }
-    Ok(Verifier::with_clock(issuers, config.clock.clone()))
+    let keys = match (&fixed, args.fetch_keys) {
+        (Some(_), _) => "file",
+        (None, true) => "fetched",
+        (None, false) => "none",
+    };
+    Ok((Verifier::with_clock(issuers, config.clock.clone()), keys))
 }
 
 /// The `CheckRequest` Envoy sends for the request the flags describe.
-fn check_request(args: &ExplainArgs) -> anyhow::Result<CheckRequest> {
+fn check_request(args: &ExplainArgs) -> Result<CheckRequest, ExplainError> {
     let mut headers: HashMap<String, String> = HashMap::new();
     let mut add = |name: &str, value: &str| {
         headers
@@ -108,217 +150,100 @@ fn check_request(args: &ExplainArgs) -> anyhow::Result<CheckRequest> {
     for header in &args.headers {
         let (name, value) = header
             .split_once(':')
-            .with_context(|| format!("--header {header:?}: expected `name: value`"))?;
+            .ok_or_else(|| ExplainError(format!("--header {header:?}: expected `name: value`")))?;
         add(name.trim(), value.trim());
     }
+    let read = |path: &std::path::Path| {
+        if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        }
+        .map_err(|e| ExplainError(format!("cannot read {}: {e}", path.display())))
+    };
     let token = match (&args.token, &args.token_file) {
         (Some(token), _) => Some(token.trim().to_owned()),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            Some(std::io::read_to_string(std::io::stdin())?.trim().to_owned())
-        }
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
+        (None, Some(path)) => Some(read(path)?.trim().to_owned()),
         (None, None) => None,
     };
     if let Some(token) = token {
-        add("authorization", &format!("Bearer {token}"));
+        let scheme = args.token_scheme.as_deref().unwrap_or("Bearer");
+        add("authorization", &format!("{scheme} {token}"));
     }
+    let mut context_extensions = HashMap::new();
+    for pair in &args.context_extensions {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            ExplainError(format!(
+                "--context-extension {pair:?}: expected `key=value`"
+            ))
+        })?;
+        context_extensions.insert(key.to_owned(), value.to_owned());
+    }
+    let source = match &args.peer_certificate {
+        Some(path) => Some(Peer {
+            // As Envoy forwards it (`include_peer_certificate`): URL-encoded PEM.
+            certificate: crate::percent::encode_all(&read(path)?),
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "127.0.0.1".into(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(0)),
+                    ..SocketAddress::default()
+                })),
+            }),
+            ..Peer::default()
+        }),
+        None => None,
+    };
     Ok(CheckRequest {
         attributes: Some(AttributeContext {
+            source,
             request: Some(Request {
                 http: Some(HttpRequest {
                     method: args.method.clone(),
                     host: args.host.clone(),
                     path: args.path.clone(),
+                    scheme: args.scheme.clone().unwrap_or_default(),
                     headers,
                     ..HttpRequest::default()
                 }),
                 ..Request::default()
             }),
+            context_extensions,
             ..AttributeContext::default()
         }),
     })
 }
 
-/// Writes each step of the decision, as the service takes them.
-async fn explain_steps(
-    out: &mut String,
-    config: &Config,
-    verifier: &Verifier,
-    http: Option<&HttpRequest>,
-) {
-    let request = inbound(http);
-    let view = request_view(&request);
-    let _ = writeln!(
-        out,
-        "request: {} {} {}",
-        view.method,
-        if view.host.is_empty() { "-" } else { view.host },
-        view.path
-    );
-    let policy = &config.policy;
-    match policy.grammar().normalize(view.path) {
-        Ok(path) => {
-            let _ = writeln!(out, "path: {path}");
-        }
-        Err(why) => {
-            let _ = writeln!(out, "path: refused ({})", why.reason());
-        }
-    }
-    let requirement = policy.requirement(&view, request.required_scopes.is_some());
-    for shadow in &requirement.shadows {
+/// The explanation as text: the reading, each step, the response.
+fn text(keys: &str, trace: &Trace, response: &CheckResponse) -> String {
+    let mut out = String::new();
+    if keys == "none" {
         let _ = writeln!(
             out,
-            "shadow rule: {} (reported, does not decide)",
-            shadow.name
+            "keys: none (give --jwks FILE or --fetch-keys to verify tokens)"
         );
     }
-    let rule_name = requirement.rule.unwrap_or("default");
-    let action = match (requirement.ambiguity, requirement.action.as_ref()) {
-        (Some(why), _) => format!("refused as ambiguous: {}", why.reason()),
-        (None, Action::Deny) => "deny".to_owned(),
-        (None, Action::Anonymous) => "anonymous (no token needed)".to_owned(),
-        (None, Action::Preflight) => "CORS preflight (no token needed)".to_owned(),
-        (None, Action::Token(_)) => "token required".to_owned(),
-    };
-    let _ = writeln!(out, "rule: {rule_name}: {action}");
-    let Action::Token(rule) = requirement.action.as_ref() else {
-        return;
-    };
-    if requirement.ambiguity.is_some() {
-        return;
-    }
-    let found = match bearer::find_token(&config.token_sources, &request, config.max_header_bytes) {
-        Ok(found) => found,
-        Err(error) => {
-            step(out, "bearer token", Err(error));
-            return;
-        }
-    };
-    let token = found.token();
-    let length = format!("{} bytes", token.as_str().len());
-    step::<AuthError>(out, "bearer token", Ok(&length));
-    describe_token(out, token.as_str());
-    let mut facts = TokenFacts::default();
-    match verifier.verify(token, &mut facts).await {
-        Ok(verified) => {
-            step::<AuthError>(out, "header, key and signature", Ok("verified"));
-            step::<AuthError>(out, "exp, nbf and iss", Ok("valid now"));
-            route_checks(
-                out,
-                config,
-                verifier,
-                rule,
-                &verified.claims,
-                &verified.audiences,
-            );
-        }
-        Err(error) => {
-            let _ = writeln!(out, "verification: stops at the first failed check");
-            step(out, verify_step(&error), Err(error));
-        }
-    }
-}
-
-/// The route's own checks on a verified token, in the service's order.
-fn route_checks(
-    out: &mut String,
-    config: &Config,
-    verifier: &Verifier,
-    rule: &TokenRule,
-    claims: &Claims,
-    audiences: &[String],
-) {
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
-    if !rule.issuers.is_empty() {
-        let admitted = rule.issuers.iter().any(|i| i == iss);
-        let detail = format!("route admits {}", rule.issuers.join(", "));
-        step(
-            out,
-            "route issuers",
-            result(admitted, &detail, AuthError::WrongIssuer),
-        );
-    }
-    let (accepted, whose) = match &rule.audiences {
-        Some(a) => (a.as_slice(), "route"),
-        None => (verifier.audiences(iss).unwrap_or_default(), "issuer"),
-    };
-    let aud = accept_audience(audiences.iter().map(String::as_str), accepted);
-    let detail = format!("{whose} accepts {}", accepted.join(", "));
-    step(out, "aud", aud.as_ref().map(|_| detail.as_str()));
-    let scopes = rule.scopes.check(claims, &config.scope_claims);
-    let granted: Vec<&str> = granted_scopes(claims, &config.scope_claims).collect();
-    let detail = format!("granted: {}", granted.join(" "));
-    step(out, "scopes", scopes.as_ref().map(|_| detail.as_str()));
-    for condition in &rule.conditions {
-        let name = format!("claim {} {}", condition.claim, condition.operator());
-        let holds = condition.holds(claims);
-        step(
-            out,
-            &name,
-            result(holds, "holds", AuthError::ClaimsNotSatisfied),
-        );
-    }
-}
-
-fn result(ok: bool, detail: &str, error: AuthError) -> Result<&str, AuthError> {
-    if ok { Ok(detail) } else { Err(error) }
-}
-
-/// The unverified header and a few claims, for the reader: never the signature.
-fn describe_token(out: &mut String, token: &str) {
-    let mut parts = token.split('.');
-    let decode = |segment: Option<&str>| {
-        segment
-            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-            .and_then(|json| claims::parse_object(&json))
-    };
-    if let Some(header) = decode(parts.next()) {
-        let field = |name: &str| header.get(name).and_then(Value::as_str).unwrap_or("-");
-        let _ = writeln!(
-            out,
-            "token header (unverified): alg {}, kid {}, typ {}",
-            field("alg"),
-            field("kid"),
-            field("typ")
-        );
-    }
-    if let Some(payload) = decode(parts.next()) {
-        let _ = write!(out, "token claims (unverified):");
-        for name in ["iss", "sub", "aud", "exp", "nbf", "iat", "scope", "scp"] {
-            if let Some(value) = payload.get(name) {
-                let _ = write!(out, " {name}={value}");
+    let decided = trace.deciding().map(|s| (s.step, s.label.clone()));
+    for s in &trace.steps {
+        let _ = match s.result {
+            Outcome::Info if s.step == step::ANSWER => Ok(()),
+            Outcome::Info => writeln!(out, "{}: {}", s.label, s.detail),
+            Outcome::Pass if s.detail.is_empty() => writeln!(out, "  {}: pass", s.label),
+            Outcome::Pass => writeln!(out, "  {}: pass ({})", s.label, s.detail),
+            Outcome::Fail => {
+                let code = s.code.unwrap_or_default();
+                let mark = if decided == Some((s.step, s.label.clone())) {
+                    "  <- decided"
+                } else {
+                    ""
+                };
+                writeln!(out, "  {}: FAIL ({}: {code}){mark}", s.label, s.detail)
             }
-        }
-        let _ = writeln!(out);
+            Outcome::NotEvaluated => writeln!(out, "  {}: not evaluated", s.label),
+        };
     }
-}
-
-/// Which verification step an error comes from.
-fn verify_step(error: &AuthError) -> &'static str {
-    match error {
-        AuthError::Malformed => "token format (three base64url segments, JSON objects)",
-        AuthError::DisallowedAlgorithm => "alg (the issuer's allowed algorithms)",
-        AuthError::UnsupportedCritical => "crit",
-        AuthError::WrongIssuer => "iss (a configured issuer)",
-        AuthError::WrongTokenType => "typ (at+jwt)",
-        AuthError::UnknownKey | AuthError::JwksUnavailable => "key (kid and alg in the JWKS)",
-        AuthError::BadSignature => "signature",
-        AuthError::Expired => "exp",
-        AuthError::NotYetValid => "nbf",
-        _ => "registered claims (exp, nbf, aud present and well-formed)",
-    }
-}
-
-fn step<E: std::borrow::Borrow<AuthError>>(out: &mut String, name: &str, outcome: Result<&str, E>) {
-    let _ = match outcome.as_ref().map_err(E::borrow) {
-        Ok(detail) => writeln!(out, "  {name}: pass ({detail})"),
-        Err(error) => writeln!(out, "  {name}: FAIL ({error}: {})", error.code().as_str()),
-    };
+    render_response(&mut out, response);
+    out
 }
 
 /// The response exactly as the service answered it.
@@ -331,6 +256,9 @@ fn render_response(out: &mut String, response: &CheckResponse) {
             }
             for name in &ok.headers_to_remove {
                 let _ = writeln!(out, "  upstream header removed: {name}");
+            }
+            for name in &ok.query_parameters_to_remove {
+                let _ = writeln!(out, "  upstream query parameter removed: {name}");
             }
         }
         Some(HttpResponse::DeniedResponse(denied) | HttpResponse::ErrorResponse(denied)) => {
@@ -346,4 +274,58 @@ fn render_response(out: &mut String, response: &CheckResponse) {
             let _ = writeln!(out, "response: none");
         }
     }
+}
+
+/// The explanation as JSON, for scripts.
+fn report(keys: &str, trace: &Trace, response: &CheckResponse) -> Value {
+    let decided = trace.deciding().map(|s| s.step);
+    let (decision, status, headers, body, removed) = match &response.http_response {
+        Some(HttpResponse::OkResponse(ok)) => (
+            "allow",
+            200,
+            pairs(ok.headers.iter().filter_map(|h| h.header.as_ref())),
+            Value::Null,
+            json!(ok.headers_to_remove),
+        ),
+        Some(HttpResponse::DeniedResponse(d) | HttpResponse::ErrorResponse(d)) => (
+            if response
+                .status
+                .as_ref()
+                .is_some_and(|s| s.message == "resource_metadata")
+            {
+                "answer"
+            } else {
+                "deny"
+            },
+            d.status.as_ref().map_or(0, |s| s.code),
+            pairs(d.headers.iter().filter_map(|h| h.header.as_ref())),
+            serde_json::from_str(&d.body).unwrap_or(Value::String(d.body.clone())),
+            json!([]),
+        ),
+        None => ("none", 0, json!([]), Value::Null, json!([])),
+    };
+    let code = response
+        .status
+        .as_ref()
+        .map(|s| s.message.as_str())
+        .filter(|m| !m.is_empty());
+    json!({
+        "decision": decision,
+        "status": status,
+        "code": code,
+        "decided_by": decided.unwrap_or(step::ANSWER),
+        "keys": keys,
+        "steps": trace.steps,
+        "response": {
+            "headers": headers,
+            "headers_to_remove": removed,
+            "body": body,
+        },
+    })
+}
+
+fn pairs<'a>(
+    headers: impl Iterator<Item = &'a crate::wire::proto::envoy::config::core::v3::HeaderValue>,
+) -> Value {
+    Value::Array(headers.map(|h| json!([h.key, h.value])).collect())
 }

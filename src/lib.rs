@@ -7,10 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
-pub mod authz_http;
-pub mod bearer;
 pub mod binding;
-pub mod check_rpc;
 pub mod claims;
 pub mod clock;
 pub mod config;
@@ -18,15 +15,13 @@ pub mod demo;
 pub mod deny_log;
 pub mod error;
 pub mod explain;
+
 pub mod fetch_url;
-pub mod health;
-pub mod httpd;
 pub mod inbound;
 pub mod jwks;
 pub mod metrics;
 pub mod percent;
 pub mod policy;
-pub mod proto;
 pub mod reload;
 pub mod replay;
 pub mod resource_metadata;
@@ -35,8 +30,11 @@ pub mod service;
 pub mod telemetry;
 pub mod testkit;
 pub mod token_cache;
+pub mod token_source;
+pub mod trace;
 pub mod upstream;
 pub mod verify;
+pub mod wire;
 
 #[cfg(test)]
 mod layout;

@@ -8,6 +8,9 @@ use jwt_authz::config::{Cli, Command, Config, LogFormat, ServeArgs};
 /// Exit code for a configuration error (sysexits `EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
 
+/// `explain`'s exit code for a request the service denies.
+const EXIT_DENIED: u8 = 1;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => {
@@ -26,16 +29,22 @@ fn main() -> ExitCode {
             }
             block_on(jwt_authz::demo::run(*args))
         }
-        Command::Explain(args) => match block_on_value(jwt_authz::explain::run(&args)) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
+        Command::Explain(args) => {
+            let explained = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(jwt_authz::explain::run(&args))
+                    .map_err(|e| e.to_string())
+            });
+            match explained {
+                Ok(explained) => {
+                    print!("{}", explained.output);
+                    ExitCode::from(if explained.allowed { 0 } else { EXIT_DENIED })
+                }
+                Err(e) => {
+                    eprintln!("jwt-authz: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
-            Err(e) => {
-                eprintln!("jwt-authz: {e:#}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
         Command::CheckConfig { file } => {
             let args = ServeArgs {
                 config: Some(file.clone()),
@@ -78,9 +87,13 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 fn block_on_value<T>(
     task: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()
+        .map_err(|e| anyhow::anyhow!("cannot start runtime: {e}"))?
+        .block_on(task)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot start runtime: {e}"))?;
-    runtime.block_on(task)
 }

@@ -27,6 +27,20 @@ pub fn decode(text: &str) -> Option<Cow<'_, [u8]>> {
     Some(Cow::Owned(out))
 }
 
+/// `text` with every byte but RFC 3986's unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// percent-encoded: how Envoy forwards a client certificate's PEM.
+pub fn encode_all(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// [`decode`], when the result is UTF-8.
 pub fn decode_utf8(text: &str) -> Option<Cow<'_, str>> {
     match decode(text)? {

@@ -35,9 +35,9 @@ use crate::config::Config;
 use crate::config::source::FileId;
 use crate::jwks::{JwksCache, JwksSource};
 use crate::metrics::Metrics;
-use crate::proto::{Authorization, CheckRequest, CheckResponse};
 use crate::service::{AuthzService, CheckSettings};
 use crate::verify::{Issuer, IssuerConfig, Verifier};
+use crate::wire::proto::{Authorization, CheckRequest, CheckResponse};
 
 /// The Check service of the current configuration. Clones share it.
 #[derive(Clone)]

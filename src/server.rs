@@ -12,14 +12,14 @@ use tonic::transport::server::TcpIncoming;
 
 use http::StatusCode;
 
-use crate::check_rpc::CheckServer;
 use crate::config::{Config, ReplayStoreConfig};
-use crate::httpd;
 use crate::metrics::Metrics;
-use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::replay::ReplayStore;
 use crate::service::AuthzService;
+use crate::wire::grpc::CheckServer;
+use crate::wire::httpd;
+use crate::wire::proto::FILE_DESCRIPTOR_SET;
 
 /// Binds `config.listen` (and `config.admin_listen`, `config.http_listen`) and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -94,14 +94,14 @@ pub async fn serve_all(
     let caches = keys.caches();
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    crate::health::mark_not_serving(&reporter).await;
+    crate::wire::health::mark_not_serving(&reporter).await;
     let replay = Arc::new(replay_store(&config)?);
     tracing::info!(replay_store = %replay.describe(), "DPoP replay store");
-    let replay_health = tokio::spawn(crate::health::report_replay_store(
+    let replay_health = tokio::spawn(crate::wire::health::report_replay_store(
         reporter.clone(),
         Arc::clone(&replay),
     ));
-    let readiness = tokio::spawn(crate::health::report_readiness(reporter, caches));
+    let readiness = tokio::spawn(crate::wire::health::report_readiness(reporter, caches));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -127,7 +127,7 @@ pub async fn serve_all(
         let metrics = service.metrics();
         let live = live.clone();
         tracing::info!(admin = %admin.local_addr()?, "admin endpoints listening");
-        tokio::spawn(crate::httpd::serve(
+        tokio::spawn(crate::wire::httpd::serve(
             admin,
             http_limits,
             move |request| admin_endpoint(&metrics, &live.current(), request),
@@ -140,12 +140,12 @@ pub async fn serve_all(
         let service = service.clone();
         let mut stop_rx = stop_tx.subscribe();
         tracing::info!(http = %http.local_addr()?, "http authorization endpoint listening");
-        tokio::spawn(crate::httpd::serve_async(
+        tokio::spawn(crate::wire::httpd::serve_async(
             http,
             http_limits,
             move |parts| {
                 let service = service.clone();
-                async move { crate::authz_http::handle(&service, &parts).await }
+                async move { crate::wire::http::handle(&service, &parts).await }
             },
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;

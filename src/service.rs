@@ -2,24 +2,22 @@
 //! token's verification (or the verified-token cache) and the route's checks, to a
 //! [`Verdict`]; counted and logged once. The wires' adapters live beside it: [`grpc`] for
 //! Envoy's `Check` (its request read by [`lean`]), and the HTTP endpoint
-//! (`crate::authz_http`). Decisions are made by `policy` and `verify`; this module puts
+//! (`crate::wire::http`). Decisions are made by `policy` and `verify`; this module puts
 //! them in order.
 
-mod grpc;
-pub mod lean;
 mod log;
 mod verdict;
 
+mod steps;
+
 use log::{log_decision, log_shadow};
 
-pub use grpc::{check_response, inbound, inbound_of};
-pub use verdict::{Allow, Deny, Verdict, Wire};
+pub use verdict::{Allow, Denial, Verdict, Wire};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bearer::{self, TokenSource};
 use crate::binding::{
     self,
     dpop::{self, CheckedProof, DpopMode, DpopSettings, ProofTarget},
@@ -33,16 +31,41 @@ use crate::policy::{self, Action, Ambiguity, Policy, ScopeRule, TokenRule, grant
 use crate::replay::{ProofUse, ReplayError, ReplayStore, Use};
 use crate::resource_metadata::ResourceMetadata;
 use crate::token_cache::{CachedToken, EntryParts, TokenCache};
+use crate::token_source::{self, TokenSource};
+use crate::trace::{self, Trace, step};
 use crate::upstream::UpstreamConfig;
 use crate::verify::{IssuerConfig, TokenFacts, Verified, Verifier, accept_audience};
 
-/// What the decision log line carries besides the outcome.
+/// What the decision log line carries besides the outcome, and the trace when someone
+/// asked for one.
 #[derive(Debug, Default)]
 struct LogFields<'s> {
     token: TokenFacts,
     rule: Option<&'s str>,
     /// The token's entry, when it verified now or earlier.
     entry: Option<Arc<CachedToken>>,
+    /// The step the decision is at: on a denial, the one that refused.
+    at: &'static str,
+    /// The step the token's outcome was decided at, for the rules that reuse it.
+    token_at: &'static str,
+    /// Every step with what it found: built for `explain` only.
+    trace: Option<Box<Trace>>,
+}
+
+impl LogFields<'_> {
+    /// Marks `step` reached and, when tracing, records how it ended; passes `result` on.
+    fn step<T>(
+        &mut self,
+        step: &'static str,
+        result: Result<T, AuthError>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T, AuthError> {
+        self.at = step;
+        if let Some(trace) = &mut self.trace {
+            trace.record(step, trace::label(step), result.as_ref().map(detail));
+        }
+        result
+    }
 }
 
 /// The token of one request, verified at most once however many rules (shadow and
@@ -286,6 +309,11 @@ impl AuthzService {
         self.settings.resource_metadata.as_ref()
     }
 
+    /// The settings this service decides with.
+    pub fn settings(&self) -> &CheckSettings {
+        &self.settings
+    }
+
     /// The replay store DPoP proofs are recorded in.
     pub fn replay_store(&self) -> &Arc<ReplayStore> {
         &self.replay
@@ -323,26 +351,58 @@ impl AuthzService {
         let started = Instant::now();
         let mut fields = LogFields::default();
         let outcome = self.decide(request, wire, &mut fields).await;
-        self.finish(request, outcome, &fields, started)
+        self.finish(request, outcome, &mut fields, started)
+    }
+
+    /// [`AuthzService::authorize`], recording each step of the decision (`explain`).
+    pub async fn authorize_traced(&self, request: &Inbound<'_>, wire: Wire) -> (Verdict, Trace) {
+        let started = Instant::now();
+        let mut fields = LogFields {
+            trace: Some(Box::default()),
+            ..LogFields::default()
+        };
+        let outcome = self.decide(request, wire, &mut fields).await;
+        let verdict = self.finish(request, outcome, &mut fields, started);
+        (verdict, fields.trace.map(|t| *t).unwrap_or_default())
     }
 
     /// Refuses `request` before any rule is read (the HTTP endpoint's forwarded headers
     /// were missing or contradictory): counted and logged like any decision.
     pub fn refuse(&self, request: &Inbound<'_>, error: AuthError) -> Verdict {
-        self.finish(request, Err(error), &LogFields::default(), Instant::now())
+        self.finish(
+            request,
+            Err(error),
+            &mut LogFields::default(),
+            Instant::now(),
+        )
     }
 
     fn finish(
         &self,
         request: &Inbound<'_>,
         outcome: Result<Allowed, AuthError>,
-        fields: &LogFields<'_>,
+        fields: &mut LogFields<'_>,
         started: Instant,
     ) -> Verdict {
+        if let Some(trace) = &mut fields.trace {
+            let answer = match &outcome {
+                Ok(Allowed::ResourceMetadata) => "the RFC 9728 metadata document".to_owned(),
+                Ok(_) => "allow".to_owned(),
+                Err(error) => format!(
+                    "deny: {} {}",
+                    error.code().http_status(),
+                    error.code().as_str()
+                ),
+            };
+            trace.info(step::ANSWER, trace::label(step::ANSWER), answer);
+        }
         let verdict = match &outcome {
-            Ok(Allowed::ResourceMetadata) => Verdict::Answer(self.metadata_answer()),
+            Ok(Allowed::ResourceMetadata) => Verdict::ResourceMetadata,
             Ok(allowed) => Verdict::Allow(self.allow(allowed, request)),
-            Err(error) => Verdict::Deny(self.deny(error, request)),
+            Err(error) => Verdict::Deny(Denial {
+                error: error.clone(),
+                dpop_request: self.settings.is_dpop_request(request),
+            }),
         };
         let elapsed = started.elapsed();
         self.metrics.record(outcome.as_ref().err(), elapsed);
@@ -363,6 +423,9 @@ impl AuthzService {
             && metadata.is_request(request.method, request.path)
         {
             log.rule = Some(RESOURCE_METADATA_RULE);
+            if let Some(trace) = &mut log.trace {
+                trace.info(step::RULE, "rule", RESOURCE_METADATA_RULE.to_owned());
+            }
             return Ok(Allowed::ResourceMetadata);
         }
         let view = request_view(request);
@@ -371,48 +434,111 @@ impl AuthzService {
             .policy
             .requirement(&view, request.required_scopes.is_some());
         log.rule = requirement.rule;
+        let role = Role::Deciding {
+            context_scopes: request
+                .required_scopes
+                .filter(|_| requirement.context_scopes),
+        };
+        // Shadow rules' outcomes go before the deciding rule's planned steps.
+        let shadows_at = match &mut log.trace {
+            Some(trace) => {
+                steps::reading(trace, &self.settings.policy, &view, &requirement);
+                let at = trace.steps.len();
+                self.plan(trace, &requirement.action, role, request);
+                at
+            }
+            None => 0,
+        };
         let mut token: TokenOutcome = None;
-        for shadow in &requirement.shadows {
+        for (i, shadow) in requirement.shadows.iter().enumerate() {
             let outcome = self
                 .evaluate(&shadow.action, Role::Shadow, request, wire, &mut token, log)
                 .await;
             self.metrics
                 .record_shadow(&shadow.name, outcome.as_ref().err());
             log_shadow(&shadow.name, &outcome);
-        }
-        if let Some(why) = requirement.ambiguity {
-            if why == Ambiguity::Host && self.settings.is_dpop_request(request) {
-                // The proof's `htu` names an origin this host cannot be read as.
-                return Err(AuthError::DpopProof(
-                    "the request host is not a plain name or address",
-                ));
+            if let Some(trace) = &mut log.trace {
+                steps::shadow(trace, shadows_at + i, &shadow.name, &outcome);
             }
-            return Err(AuthError::AmbiguousRequest(why.reason()));
         }
-        if self.settings.dotted_spelling(request) {
-            return Err(AuthError::AmbiguousRequest(
+        let unambiguous = match requirement.ambiguity {
+            // The proof's `htu` names an origin this host cannot be read as.
+            Some(Ambiguity::Host) if self.settings.is_dpop_request(request) => Err(
+                AuthError::DpopProof("the request host is not a plain name or address"),
+            ),
+            Some(why) => Err(AuthError::AmbiguousRequest(why.reason())),
+            None => Ok(()),
+        };
+        log.step(step::UNAMBIGUOUS, unambiguous, |()| String::new())?;
+        let spelling = if self.settings.dotted_spelling(request) {
+            Err(AuthError::AmbiguousRequest(
                 "a header name with a dot reads as a header the decision reads or sets",
-            ));
-        }
+            ))
+        } else {
+            Ok(())
+        };
+        log.step(step::HEADER_SPELLING, spelling, |()| String::new())?;
         if self.settings.upstream.strip_authorization {
             // Strip means gone: a token copy the answer cannot remove is refused, on
             // every route.
-            bearer::check_removable(&self.settings.token_sources, request, wire == Wire::Grpc)?;
+            let removable = token_source::check_removable(
+                &self.settings.token_sources,
+                request,
+                wire == Wire::Grpc,
+            );
+            log.step(step::TOKEN_REMOVABLE, removable, |()| String::new())?;
         }
-        let role = Role::Deciding {
-            context_scopes: request
-                .required_scopes
-                .filter(|_| requirement.context_scopes),
-        };
         self.evaluate(&requirement.action, role, request, wire, &mut token, log)
             .await
+    }
+
+    /// Lays out the steps the deciding `action` takes, for a trace.
+    fn plan(&self, trace: &mut Trace, action: &Action, role: Role<'_>, request: &Inbound<'_>) {
+        trace.plan(step::UNAMBIGUOUS, trace::label(step::UNAMBIGUOUS));
+        trace.plan(step::HEADER_SPELLING, trace::label(step::HEADER_SPELLING));
+        if self.settings.upstream.strip_authorization {
+            trace.plan(step::TOKEN_REMOVABLE, trace::label(step::TOKEN_REMOVABLE));
+        }
+        trace.plan(step::ACTION, trace::label(step::ACTION));
+        let Action::Token(rule) = action else {
+            return;
+        };
+        trace.plan(step::TOKEN_SOURCE, trace::label(step::TOKEN_SOURCE));
+        if self.cache.is_some() {
+            trace.plan(step::TOKEN_CACHE, trace::label(step::TOKEN_CACHE));
+        }
+        trace.plan_token_checks();
+        for name in [step::CONFIRMATION, step::CERTIFICATE, step::DPOP] {
+            trace.plan(name, trace::label(name));
+        }
+        if !rule.issuers.is_empty() {
+            trace.plan(step::ROUTE_ISSUERS, trace::label(step::ROUTE_ISSUERS));
+        }
+        trace.plan(step::AUDIENCE, trace::label(step::AUDIENCE));
+        trace.plan(step::SCOPES, trace::label(step::SCOPES));
+        for condition in &rule.conditions {
+            trace.plan(step::CONDITION, steps::condition_label(condition));
+        }
+        if let Role::Deciding {
+            context_scopes: Some(_),
+        } = role
+        {
+            trace.plan(step::CONTEXT_SCOPES, trace::label(step::CONTEXT_SCOPES));
+        }
+        if rule.dpop_required {
+            trace.plan(step::DPOP_REQUIRED, trace::label(step::DPOP_REQUIRED));
+        }
+        if self.settings.is_dpop_request(request) {
+            trace.plan(step::REPLAY, trace::label(step::REPLAY));
+        }
     }
 
     /// What `action` gives this request in `role`. The token is read and verified only
     /// when the action needs it, and only once per request (`token` keeps the outcome).
     /// For the deciding rule, a `required_scopes` value that decides is checked, and a
     /// DPoP proof is recorded as used last, once everything else allows the request: a
-    /// refused request spends no replay-store space, and a shadow rule none at all.
+    /// refused request spends no replay-store space, and a shadow rule none at all. Only
+    /// the deciding rule's steps are recorded.
     async fn evaluate(
         &self,
         action: &Action,
@@ -422,33 +548,63 @@ impl AuthzService {
         token: &mut TokenOutcome,
         log: &mut LogFields<'_>,
     ) -> Result<Allowed, AuthError> {
+        let deciding = matches!(role, Role::Deciding { .. });
+        let chosen = match action {
+            Action::Deny => Err(AuthError::RouteDenied),
+            Action::Anonymous => Ok("anonymous: no token needed"),
+            Action::Preflight => Ok("CORS preflight: no token needed"),
+            Action::Token(_) => Ok("token required"),
+        };
+        let chosen = if deciding {
+            log.step(step::ACTION, chosen, |what| (*what).to_owned())?
+        } else {
+            chosen?
+        };
         let rule = match action {
-            Action::Deny => return Err(AuthError::RouteDenied),
-            Action::Anonymous => return Ok(Allowed::Anonymous),
-            Action::Preflight => return Ok(Allowed::Preflight),
             Action::Token(rule) => rule,
+            Action::Preflight => return Ok(Allowed::Preflight),
+            _ => {
+                debug_assert_eq!(chosen, "anonymous: no token needed");
+                return Ok(Allowed::Anonymous);
+            }
         };
         let (entry, proof) = match token {
-            Some(outcome) => outcome.clone(),
+            Some(outcome) => {
+                log.at = log.token_at;
+                outcome.clone()
+            }
             None => {
                 let outcome = self.token_entry(request, wire, log).await;
+                log.token_at = log.at;
                 *token = Some(outcome.clone());
                 outcome
             }
         }?;
-        self.check_route(&entry, rule)?;
-        if let Role::Deciding {
-            context_scopes: Some(value),
-        } = role
-        {
-            ScopeRule::check_context_extension(value, entry.scopes())?;
+        let Role::Deciding { context_scopes } = role else {
+            self.check_route(&entry, rule, None)?;
+            return Ok(Allowed::Token(entry));
+        };
+        self.check_route(&entry, rule, Some(log))?;
+        if let Some(value) = context_scopes {
+            let checked = ScopeRule::check_context_extension(value, entry.scopes());
+            log.step(step::CONTEXT_SCOPES, checked, |()| {
+                format!("requires {value}")
+            })?;
         }
-        if rule.dpop_required && !self.settings.is_dpop_request(request) {
+        if rule.dpop_required {
             // A DPoP request got here with its proof checked; a bearer one did not.
-            return Err(AuthError::DpopRequired);
+            let dpop = if self.settings.is_dpop_request(request) {
+                Ok(())
+            } else {
+                Err(AuthError::DpopRequired)
+            };
+            log.step(step::DPOP_REQUIRED, dpop, |()| String::new())?;
         }
-        if let (Role::Deciding { .. }, Some(proof)) = (role, &proof) {
-            self.record_proof(proof).await?;
+        if let Some(proof) = &proof {
+            let recorded = self.record_proof(proof).await;
+            log.step(step::REPLAY, recorded, |()| {
+                "first use of this jti".to_owned()
+            })?;
         }
         Ok(Allowed::Token(entry))
     }
@@ -475,7 +631,7 @@ impl AuthzService {
         }
     }
 
-    /// The request's token, verified (or found in the cache).
+    /// The request's token, verified (or found in the cache), with its binding checked.
     async fn token_entry(
         &self,
         request: &Inbound<'_>,
@@ -487,14 +643,20 @@ impl AuthzService {
             Some(dpop_sources) if dpop => dpop_sources,
             _ => &self.settings.token_sources,
         };
-        let found = bearer::find_token(sources, request, self.settings.max_header_bytes)?;
-        let from_query = matches!(sources.get(found.source), Some(TokenSource::Query(_)));
-        if from_query && wire == Wire::Http && self.settings.upstream.strip_authorization {
-            return Err(AuthError::QueryTokenNotRemovable);
-        }
+        let found = token_source::find_token(sources, request, self.settings.max_header_bytes)
+            .and_then(|found| {
+                let from_query = matches!(sources.get(found.source), Some(TokenSource::Query(_)));
+                if from_query && wire == Wire::Http && self.settings.upstream.strip_authorization {
+                    return Err(AuthError::QueryTokenNotRemovable);
+                }
+                Ok(found)
+            });
+        let found = log.step(step::TOKEN_SOURCE, found, |found| {
+            steps::source(&sources[found.source], found.token().as_str().len())
+        })?;
         let entry = self.verified_entry(found.token(), log).await?;
         log.entry = Some(Arc::clone(&entry));
-        let proof = self.check_binding(&entry, found.token().as_str(), dpop, request)?;
+        let proof = self.check_binding(&entry, found.token().as_str(), dpop, request, log)?;
         Ok((entry, proof))
     }
 
@@ -508,10 +670,31 @@ impl AuthzService {
         token: &str,
         dpop: bool,
         request: &Inbound<'_>,
+        log: &mut LogFields<'_>,
     ) -> Result<Option<CheckedProof>, AuthError> {
-        if let Some(bound_to) = entry.x5t_s256() {
-            binding::check_certificate(bound_to, request.peer_certificate)?;
-        }
+        let certificate = entry
+            .x5t_s256()
+            .map(|bound_to| binding::check_certificate(bound_to, request.peer_certificate))
+            .transpose();
+        log.step(step::CERTIFICATE, certificate, |checked| match checked {
+            Some(()) => "the client certificate is the one the token is bound to".to_owned(),
+            None => "not certificate-bound".to_owned(),
+        })?;
+        let proof = self.check_dpop(entry, token, dpop, request);
+        log.step(step::DPOP, proof, |proof| match proof {
+            Some(_) => "a fresh proof by the key the token is bound to".to_owned(),
+            None => "not DPoP-bound, sent as a bearer token".to_owned(),
+        })
+    }
+
+    /// The DPoP side of [`AuthzService::check_binding`].
+    fn check_dpop(
+        &self,
+        entry: &CachedToken,
+        token: &str,
+        dpop: bool,
+        request: &Inbound<'_>,
+    ) -> Result<Option<CheckedProof>, AuthError> {
         let mode = self
             .verifier
             .issuer(entry.iss())
@@ -550,19 +733,63 @@ impl AuthzService {
 
     /// Checks a verified token against the route it is used on, whether it verified now or
     /// came from the cache: issuers, audiences, scopes, claim conditions, in that order.
-    fn check_route(&self, entry: &CachedToken, rule: &TokenRule) -> Result<(), AuthError> {
-        if !rule.issuers.is_empty() && !rule.issuers.iter().any(|i| i == entry.iss()) {
-            return Err(AuthError::WrongIssuer);
-        }
-        let accepted = match &rule.audiences {
-            Some(audiences) => audiences.as_slice(),
-            None => self.verifier.audiences(entry.iss()).unwrap_or_default(),
+    /// `log` records each step (the deciding rule's only).
+    fn check_route(
+        &self,
+        entry: &CachedToken,
+        rule: &TokenRule,
+        mut log: Option<&mut LogFields<'_>>,
+    ) -> Result<(), AuthError> {
+        let mut step = |name, result: Result<(), AuthError>, detail: &dyn Fn() -> String| match log
+            .as_deref_mut()
+        {
+            Some(log) => log.step(name, result, |()| detail()),
+            None => result,
         };
-        accept_audience(entry.audiences(), accepted)?;
-        rule.scopes.check_granted(entry.scopes())?;
-        let conditions = rule.first_condition..rule.first_condition + rule.conditions.len();
-        if !conditions.into_iter().all(|i| entry.condition(i)) {
-            return Err(AuthError::ClaimsNotSatisfied);
+        if !rule.issuers.is_empty() {
+            let admitted = if rule.issuers.iter().any(|i| i == entry.iss()) {
+                Ok(())
+            } else {
+                Err(AuthError::WrongIssuer)
+            };
+            step(step::ROUTE_ISSUERS, admitted, &|| {
+                format!("route admits {}", rule.issuers.join(", "))
+            })?;
+        }
+        let (accepted, whose) = match &rule.audiences {
+            Some(audiences) => (audiences.as_slice(), "route"),
+            None => (
+                self.verifier.audiences(entry.iss()).unwrap_or_default(),
+                "issuer",
+            ),
+        };
+        step(
+            step::AUDIENCE,
+            accept_audience(entry.audiences(), accepted),
+            &|| format!("{whose} accepts {}", accepted.join(", ")),
+        )?;
+        step(
+            step::SCOPES,
+            rule.scopes.check_granted(entry.scopes()),
+            &|| format!("granted: {}", entry.scopes().collect::<Vec<_>>().join(" ")),
+        )?;
+        for (i, condition) in rule.conditions.iter().enumerate() {
+            let holds = if entry.condition(rule.first_condition + i) {
+                Ok(())
+            } else {
+                Err(AuthError::ClaimsNotSatisfied)
+            };
+            match log.as_deref_mut() {
+                Some(log) => {
+                    log.at = step::CONDITION;
+                    if let Some(trace) = &mut log.trace {
+                        let detail = holds.as_ref().map(|()| "holds".to_owned());
+                        trace.record(step::CONDITION, steps::condition_label(condition), detail);
+                    }
+                    holds?;
+                }
+                None => holds?,
+            }
         }
         Ok(())
     }
@@ -571,7 +798,7 @@ impl AuthzService {
     /// fresh and whose key is still published, else by full verification (then cached).
     async fn verified_entry(
         &self,
-        token: bearer::BearerToken<'_>,
+        token: token_source::AccessToken<'_>,
         log: &mut LogFields<'_>,
     ) -> Result<Arc<CachedToken>, AuthError> {
         let key = self.cache.as_ref().map(|_| TokenCache::key(token.as_str()));
@@ -584,17 +811,45 @@ impl AuthzService {
                     .verifier
                     .key_is_current(hit.iss(), hit.kid(), hit.alg, hit.key_fingerprint);
             if current {
+                if let Some(trace) = &mut log.trace {
+                    trace.record(
+                        step::TOKEN_CACHE,
+                        trace::label(step::TOKEN_CACHE),
+                        Ok("hit: verified earlier".to_owned()),
+                    );
+                    trace.record_token_checks(trace::TokenCheck::AudienceClaim, None);
+                    trace.record(
+                        step::CONFIRMATION,
+                        trace::label(step::CONFIRMATION),
+                        Ok(String::new()),
+                    );
+                }
                 return Ok(hit);
             }
             // Expired, or its key left the JWKS: verify afresh, which says why.
             cache.remove(key);
         }
-        let verified = self.verifier.verify(token, &mut log.token).await?;
+        if let Some(trace) = &mut log.trace
+            && self.cache.is_some()
+        {
+            trace.record(
+                step::TOKEN_CACHE,
+                trace::label(step::TOKEN_CACHE),
+                Ok("miss: verified now".to_owned()),
+            );
+        }
+        let verified = self.verifier.verify(token, &mut log.token).await;
+        log.at = log.token.reached.id();
+        if let Some(trace) = &mut log.trace {
+            trace.record_token_checks(log.token.reached, verified.as_ref().err());
+        }
+        let verified = verified?;
         let payload = token
             .as_str()
             .get(verified.payload.clone())
             .unwrap_or_default();
-        let entry = Arc::new(self.entry(&verified, payload)?);
+        let entry = self.entry(&verified, payload);
+        let entry = Arc::new(log.step(step::CONFIRMATION, entry, |_| String::new())?);
         if let (Some(cache), Some(key)) = (&self.cache, key) {
             cache.insert(key, Arc::clone(&entry), self.verifier.clock().now_millis());
         }

@@ -28,7 +28,7 @@ mod request;
 mod tools;
 mod upstream;
 
-pub use crate::check_rpc::CHECK_PATH;
+pub use crate::wire::grpc::CHECK_PATH;
 pub use certs::{CLIENT_CERT_CN, Certificate, Pki, client_certificate, generate_pki};
 pub use decision::{Decision, allows, assert_allowed, assert_denied, decision};
 pub use decoding::{Reading, compare_readings};
@@ -46,5 +46,5 @@ pub use mint::{
 pub use oidc::{OidcProvider, TokenResponse};
 pub use redis::RedisServer;
 pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
-pub use tools::{free_port, tool, unused_addr, wait_until};
+pub use tools::{TempFile, free_port, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

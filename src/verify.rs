@@ -16,12 +16,13 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use url::Url;
 
-use crate::bearer::BearerToken;
 use crate::binding::dpop::DpopMode;
 use crate::claims::{self, Claims};
 use crate::clock::Clock;
 use crate::error::AuthError;
 use crate::jwks::{JwksCache, JwksError, JwksSettings, JwksSource, KeySet};
+use crate::token_source::AccessToken;
+use crate::trace::TokenCheck;
 
 /// One trusted token issuer: what its tokens must say and where its keys come from.
 /// Built by the configuration; read by verification and the JWKS cache.
@@ -144,6 +145,8 @@ impl JoseHeader {
 pub struct TokenFacts {
     pub kid: Option<String>,
     pub iss: Option<String>,
+    /// The last check verification began: the one that failed, when one did.
+    pub reached: TokenCheck,
 }
 
 impl Verifier {
@@ -193,22 +196,26 @@ impl Verifier {
     /// unverified `kid` and `iss` as soon as they are known, for the decision log.
     pub async fn verify(
         &self,
-        token: BearerToken<'_>,
+        token: AccessToken<'_>,
         facts: &mut TokenFacts,
     ) -> Result<Verified, AuthError> {
         let token = token.as_str();
+        facts.reached = TokenCheck::Format;
         let Some((header_b64, payload_b64, signature_b64)) = claims::compact_segments(token) else {
             return Err(AuthError::Malformed);
         };
         let header_json = decode_segment(header_b64)?;
         let header = JoseHeader::parse(&header_json)?;
         facts.kid = header.kid.clone();
+        facts.reached = TokenCheck::Algorithm;
         let alg = asymmetric_algorithm(&header.alg)?;
+        facts.reached = TokenCheck::Critical;
         if header.crit {
             // RFC 7515 §4.1.11: an unknown critical extension makes the token invalid, and
             // this service implements none.
             return Err(AuthError::UnsupportedCritical);
         }
+        facts.reached = TokenCheck::Payload;
         let payload_json = decode_segment(payload_b64)?;
         // RFC 7515 §5.2 decodes every segment before validating anything: a signature
         // that is not base64url makes the token malformed, whatever the keys hold, and
@@ -224,27 +231,36 @@ impl Verifier {
         // the configured issuers before anything is fetched.
         let iss = claims.get("iss").and_then(Value::as_str);
         facts.iss = iss.map(str::to_owned);
+        facts.reached = TokenCheck::Issuer;
         let issuer = iss
             .and_then(|iss| self.issuers.get(iss))
             .ok_or(AuthError::WrongIssuer)?;
         // invariant: allowed algorithms come from config, never from the token header.
+        facts.reached = TokenCheck::AllowedAlgorithm;
         if !issuer.config.algorithms.contains(&alg) {
             return Err(AuthError::DisallowedAlgorithm);
         }
+        facts.reached = TokenCheck::TokenType;
         if issuer.config.require_access_token_type && !is_access_token_type(header.typ.as_deref()) {
             return Err(AuthError::WrongTokenType);
         }
 
+        facts.reached = TokenCheck::Key;
         let kid = header.kid.as_deref();
         let keys = issuer.jwks.lookup(kid, alg).await?;
         let key = keys.select(kid, alg).ok_or(AuthError::UnknownKey)?;
         let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        facts.reached = TokenCheck::Signature;
         if !key.verify(alg, signed, &signature) {
             return Err(AuthError::BadSignature);
         }
 
-        let (dates, audiences) =
-            check_registered_claims(&claims, &issuer.config, self.clock.now_millis())?;
+        let (dates, audiences) = check_registered_claims(
+            &claims,
+            &issuer.config,
+            self.clock.now_millis(),
+            &mut facts.reached,
+        )?;
         let audiences = audiences.into_iter().map(str::to_owned).collect();
         let payload_start = header_b64.len() + 1;
         Ok(Verified {
@@ -318,7 +334,8 @@ pub fn check_claims(
     issuer: &IssuerConfig,
     now_ms: u64,
 ) -> Result<Dates, AuthError> {
-    let (dates, audiences) = check_registered_claims(claims, issuer, now_ms)?;
+    let (dates, audiences) =
+        check_registered_claims(claims, issuer, now_ms, &mut TokenCheck::default())?;
     accept_audience(audiences.iter().copied(), &issuer.audiences)?;
     Ok(dates)
 }
@@ -330,8 +347,10 @@ fn check_registered_claims<'c>(
     claims: &'c Claims,
     issuer: &IssuerConfig,
     now_ms: u64,
+    reached: &mut TokenCheck,
 ) -> Result<(Dates, Vec<&'c str>), AuthError> {
     let leeway_ms = issuer.leeway_millis();
+    *reached = TokenCheck::Expiry;
     let exp = claims
         .get("exp")
         .and_then(claims::numeric_date)
@@ -339,6 +358,7 @@ fn check_registered_claims<'c>(
     if !before_expiry(exp, leeway_ms, now_ms) {
         return Err(AuthError::Expired);
     }
+    *reached = TokenCheck::NotBefore;
     let nbf = match claims.get("nbf") {
         None => None,
         Some(nbf) => Some(claims::numeric_date(nbf).ok_or(AuthError::MissingClaim)?),
@@ -346,9 +366,12 @@ fn check_registered_claims<'c>(
     if !after_not_before(nbf, leeway_ms, now_ms) {
         return Err(AuthError::NotYetValid);
     }
+    // The issuer was chosen by this very `iss`: a second reading of the claim, kept for
+    // `check_claims`' callers, which pass claims of their own.
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(AuthError::WrongIssuer);
     }
+    *reached = TokenCheck::AudienceClaim;
     let audiences = match claims.get("aud") {
         Some(Value::String(aud)) => vec![aud.as_str()],
         Some(Value::Array(auds)) => auds

@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use jwt_authz::proto::CheckRequest;
-use jwt_authz::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::CheckRequest;
+use jwt_authz::wire::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::{Value, json};

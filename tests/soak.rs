@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
-use jwt_authz::proto::{AuthorizationClient, CheckRequest};
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::{AuthorizationClient, CheckRequest};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -189,8 +189,8 @@ fn pool(issuer: &str) -> Vec<(CheckRequest, Expect)> {
     pool
 }
 
-fn outcome(response: &jwt_authz::proto::CheckResponse) -> Option<Expect> {
-    use jwt_authz::proto::HttpResponse;
+fn outcome(response: &jwt_authz::wire::proto::CheckResponse) -> Option<Expect> {
+    use jwt_authz::wire::proto::HttpResponse;
     let code = response.status.as_ref()?.code;
     match (code, response.http_response.as_ref()?) {
         (0, HttpResponse::OkResponse(_)) => Some(Expect::Allow),

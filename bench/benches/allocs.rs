@@ -27,9 +27,9 @@ use std::alloc::System;
 
 use bytes::Bytes;
 use jsonwebtoken::Algorithm;
-use jwt_authz::proto::{Authorization, CheckRequest, CheckResponse};
 use jwt_authz::service::AuthzService;
 use jwt_authz::testkit::{Shape, allows};
+use jwt_authz::wire::proto::{Authorization, CheckRequest, CheckResponse};
 use prost::Message;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -152,7 +152,7 @@ fn main() {
             "lean",
             "decoding",
             count(|| {
-                jwt_authz::service::lean::decode(&request).expect("the request reads");
+                jwt_authz::wire::grpc::read::decode(&request).expect("the request reads");
             }),
         );
     }

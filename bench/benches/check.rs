@@ -21,11 +21,11 @@ mod common;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
-use jwt_authz::bearer::BearerToken;
-use jwt_authz::proto::{Authorization, CheckRequest};
 use jwt_authz::service::AuthzService;
 use jwt_authz::testkit::{self, Shape, allows};
+use jwt_authz::token_source::AccessToken;
 use jwt_authz::verify::TokenFacts;
+use jwt_authz::wire::proto::{Authorization, CheckRequest};
 use prost::Message;
 use std::hint::black_box;
 
@@ -76,7 +76,7 @@ fn check(c: &mut Criterion) {
         })
     });
     let header = format!("Bearer {token}");
-    let bearer = BearerToken::parse(header.as_bytes(), 8192).expect("a bearer header");
+    let bearer = AccessToken::parse(header.as_bytes(), 8192).expect("a bearer header");
     group.bench_function("rs256_verify_alone", |b| {
         b.iter(|| {
             let mut facts = TokenFacts::default();
@@ -161,7 +161,7 @@ fn envoy_request(c: &mut Criterion) {
         });
         group.bench_function(format!("decode_lean_{name}"), |b| {
             b.iter(|| {
-                jwt_authz::service::lean::decode(&request)
+                jwt_authz::wire::grpc::read::decode(&request)
                     .expect("the request reads")
                     .headers
                     .len()

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
 use jwt_authz::config::{Config, FileConfig, ServeArgs};
-use jwt_authz::proto::CheckRequest;
 use jwt_authz::testkit::{self, AUDIENCE, Shape};
 use jwt_authz::verify::Verifier;
+use jwt_authz::wire::proto::CheckRequest;
 
 pub const ISSUER: &str = "https://issuer.bench.example/";
 

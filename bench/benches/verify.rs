@@ -8,17 +8,17 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
-use jwt_authz::bearer::BearerToken;
+use jwt_authz::token_source::AccessToken;
 use jwt_authz::verify::TokenFacts;
 
 fn bearer(c: &mut Criterion) {
     let header = format!("Bearer {}", common::token("rsa-1", Algorithm::RS256));
     c.bench_function("bearer/parse_rs256_header", |b| {
-        b.iter(|| BearerToken::parse(black_box(header.as_bytes()), 8192).map(|t| t.as_str().len()))
+        b.iter(|| AccessToken::parse(black_box(header.as_bytes()), 8192).map(|t| t.as_str().len()))
     });
     let values: [&[u8]; 1] = [header.as_bytes()];
     c.bench_function("bearer/from_header_values", |b| {
-        b.iter(|| BearerToken::from_header_values(black_box(values), 8192).is_ok())
+        b.iter(|| AccessToken::from_header_values(black_box(values), 8192).is_ok())
     });
 }
 
@@ -34,7 +34,7 @@ fn verify(c: &mut Criterion) {
         ("eddsa", "ed-1", Algorithm::EdDSA),
     ] {
         let header = format!("Bearer {}", common::token(kid, alg));
-        let token = BearerToken::parse(header.as_bytes(), 8192).expect("a bearer header");
+        let token = AccessToken::parse(header.as_bytes(), 8192).expect("a bearer header");
         let mut facts = TokenFacts::default();
         rt.block_on(verifier.verify(token, &mut facts))
             .unwrap_or_else(|e| panic!("{name} token must verify: {e}"));

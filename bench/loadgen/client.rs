@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use jwt_authz::proto::{AuthorizationClient, CheckRequest, CheckResponse};
 use jwt_authz::testkit::{CHECK_PATH, EncodedCheck};
+use jwt_authz::wire::proto::{AuthorizationClient, CheckRequest, CheckResponse};
 use tonic::transport::Channel;
 use tonic::{Response, Status};
 

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use jwt_authz::proto::google::rpc;
-use jwt_authz::proto::{
+use jwt_authz::wire::proto::google::rpc;
+use jwt_authz::wire::proto::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, OkHttpResponse,
 };

@@ -2,8 +2,8 @@
 //! shape (every request header, about 1.6 KB encoded with an RS256 token) or the small one
 //! (only `authorization`, as with `allowed_headers: [authorization]`).
 
-use jwt_authz::proto::CheckRequest;
 use jwt_authz::testkit::{self, browser_request, set_authorization};
+use jwt_authz::wire::proto::CheckRequest;
 
 use crate::{CheckArgs, Shape};
 

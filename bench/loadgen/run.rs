@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use jwt_authz::proto::CheckResponse;
 use jwt_authz::testkit::allows;
+use jwt_authz::wire::proto::CheckResponse;
 use prost::Message;
 use tonic::transport::Endpoint;
 

@@ -267,4 +267,22 @@ pub struct ExplainArgs {
     /// Fetch each issuer's keys as the service would (network access).
     #[arg(long)]
     pub fetch_keys: bool,
+    /// The scheme the token is sent with in `authorization` (`DPoP` for a DPoP-bound
+    /// token, with its proof in `--header "dpop: ..."`).
+    #[arg(long)]
+    pub token_scheme: Option<String>,
+    /// Request scheme (`https`), as Envoy sends it: a DPoP proof's `htu` names it.
+    #[arg(long)]
+    pub scheme: Option<String>,
+    /// A PEM file: the client certificate the proxy verified and forwards (mTLS), which a
+    /// certificate-bound token is checked against.
+    #[arg(long)]
+    pub peer_certificate: Option<PathBuf>,
+    /// A context extension the route sets, `key=value` (`required_scopes=read write`);
+    /// repeat for several.
+    #[arg(long = "context-extension")]
+    pub context_extensions: Vec<String>,
+    /// Print the decision, every step and the response as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -637,7 +637,10 @@ routes:
 fn http_listener_limits_are_read_with_defaults_and_bad_ones_are_named() {
     let args = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
     let config = from(&args, "{}").unwrap();
-    assert_eq!(config.http_limits, crate::httpd::HttpLimits::default());
+    assert_eq!(
+        config.http_limits,
+        crate::wire::httpd::HttpLimits::default()
+    );
     let config = from(
         &args,
         "http_server: { header_read_timeout: 2s, idle_timeout: 30s, max_header_bytes: 32768, max_connections: 10, drain_timeout: 500ms }",

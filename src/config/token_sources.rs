@@ -3,7 +3,7 @@
 
 use super::Errors;
 use super::file::FileTokenSource;
-use crate::bearer::TokenSource;
+use crate::token_source::TokenSource;
 
 /// The sources, in order; the default `[{ header: authorization, scheme: Bearer }]` when
 /// the file has none.

@@ -14,7 +14,7 @@ use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::httpd::{self, HttpResponse};
+use crate::wire::httpd::{self, HttpResponse};
 
 /// The audience of every demo token.
 pub const DEMO_AUDIENCE: &str = "https://api.example.com";

@@ -32,24 +32,51 @@ pub(super) fn log_decision(
         Some(entry) => (entry.kid(), Some(entry.iss())),
         None => (fields.token.kid.as_deref(), fields.token.iss.as_deref()),
     };
+    // Optional fields are recorded when present and left out when not: a log line never
+    // says `Some(...)`.
     let (kid, iss) = (kid.map(clip), iss.map(clip));
     let sub = fields.entry.as_ref().and_then(|e| e.sub()).map(clip);
+    let (method, path) = (clip(method), clip(path));
     match outcome {
         Ok(Allowed::Token(_)) => {
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
+            tracing::debug!(
+                decision = "allow",
+                method,
+                path,
+                rule,
+                kid,
+                iss,
+                sub,
+                latency_us
+            );
         }
         Ok(Allowed::Anonymous) => {
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, anonymous = true, latency_us);
+            tracing::debug!(
+                decision = "allow",
+                method,
+                path,
+                rule,
+                anonymous = true,
+                latency_us
+            );
         }
         Ok(Allowed::ResourceMetadata) => {
-            tracing::debug!(decision = "answer", method = ?clip(method), path = ?clip(path), rule, latency_us);
+            tracing::debug!(decision = "answer", method, path, rule, latency_us);
         }
         Ok(Allowed::Preflight) => {
-            tracing::debug!(decision = "allow", method = ?clip(method), path = ?clip(path), rule, preflight = true, latency_us);
+            tracing::debug!(
+                decision = "allow",
+                method,
+                path,
+                rule,
+                preflight = true,
+                latency_us
+            );
         }
         Err(error) => {
             let code = error.code().as_str();
-            tracing::info!(decision = "deny", code, reason = %error, method = ?clip(method), path = ?clip(path), rule, ?kid, ?iss, ?sub, latency_us);
+            let step = fields.at;
+            tracing::info!(decision = "deny", code, step, reason = %error, method, path, rule, kid, iss, sub, latency_us);
         }
     }
 }
@@ -67,7 +94,8 @@ pub(super) fn log_shadow(rule: &str, outcome: &Result<Allowed, AuthError>) {
     }
 }
 
-/// Attacker-controlled strings are logged with `Debug` (escaped) and clipped.
+/// Attacker-controlled strings are clipped; the formatters escape them (the human format
+/// writes every string field quoted and escaped, the JSON format as a JSON string).
 fn clip(s: &str) -> &str {
     const MAX: usize = 128;
     if s.len() <= MAX {

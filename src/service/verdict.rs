@@ -1,11 +1,10 @@
-//! What the service answers before it goes on a wire: the changes an allow makes
-//! upstream, and a denial's status, headers and body. The gRPC adapter ([`super::grpc`])
-//! and the HTTP endpoint put a [`Verdict`] on their wire.
+//! What the decision answers, before any wire: the changes an allow makes upstream, or
+//! why a request was refused. The wires render a [`Verdict`] ([`crate::wire`]).
 
 use super::{Allowed, AuthzService};
-use crate::bearer::{self, TokenSource};
-use crate::error::{AuthError, ChallengeTo};
+use crate::error::AuthError;
 use crate::inbound::Inbound;
+use crate::token_source::{self, TokenSource};
 use crate::upstream::MutationSink;
 
 /// Which wire a request came over: what its answer can change upstream.
@@ -21,10 +20,10 @@ pub enum Wire {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Allow(Allow),
-    Deny(Deny),
-    /// A response the service gives itself in place of the upstream's (the RFC 9728
-    /// metadata): sent by Envoy as a local reply, with its own status.
-    Answer(Deny),
+    Deny(Denial),
+    /// The RFC 9728 metadata, which the service answers itself in place of the
+    /// upstream: sent by Envoy as a local reply.
+    ResourceMetadata,
 }
 
 /// An allowed request's changes upstream.
@@ -50,17 +49,12 @@ impl<'a> MutationSink<'a> for Allow {
     }
 }
 
-/// A denial, with everything the client is sent.
+/// A refused request: why, and whether it used the `DPoP` scheme (which the challenge
+/// answers). The wires render it ([`crate::wire::answer`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deny {
-    pub http_status: u16,
-    pub grpc_code: i32,
-    pub code: &'static str,
-    /// `content-type`, `www-authenticate`, `retry-after`.
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
-    /// The server, not the client, failed (keys unavailable).
-    pub server_error: bool,
+pub struct Denial {
+    pub error: AuthError,
+    pub dpop_request: bool,
 }
 
 impl AuthzService {
@@ -107,62 +101,10 @@ impl AuthzService {
         if cookies.is_empty() {
             return;
         }
-        match bearer::cookie_without(request.values("cookie"), &cookies) {
+        match token_source::cookie_without(request.values("cookie"), &cookies) {
             Some(rest) if rest.is_empty() => allow.remove.push("cookie".into()),
             Some(rest) => allow.set.push(("cookie".into(), rest)),
             None => {}
-        }
-    }
-
-    pub(super) fn deny(&self, error: &AuthError, request: &Inbound<'_>) -> Deny {
-        let code = error.code();
-        let mut headers = vec![("content-type", "application/json".to_owned())];
-        let to = ChallengeTo {
-            realm: &self.settings.realm,
-            dpop_algs: self.settings.dpop_algs.as_deref(),
-            dpop_request: self.settings.is_dpop_request(request),
-            resource_metadata: self
-                .settings
-                .resource_metadata
-                .as_ref()
-                .map(|m| m.url.as_str()),
-        };
-        for challenge in error.www_authenticate(&to) {
-            headers.push(("www-authenticate", challenge));
-        }
-        let server_error = code.is_server_error();
-        if server_error {
-            headers.push(("retry-after", self.settings.retry_after_secs.to_string()));
-        }
-        Deny {
-            http_status: code.http_status(),
-            grpc_code: code.grpc_code(),
-            code: code.as_str(),
-            headers,
-            body: error.json_body(),
-            server_error,
-        }
-    }
-
-    /// The RFC 9728 document, as a `200` the proxy sends itself.
-    pub(super) fn metadata_answer(&self) -> Deny {
-        let body = self
-            .settings
-            .resource_metadata
-            .as_ref()
-            .map(|m| m.body.clone())
-            .unwrap_or_default();
-        Deny {
-            http_status: 200,
-            // Any status but OK makes Envoy send this response instead of forwarding.
-            grpc_code: crate::error::Code::AccessDenied.grpc_code(),
-            code: "resource_metadata",
-            headers: vec![
-                ("content-type", "application/json".to_owned()),
-                ("cache-control", "max-age=300".to_owned()),
-            ],
-            body,
-            server_error: false,
         }
     }
 }

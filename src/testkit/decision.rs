@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::proto::envoy::config::core::v3::HeaderValueOption;
-use crate::proto::{CheckResponse, HttpResponse};
+use crate::wire::proto::envoy::config::core::v3::HeaderValueOption;
+use crate::wire::proto::{CheckResponse, HttpResponse};
 
 /// The decision in a CheckResponse, as Envoy reads it.
 #[derive(Debug)]

@@ -1,13 +1,13 @@
 //! The two readings of an encoded `CheckRequest` side by side: prost's (the whole message,
-//! then [`crate::service::inbound_of`]) and the lean reader's
-//! ([`crate::service::lean::decode`]). The lean reader's tests and the `lean_decode` fuzz
+//! then [`crate::wire::grpc::inbound_of`]) and the lean reader's
+//! ([`crate::wire::grpc::decode`]). The lean reader's tests and the `lean_decode` fuzz
 //! target hold them equal.
 
 use prost::Message;
 
 use crate::inbound::Inbound;
-use crate::proto::CheckRequest;
-use crate::service::{inbound_of, lean};
+use crate::wire::grpc::{self as lean, inbound_of};
+use crate::wire::proto::CheckRequest;
 
 /// What the decision reads of one request, comparable across the two readings.
 #[derive(Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use prost::Message;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use crate::proto::CheckResponse;
+use crate::wire::proto::CheckResponse;
 
 /// Sends pre-encoded `CheckRequest` bytes; decodes the `CheckResponse` with prost.
 #[derive(Debug, Clone, Copy, Default)]

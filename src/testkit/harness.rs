@@ -17,7 +17,7 @@ use super::idp::Idp;
 use super::mint::AUDIENCE;
 use super::request::request;
 use crate::config::{Cli, Command, Config};
-use crate::proto::{AuthorizationClient, CheckRequest, CheckResponse};
+use crate::wire::proto::{AuthorizationClient, CheckRequest, CheckResponse};
 
 /// A running jwt-authz on a loopback port, with a connected client.
 pub struct Authz {

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use crate::proto::envoy::config::core::v3::{
+use crate::wire::proto::envoy::config::core::v3::{
     Address, HeaderMap, HeaderValue, SocketAddress, address, socket_address,
 };
-use crate::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
-use crate::proto::{AttributeContext, CheckRequest};
+use crate::wire::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use crate::wire::proto::{AttributeContext, CheckRequest};
 
 /// A `GET /api/private` from curl, with `authorization` when given and `required_scopes`
 /// in the context extensions when given.

@@ -50,3 +50,44 @@ pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A file in the temporary directory, named for this process, removed when dropped: a
+/// test leaves nothing behind, whether it passes or fails.
+pub struct TempFile {
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// Writes `contents` to a new file whose name ends in `name`.
+    pub fn new(name: &str, contents: impl AsRef<[u8]>) -> TempFile {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "jwt-authz-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The path as text, for a command line or a configuration file.
+    pub fn as_str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Replaces the contents.
+    pub fn write(&self, contents: impl AsRef<[u8]>) {
+        std::fs::write(&self.path, contents).unwrap();
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -2,9 +2,9 @@
 //! shape: the raw path and every header), over the HTTP endpoint, and through the shipped
 //! nginx and Envoy files in front of a recording upstream that must never see them.
 
-use jwt_authz::proto::CheckRequest;
-use jwt_authz::proto::HttpResponse;
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::CheckRequest;
+use jwt_authz::wire::proto::HttpResponse;
 use serde_json::Value;
 
 use super::differential::{

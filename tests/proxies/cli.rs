@@ -236,7 +236,7 @@ fn explain_walks_through_a_decision_without_printing_the_token() {
     let token = mint(&key("rsa-1"), &c);
     let token_file = temp_file("explain.token", &token);
     let jwks = format!("{FIXTURES}/jwks.json");
-    let run = |path: &str, with_token: bool| {
+    let run = |path: &str, with_token: bool, exit: i32| {
         let mut cmd = bin();
         cmd.args(["explain", "--config"]).arg(&config).args([
             "--jwks",
@@ -250,23 +250,27 @@ fn explain_walks_through_a_decision_without_printing_the_token() {
             cmd.arg("--token-file").arg(&token_file);
         }
         let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(exit),
+            "{text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap()
+        text
     };
 
-    let text = run("/api/admin/%75sers?x=1", true);
+    let text = run("/api/admin/%75sers?x=1", true, 1);
     for line in [
         "request: GET api.example.com /api/admin/%75sers?x=1",
         "path: /api/admin/users",
-        "rule: admin: token required",
-        "  header, key and signature: pass",
+        "rule: admin: token required (the first enforcing rule matching: path_prefix /api/admin)",
+        "  token source: pass (header authorization, scheme Bearer: ",
+        "  signature: pass",
+        "  exp: pass",
         "  aud: pass (issuer accepts https://api.example.com)",
-        "  scopes: FAIL (insufficient scope: insufficient_scope)",
-        "  claim org.id equals: pass (holds)",
+        "  scopes: FAIL (insufficient scope: insufficient_scope)  <- decided",
+        "  claim org.id equals: not evaluated",
         "response: 403 insufficient_scope",
         "  www-authenticate: Bearer realm=\"jwt-authz\", error=\"insufficient_scope\", scope=\"admin\"",
     ] {
@@ -278,7 +282,7 @@ fn explain_walks_through_a_decision_without_printing_the_token() {
         "{text}"
     );
 
-    let text = run("/api/public/..;/admin", true);
+    let text = run("/api/public/..;/admin", true, 1);
     assert!(
         text.contains("path: refused (path parameter in path)"),
         "{text}"
@@ -286,7 +290,7 @@ fn explain_walks_through_a_decision_without_printing_the_token() {
     assert!(text.contains("response: 403 access_denied"), "{text}");
     assert!(!text.contains(signature), "{text}");
 
-    let text = run("/api/public/x", false);
+    let text = run("/api/public/x", false, 0);
     assert!(
         text.contains("rule: public: anonymous (no token needed)"),
         "{text}"

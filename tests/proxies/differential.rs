@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use jwt_authz::proto::CheckRequest;
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::CheckRequest;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jwt_authz::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use jwt_authz::proto::{AttributeContext, CheckRequest};
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use jwt_authz::wire::proto::{AttributeContext, CheckRequest};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -54,9 +54,9 @@ impl Drop for Proc {
 async fn start_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(jwt_authz::httpd::serve(
+    tokio::spawn(jwt_authz::wire::httpd::serve(
         listener,
-        jwt_authz::httpd::HttpLimits::default(),
+        jwt_authz::wire::httpd::HttpLimits::default(),
         jwt_authz::demo::issuer::echo,
         std::future::pending(),
     ));
@@ -601,7 +601,7 @@ async fn query_tokens_are_refused_where_they_cannot_be_stripped() {
     http_mut(&mut request).path = uri;
     let response = authz.check(request).await;
     assert_allowed(&response);
-    let Some(jwt_authz::proto::HttpResponse::OkResponse(ok)) = response.http_response else {
+    let Some(jwt_authz::wire::proto::HttpResponse::OkResponse(ok)) = response.http_response else {
         panic!("allow expected")
     };
     assert_eq!(ok.query_parameters_to_remove, ["access_token"]);

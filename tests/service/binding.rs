@@ -2,9 +2,9 @@
 //! their proofs, certificate-bound tokens (RFC 8705) with the client certificate Envoy
 //! forwards, and the RFC 9728 metadata the Check serves and every 401 names.
 
-use jwt_authz::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
-use jwt_authz::proto::{CheckRequest, CheckResponse, HttpResponse};
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::envoy::config::core::v3::{HeaderMap, HeaderValue};
+use jwt_authz::wire::proto::{CheckRequest, CheckResponse, HttpResponse};
 use serde_json::{Value, json};
 
 use super::metrics::scrape;

@@ -23,7 +23,7 @@ async fn valid_token_is_allowed_with_sub_header() {
         Some("auth0|user-1")
     );
     // The header is set with overwrite semantics and `append` left unset.
-    let Some(jwt_authz::proto::HttpResponse::OkResponse(ok)) = &response.http_response else {
+    let Some(jwt_authz::wire::proto::HttpResponse::OkResponse(ok)) = &response.http_response else {
         panic!()
     };
     assert_eq!(ok.headers[0].append, None);
@@ -392,7 +392,9 @@ async fn raw_header_map_is_read_and_duplicates_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_check_request_is_denied_not_an_error() {
     let (_idp, authz) = setup().await;
-    let response = authz.check(jwt_authz::proto::CheckRequest::default()).await;
+    let response = authz
+        .check(jwt_authz::wire::proto::CheckRequest::default())
+        .await;
     // No path is no request in origin form: refused before any token is looked for.
     assert_denied(&response, 403, "access_denied");
 }

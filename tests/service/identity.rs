@@ -4,8 +4,8 @@
 //! proxies that pass underscores through. With `strip_authorization`, `authorization`
 //! never goes upstream, whatever the route.
 
-use jwt_authz::proto::CheckRequest;
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::CheckRequest;
 
 /// Issue 10: the service's config with an anonymous route, CORS preflights allowed, two
 /// claim headers (one configured with `_`), the payload header and a stripped token.
@@ -80,7 +80,7 @@ const CONFUSABLE: [&str; 9] = [
     "x_jwt_payload",
 ];
 
-fn allowed(response: &jwt_authz::proto::CheckResponse) -> (Vec<String>, Vec<String>) {
+fn allowed(response: &jwt_authz::wire::proto::CheckResponse) -> (Vec<String>, Vec<String>) {
     match decision(response) {
         Decision::Allow { headers, remove } => (headers.into_keys().collect(), remove),
         other => panic!("expected an allow: {other:?}"),

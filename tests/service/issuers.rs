@@ -2,8 +2,8 @@
 //! claims forwarded as dynamic metadata, over the real gRPC API.
 
 use jsonwebtoken::{Algorithm, Header};
-use jwt_authz::proto::HttpResponse;
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::HttpResponse;
 use prost_types::value::Kind;
 use serde_json::json;
 

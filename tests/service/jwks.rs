@@ -344,10 +344,10 @@ async fn invalid_tokens_never_fetch() {
 /// Checks `token` as Envoy would, giving up after `deadline` (tonic's request timeout,
 /// sent as `grpc-timeout`): `None` when the deadline cancelled the call.
 async fn check_with_deadline(
-    client: &jwt_authz::proto::AuthorizationClient<tonic::transport::Channel>,
+    client: &jwt_authz::wire::proto::AuthorizationClient<tonic::transport::Channel>,
     token: &str,
     deadline: Duration,
-) -> Option<jwt_authz::proto::CheckResponse> {
+) -> Option<jwt_authz::wire::proto::CheckResponse> {
     let mut request = tonic::Request::new(request(Some(&format!("Bearer {token}")), None));
     request.set_timeout(deadline);
     match client.clone().check(request).await {

@@ -4,6 +4,7 @@
 
 mod binding;
 mod check;
+mod explain;
 mod identity;
 mod issuers;
 mod jwks;

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use jwt_authz::proto::CheckRequest;
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::CheckRequest;
 use serde_json::{Value, json};
 
 use super::logging::capture;
@@ -100,7 +100,7 @@ fn dpop_request(host: &str, path: &str, token: &str, proof: &str) -> CheckReques
 const PRIVATE: &str = "http://api.example.com/api/private";
 
 /// `GET /api/private` on `api.example.com` with a DPoP token and proof, to `authz`.
-async fn on(authz: &Authz, token: &str, proof: &str) -> jwt_authz::proto::CheckResponse {
+async fn on(authz: &Authz, token: &str, proof: &str) -> jwt_authz::wire::proto::CheckResponse {
     authz
         .check(dpop_request(
             "api.example.com",

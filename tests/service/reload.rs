@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jwt_authz::proto::CheckRequest;
 use jwt_authz::testkit::*;
+use jwt_authz::wire::proto::CheckRequest;
 use serde_json::json;
 
 use super::metrics::scrape;

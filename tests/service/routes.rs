@@ -3,7 +3,7 @@
 //! conditions, per-route issuers and audiences, CORS preflights, shadow rules, and a
 //! cached token re-checked on each route it is used on.
 
-use jwt_authz::proto::CheckRequest;
+use jwt_authz::wire::proto::CheckRequest;
 
 use super::metrics::scrape;
 use jwt_authz::testkit::*;

@@ -15,11 +15,13 @@
 //! name that some server reads as the token's ([`reads_as`]: `access%5Ftoken`,
 //! `access.token` to PHP).
 
+mod scheme;
+
 use std::borrow::Cow;
 
-use super::BearerToken;
 use crate::error::AuthError;
 use crate::inbound::{Inbound, spelled_as};
+pub use scheme::AccessToken;
 
 /// One place a token may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +58,8 @@ pub struct FoundToken<'a> {
 
 impl FoundToken<'_> {
     /// The token, for verification.
-    pub fn token(&self) -> BearerToken<'_> {
-        BearerToken(&self.text)
+    pub fn token(&self) -> AccessToken<'_> {
+        AccessToken(&self.text)
     }
 }
 
@@ -108,7 +110,7 @@ fn read<'a>(
             }
             let values = request.values(name);
             let token = match scheme {
-                Some(scheme) => BearerToken::from_values_with_scheme(values, scheme, max_len),
+                Some(scheme) => AccessToken::from_values_with_scheme(values, scheme, max_len),
                 None => raw_header(values, max_len),
             };
             match token {
@@ -130,7 +132,7 @@ fn read<'a>(
 fn raw_header<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     max_len: usize,
-) -> Result<BearerToken<'a>, AuthError> {
+) -> Result<AccessToken<'a>, AuthError> {
     let mut found = None;
     for value in values {
         let text = checked(value, max_len)?.trim_matches([' ', '\t']);
@@ -140,7 +142,7 @@ fn raw_header<'a>(
         if found.is_some() || text.contains([',', ' ', '\t']) {
             return Err(AuthError::TokenSentTwice);
         }
-        found = Some(BearerToken(text));
+        found = Some(AccessToken(text));
     }
     found.ok_or(AuthError::MissingHeader)
 }

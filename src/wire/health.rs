@@ -12,9 +12,9 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::jwks::JwksCache;
-use crate::proto::AuthorizationServer;
 use crate::replay::ReplayStore;
 use crate::service::AuthzService;
+use crate::wire::proto::AuthorizationServer;
 
 /// Marks the service NOT_SERVING. Call before the listener accepts anything: tonic-health
 /// starts out reporting SERVING.

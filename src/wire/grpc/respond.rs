@@ -1,6 +1,6 @@
 //! The gRPC adapter: `envoy.service.auth.v3.Authorization/Check` in, a [`Verdict`] out.
 //! It translates Envoy's `CheckRequest` into the wire-independent [`Inbound`] (from its
-//! bytes through the lean reader, or from prost's decoding of it) and the verdict into a
+//! bytes through [`super::read`], or from prost's decoding of it) and the verdict into a
 //! `CheckResponse`, and decides nothing.
 //!
 //! A denial is always a successful RPC with a non-OK `CheckResponse.status`: a gRPC error
@@ -8,19 +8,20 @@
 
 use tonic::{Request, Response, Status};
 
-use super::AuthzService;
-use super::verdict::{Verdict, Wire};
 use crate::inbound::Inbound;
 use crate::policy::REQUIRED_SCOPES_KEY;
-use crate::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
-use crate::proto::google::rpc;
-use crate::proto::{
+use crate::service::{AuthzService, Verdict, Wire};
+use crate::trace::Trace;
+use crate::wire::answer::{self, Reply};
+use crate::wire::proto::envoy::service::auth::v3::attribute_context::HttpRequest;
+use crate::wire::proto::google::rpc;
+use crate::wire::proto::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 
 /// The `CheckResponse` for a verdict.
-pub fn check_response(verdict: Verdict) -> CheckResponse {
+pub fn check_response(service: &AuthzService, verdict: Verdict) -> CheckResponse {
     match verdict {
         Verdict::Allow(allow) => {
             // The verdict's strings move into the response: no copy per header.
@@ -39,7 +40,16 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
                 dynamic_metadata: allow.metadata,
             }
         }
-        Verdict::Deny(deny) | Verdict::Answer(deny) => {
+        Verdict::Deny(denial) => reply(answer::denial(service, &denial)),
+        Verdict::ResourceMetadata => reply(answer::resource_metadata(service)),
+    }
+}
+
+/// A refusal, or the service's own answer, as the `CheckResponse` Envoy sends instead of
+/// forwarding.
+fn reply(deny: Reply) -> CheckResponse {
+    {
+        {
             let mut headers: Vec<HeaderValueOption> = Vec::with_capacity(deny.headers.len());
             for (name, value) in deny.headers {
                 // A repeated name (two challenges) is appended, not overwritten.
@@ -80,15 +90,27 @@ pub fn check_response(verdict: Verdict) -> CheckResponse {
 }
 
 impl AuthzService {
-    /// The Check of an encoded `CheckRequest`, read by the lean reader ([`super::lean`]):
+    /// The Check of an encoded `CheckRequest`, read by [`super::read`]:
     /// the answer [`Authorization::check`] gives for prost's decoding of the same bytes. A
     /// request that cannot be read is refused with the status tonic gives a message it
     /// cannot decode (INTERNAL).
     pub async fn check_encoded(&self, request: &[u8]) -> Result<CheckResponse, Status> {
         let inbound =
-            super::lean::decode(request).map_err(|error| Status::internal(error.to_string()))?;
+            super::read::decode(request).map_err(|error| Status::internal(error.to_string()))?;
         let verdict = self.authorize(&inbound, Wire::Grpc).await;
-        Ok(check_response(verdict))
+        Ok(check_response(self, verdict))
+    }
+
+    /// [`AuthzService::check_encoded`], with the decision's record of its steps
+    /// (`explain`).
+    pub async fn check_encoded_traced(
+        &self,
+        request: &[u8],
+    ) -> Result<(CheckResponse, Trace), Status> {
+        let inbound =
+            super::read::decode(request).map_err(|error| Status::internal(error.to_string()))?;
+        let (verdict, trace) = self.authorize_traced(&inbound, Wire::Grpc).await;
+        Ok((check_response(self, verdict), trace))
     }
 }
 
@@ -101,7 +123,7 @@ impl Authorization for AuthzService {
         let request = request.into_inner();
         let inbound = inbound_of(&request);
         let verdict = self.authorize(&inbound, Wire::Grpc).await;
-        Ok(Response::new(check_response(verdict)))
+        Ok(Response::new(check_response(self, verdict)))
     }
 }
 

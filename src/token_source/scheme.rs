@@ -1,23 +1,18 @@
-//! The bearer token, taken out of the `authorization` header(s) Envoy forwarded.
+//! The access token, taken out of a `<scheme> <token>` header value (`authorization`).
 //!
 //! The rules and codes are the Auth0 quickstart's (`get_token_auth_header`), made strict
 //! where the quickstart was lax: Envoy joins repeated headers with a comma, so a second
 //! `authorization` header is an error, never "use the first".
 
-mod sources;
-
 use std::fmt;
 
 use crate::error::AuthError;
-pub use sources::{
-    FoundToken, TokenSource, check_removable, cookie_pairs, cookie_without, find_token, reads_as,
-};
 
 /// A bearer token borrowed from the request. `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct BearerToken<'a>(&'a str);
+pub struct AccessToken<'a>(pub(super) &'a str);
 
-impl<'a> BearerToken<'a> {
+impl<'a> AccessToken<'a> {
     /// Extracts the token from every `authorization` value the request carried, in order.
     ///
     /// `max_len` caps the whole header value in bytes; longer values are refused before any
@@ -87,7 +82,7 @@ impl<'a> BearerToken<'a> {
         if parts.next().is_some() || token.contains(',') {
             return Err(AuthError::TooManyParts);
         }
-        Ok(BearerToken(token))
+        Ok(AccessToken(token))
     }
 
     /// The compact JWS serialization.
@@ -96,9 +91,9 @@ impl<'a> BearerToken<'a> {
     }
 }
 
-impl fmt::Debug for BearerToken<'_> {
+impl fmt::Debug for AccessToken<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BearerToken(..)")
+        f.write_str("AccessToken(..)")
     }
 }
 
@@ -109,7 +104,7 @@ mod tests {
     const MAX: usize = 8192;
 
     fn parse(v: &str) -> Result<&str, AuthError> {
-        BearerToken::parse(v.as_bytes(), MAX).map(|t| t.as_str())
+        AccessToken::parse(v.as_bytes(), MAX).map(|t| t.as_str())
     }
 
     #[test]
@@ -151,12 +146,12 @@ mod tests {
     fn two_raw_headers_are_rejected() {
         let values: [&[u8]; 2] = [b"Bearer a.b.c", b"Bearer a.b.c"];
         assert_eq!(
-            BearerToken::from_header_values(values, MAX),
+            AccessToken::from_header_values(values, MAX),
             Err(AuthError::TooManyParts)
         );
         let none: [&[u8]; 0] = [];
         assert_eq!(
-            BearerToken::from_header_values(none, MAX),
+            AccessToken::from_header_values(none, MAX),
             Err(AuthError::MissingHeader)
         );
     }
@@ -166,7 +161,7 @@ mod tests {
         assert_eq!(parse("Bearer a.b\0.c"), Err(AuthError::BadHeaderValue));
         assert_eq!(parse("Bearer a.b.c\r\n"), Err(AuthError::BadHeaderValue));
         assert_eq!(
-            BearerToken::parse(b"Bearer a.\xff.c", MAX),
+            AccessToken::parse(b"Bearer a.\xff.c", MAX),
             Err(AuthError::BadHeaderValue)
         );
         assert_eq!(parse("Bearer a.é.c"), Err(AuthError::BadHeaderValue));
@@ -180,8 +175,8 @@ mod tests {
 
     #[test]
     fn debug_never_prints_the_token() {
-        let token = BearerToken::parse(b"Bearer secret.token.value", MAX).unwrap();
-        assert_eq!(format!("{token:?}"), "BearerToken(..)");
+        let token = AccessToken::parse(b"Bearer secret.token.value", MAX).unwrap();
+        assert_eq!(format!("{token:?}"), "AccessToken(..)");
     }
 
     mod proptests {
@@ -232,7 +227,7 @@ mod tests {
         proptest! {
             #[test]
             fn parse_never_panics_and_follows_the_grammar(value in header_value(), max in 0usize..96) {
-                let parsed = BearerToken::parse(&value, max).ok().map(|t| t.as_str().as_bytes());
+                let parsed = AccessToken::parse(&value, max).ok().map(|t| t.as_str().as_bytes());
                 prop_assert_eq!(parsed, oracle(&value, max));
             }
 
@@ -245,7 +240,7 @@ mod tests {
                 token in "[!-+\\--~]{1,40}",
             ) {
                 let value = format!("{lead}{scheme}{gap}{token}{tail}");
-                let parsed = BearerToken::parse(value.as_bytes(), MAX).map(|t| t.as_str());
+                let parsed = AccessToken::parse(value.as_bytes(), MAX).map(|t| t.as_str());
                 prop_assert_eq!(parsed, Ok(token.as_str()));
             }
 
@@ -253,7 +248,7 @@ mod tests {
             fn two_or_more_header_values_are_never_accepted(
                 values in prop::collection::vec(header_value(), 2..5),
             ) {
-                let parsed = BearerToken::from_header_values(values.iter().map(Vec::as_slice), MAX);
+                let parsed = AccessToken::from_header_values(values.iter().map(Vec::as_slice), MAX);
                 prop_assert_eq!(parsed, Err(AuthError::TooManyParts));
             }
         }

@@ -1,6 +1,6 @@
 //! The `envoy.service.auth.v3.Authorization` gRPC service the server runs. `Check`'s
 //! request reaches the service as the bytes tonic received, read by the lean reader
-//! ([`crate::service::lean`]) rather than decoded whole by prost; the `CheckResponse` is
+//! ([`crate::wire::grpc::read`]) rather than decoded whole by prost; the `CheckResponse` is
 //! encoded by prost. Everything else is tonic's, as in the generated `AuthorizationServer`
 //! (which in-process callers still use through the `Authorization` trait): framing,
 //! message size limit, compression settings, a refused request's status (INTERNAL, as for
@@ -16,8 +16,14 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstEncoder;
 
-use crate::proto::CheckResponse;
+mod read;
+mod respond;
+
+pub use read::{DecodeError, decode};
+pub use respond::{check_response, inbound, inbound_of};
+
 use crate::reload::LiveAuthz;
+use crate::wire::proto::CheckResponse;
 
 /// The gRPC path of `Check`.
 pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";

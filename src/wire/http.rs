@@ -25,9 +25,9 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::error::AuthError;
-use crate::httpd::{self, HttpResponse};
 use crate::inbound::Inbound;
 use crate::service::{AuthzService, Verdict, Wire};
+use crate::wire::httpd::{self, HttpResponse};
 
 /// Envoy's `http_service.path_prefix`: Envoy calls `/ext-authz` + the original path.
 pub const ENVOY_PATH_PREFIX: &str = "/ext-authz";
@@ -80,7 +80,7 @@ pub async fn handle(service: &AuthzService, parts: &Parts) -> HttpResponse {
             service.refuse(&inbound, AuthError::AmbiguousRequest(why))
         }
     };
-    response(verdict)
+    response(service, verdict)
 }
 
 /// Reads the original request from the forwarded headers or, without them, from the
@@ -173,7 +173,7 @@ fn is_origin_form(path: &str) -> bool {
 
 /// The verdict as an HTTP response: 200 with the claim headers and the list of headers
 /// to remove; 401/403/503 with the JSON body and challenge.
-pub fn response(verdict: Verdict) -> HttpResponse {
+pub fn response(service: &AuthzService, verdict: Verdict) -> HttpResponse {
     match verdict {
         Verdict::Allow(allow) => {
             let mut response = httpd::respond(StatusCode::OK, "text/plain", "");
@@ -198,7 +198,8 @@ pub fn response(verdict: Verdict) -> HttpResponse {
             }
             response
         }
-        Verdict::Deny(deny) => {
+        Verdict::Deny(denial) => {
+            let deny = super::answer::denial(service, &denial);
             let status = StatusCode::from_u16(deny.http_status).unwrap_or(StatusCode::FORBIDDEN);
             let body_header = HeaderValue::from_str(&deny.body).ok();
             let mut response = httpd::respond(status, "application/json", deny.body);
@@ -219,7 +220,7 @@ pub fn response(verdict: Verdict) -> HttpResponse {
             response
         }
         // Never produced for this endpoint, whose 200 means "allow": refused, to fail closed.
-        Verdict::Answer(_) => httpd::respond(StatusCode::FORBIDDEN, "application/json", ""),
+        Verdict::ResourceMetadata => httpd::respond(StatusCode::FORBIDDEN, "application/json", ""),
     }
 }
 
