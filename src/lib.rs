@@ -22,6 +22,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod percent;
 pub mod policy;
+pub mod readiness;
 pub mod reload;
 pub mod replay;
 pub mod resource_metadata;

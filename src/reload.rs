@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::{Request, Response, Status};
 
 use crate::config::Config;
 use crate::config::source::FileId;
@@ -37,18 +37,20 @@ use crate::jwks::{JwksCache, JwksSource};
 use crate::metrics::Metrics;
 use crate::service::{AuthzService, CheckSettings};
 use crate::verify::{Issuer, IssuerConfig, Verifier};
-use crate::wire::proto::{Authorization, CheckRequest, CheckResponse};
 
 /// The Check service of the current configuration. Clones share it.
 #[derive(Clone)]
 pub struct LiveAuthz {
     current: Arc<ArcSwap<AuthzService>>,
+    /// Counts the swaps, for whoever follows the configuration ([`LiveAuthz::subscribe`]).
+    swaps: Arc<watch::Sender<u64>>,
 }
 
 impl LiveAuthz {
     pub fn new(service: AuthzService) -> LiveAuthz {
         LiveAuthz {
             current: Arc::new(ArcSwap::from_pointee(service)),
+            swaps: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -57,20 +59,14 @@ impl LiveAuthz {
         self.current.load_full()
     }
 
+    /// Tells of each configuration swapped in.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.swaps.subscribe()
+    }
+
     fn replace(&self, service: AuthzService) {
         self.current.store(Arc::new(service));
-    }
-}
-
-#[tonic::async_trait]
-impl Authorization for LiveAuthz {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        // invariant: the whole Check runs on one configuration, loaded once here.
-        let service = self.current();
-        service.check(request).await
+        self.swaps.send_modify(|swaps| *swaps += 1);
     }
 }
 

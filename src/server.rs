@@ -14,6 +14,7 @@ use http::StatusCode;
 
 use crate::config::{Config, ReplayStoreConfig};
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::replay::ReplayStore;
 use crate::service::AuthzService;
@@ -91,7 +92,6 @@ pub async fn serve_all(
     let local: SocketAddr = listener.local_addr()?;
     let keys = IssuerKeys::build(&config, None)?;
     let verifier = Arc::new(keys.verifier(&config));
-    let caches = keys.caches();
 
     let (reporter, health) = tonic_health::server::health_reporter();
     crate::wire::health::mark_not_serving(&reporter).await;
@@ -101,7 +101,6 @@ pub async fn serve_all(
         reporter.clone(),
         Arc::clone(&replay),
     ));
-    let readiness = tokio::spawn(crate::wire::health::report_readiness(reporter, caches));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -115,6 +114,12 @@ pub async fn serve_all(
         .context("reflection: cannot load descriptors")?;
 
     let live = LiveAuthz::new(AuthzService::from_config(&config, verifier, replay));
+    let readiness = Readiness::new();
+    let following = tokio::spawn(Arc::clone(&readiness).follow(live.clone()));
+    let health_reporting = tokio::spawn(crate::wire::health::report_readiness(
+        reporter,
+        Arc::clone(&readiness),
+    ));
     let service = live.current();
     let issuer_count = config.issuers.len();
     let http_limits = config.http_limits;
@@ -126,11 +131,12 @@ pub async fn serve_all(
     if let Some(admin) = admin {
         let metrics = service.metrics();
         let live = live.clone();
+        let readiness = Arc::clone(&readiness);
         tracing::info!(admin = %admin.local_addr()?, "admin endpoints listening");
         tokio::spawn(crate::wire::httpd::serve(
             admin,
             http_limits,
-            move |request| admin_endpoint(&metrics, &live.current(), request),
+            move |request| admin_endpoint(&metrics, &live.current(), readiness.is_ready(), request),
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             },
@@ -167,7 +173,8 @@ pub async fn serve_all(
         .await
         .context("grpc server");
     reloader.abort();
-    readiness.abort();
+    following.abort();
+    health_reporting.abort();
     replay_health.abort();
     deny_summaries.abort();
     deny_log.log_summary();
@@ -175,11 +182,12 @@ pub async fn serve_all(
     result
 }
 
-/// `/metrics` (Prometheus text), `/healthz` (the process answers) and `/readyz` (signing
-/// keys are loaded: the same condition as gRPC health SERVING).
+/// `/metrics` (Prometheus text), `/healthz` (the process answers) and `/readyz` (the
+/// service's [`Readiness`], which gRPC health reports too).
 fn admin_endpoint(
     metrics: &Metrics,
     service: &AuthzService,
+    ready: bool,
     request: &http::request::Parts,
 ) -> httpd::HttpResponse {
     if let Some(metadata) = service.resource_metadata()
@@ -194,7 +202,7 @@ fn admin_endpoint(
             metrics.render(),
         ),
         "/healthz" => httpd::respond(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" if metrics.ready() => httpd::respond(StatusCode::OK, "text/plain", "ready\n"),
+        "/readyz" if ready => httpd::respond(StatusCode::OK, "text/plain", "ready\n"),
         "/readyz" => httpd::respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",

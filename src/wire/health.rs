@@ -1,6 +1,6 @@
-//! `grpc.health.v1.Health`: NOT_SERVING until every issuer's keys are loaded, SERVING from
-//! then on. Keys, once loaded, stay cached through identity-provider outages, so the
-//! service never goes back to NOT_SERVING on its own.
+//! `grpc.health.v1.Health`: SERVING exactly while the service is ready
+//! ([`crate::readiness`]: every issuer of the current configuration has keys), the same
+//! answer `/readyz` gives.
 //!
 //! The DPoP replay store has a health entry of its own ([`REPLAY_STORE_SERVICE`]): an
 //! unreachable Redis refuses DPoP requests only, so it does not take the whole service
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::jwks::JwksCache;
+use crate::readiness::Readiness;
 use crate::replay::ReplayStore;
 use crate::service::AuthzService;
 use crate::wire::proto::AuthorizationServer;
@@ -22,17 +22,29 @@ pub async fn mark_not_serving(reporter: &HealthReporter) {
     set_all(reporter, ServingStatus::NotServing).await;
 }
 
-/// Marks the service SERVING once all `caches` have loaded keys.
-pub async fn report_readiness(reporter: HealthReporter, caches: Vec<Arc<JwksCache>>) {
-    for cache in caches {
-        let mut ready = cache.ready();
-        // An error means the cache was dropped: the server is shutting down.
-        if ready.wait_for(|loaded| *loaded).await.is_err() {
+/// Copies the service's [`Readiness`] into health: SERVING while ready, NOT_SERVING while
+/// not, each change logged. Runs until the server stops.
+pub async fn report_readiness(reporter: HealthReporter, readiness: Arc<Readiness>) {
+    let mut changes = readiness.subscribe();
+    let mut last = false;
+    loop {
+        let ready = *changes.borrow_and_update();
+        if ready != last {
+            if ready {
+                set_all(&reporter, ServingStatus::Serving).await;
+                tracing::info!("signing keys loaded, serving");
+            } else {
+                set_all(&reporter, ServingStatus::NotServing).await;
+                tracing::warn!(
+                    "an issuer of the configuration has no signing keys yet: not serving until they load"
+                );
+            }
+            last = ready;
+        }
+        if changes.changed().await.is_err() {
             return;
         }
     }
-    set_all(&reporter, ServingStatus::Serving).await;
-    tracing::info!("signing keys loaded, serving");
 }
 
 /// The health service name that reports whether the DPoP replay store answers.

@@ -518,3 +518,58 @@ async fn issue_20_a_fifo_at_the_config_path_never_stalls_checks_or_health() {
     .await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// One readiness: a reload that adds an issuer whose keys cannot load yet makes gRPC
+/// health and `/readyz` both say "not ready", and both "ready" once the keys load.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_readyz_follow_the_reloaded_issuers_together() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let first = Idp::start(vec![key("rsa-1").jwk]).await;
+    let added = Idp::start(vec![key("rsa-1").jwk]).await;
+    added.update(|s| s.status = 503);
+    let dir = temp_dir("readiness");
+    let path = dir.join("config.yaml");
+    let version = |idps: &[&Idp]| {
+        let issuers: String = idps.iter().map(|i| issuer_entry(i)).collect();
+        format!(
+            "config_poll: 50ms\nconfig_settle: 100ms\njwks: {{cooldown: 100ms}}\nissuers:\n{issuers}"
+        )
+    };
+    replace(&path, &version(&[&first]));
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    assert_eq!(scrape(&authz, "/readyz").await.0, 200);
+
+    let both = |want_ready: bool| {
+        let authz = &authz;
+        async move {
+            let started = Instant::now();
+            loop {
+                let health = authz.health().await;
+                let readyz = scrape(authz, "/readyz").await.0;
+                let want = if want_ready {
+                    (ServingStatus::Serving, 200)
+                } else {
+                    (ServingStatus::NotServing, 503)
+                };
+                if (health, readyz) == want {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "health {health:?}, /readyz {readyz}: not both {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    replace(&path, &version(&[&first, &added]));
+    both(false).await;
+    added.update(|s| s.status = 200);
+    both(true).await;
+    // Removing the issuer again keeps the service ready.
+    replace(&path, &version(&[&first]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    both(true).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
