@@ -51,7 +51,7 @@ pub async fn run(args: &ExplainArgs) -> Result<Explained, ExplainError> {
     // A replay store of its own, which has seen no proof: explaining a request never uses
     // up a proof elsewhere, and says whether a proof would be a first use.
     let replay = ReplayStore::memory(1024);
-    replay.adopt(config.dpop.window(), 0);
+    replay.adopt(config.settings.dpop.window(), 0);
     let service = AuthzService::from_config(&config, Arc::new(verifier), Arc::new(replay));
     let request = check_request(args)?;
     let (response, trace) = service
@@ -99,7 +99,7 @@ async fn verifier(
         None => None,
     };
     let mut issuers = Vec::new();
-    for issuer in &config.issuers {
+    for issuer in &config.settings.issuers {
         let named = |e: &dyn std::fmt::Display| {
             ExplainError(format!(
                 "issuer {}: {e}",
@@ -108,10 +108,12 @@ async fn verifier(
         };
         let jwks = match &fixed {
             Some(parse) => issuer
-                .fixed_jwks_cache(&config.jwks, parse()?)
+                .fixed_jwks_cache(&config.startup.jwks, parse()?)
                 .map_err(|e| named(&e))?,
             None => {
-                let cache = issuer.jwks_cache(&config.jwks).map_err(|e| named(&e))?;
+                let cache = issuer
+                    .jwks_cache(&config.startup.jwks)
+                    .map_err(|e| named(&e))?;
                 if args.fetch_keys {
                     cache.refresh().await.map_err(|e| named(&e))?;
                 }

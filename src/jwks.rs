@@ -28,7 +28,7 @@ pub enum JwksSource {
 }
 
 /// Fetch settings shared by every issuer's JWKS cache.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
     /// Interval of the background refetch.
     pub refresh: Duration,

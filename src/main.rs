@@ -16,9 +16,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             let config = match Config::load(&args) {
                 Ok(config) => config,
-                Err(errors) => return config_error(errors.0),
+                Err(errors) => return config_error(errors.lines()),
             };
-            if let Err(e) = jwt_authz::telemetry::init(&config.log_level, config.log_format) {
+            if let Err(e) =
+                jwt_authz::telemetry::init(&config.startup.log_level, config.startup.log_format)
+            {
                 return config_error(vec![e]);
             }
             block_on(jwt_authz::server::run(config))
@@ -55,13 +57,13 @@ fn main() -> ExitCode {
                     println!(
                         "{}: ok ({} issuer(s), {} route rule(s), {} claim header(s))",
                         file.display(),
-                        config.issuers.len(),
-                        config.policy.rules().len(),
-                        config.upstream.claim_headers.len()
+                        config.settings.issuers.len(),
+                        config.settings.policy.rules().len(),
+                        config.settings.upstream.claim_headers.len()
                     );
                     ExitCode::SUCCESS
                 }
-                Err(errors) => config_error(errors.0),
+                Err(errors) => config_error(errors.lines()),
             }
         }
     }

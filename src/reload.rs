@@ -92,7 +92,7 @@ impl IssuerKeys {
     /// key source are unchanged; new caches start their refresher.
     pub fn build(config: &Config, mut previous: Option<IssuerKeys>) -> anyhow::Result<IssuerKeys> {
         let mut keys = HashMap::new();
-        for issuer in &config.issuers {
+        for issuer in &config.settings.issuers {
             let kept = previous
                 .as_mut()
                 .and_then(|p| p.keys.remove(&issuer.issuer))
@@ -100,7 +100,7 @@ impl IssuerKeys {
             let entry = match kept {
                 Some((_, kept)) => kept,
                 None => {
-                    let cache = issuer.jwks_cache(&config.jwks).with_context(|| {
+                    let cache = issuer.jwks_cache(&config.startup.jwks).with_context(|| {
                         format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
                     })?;
                     let refresher = tokio::spawn(Arc::clone(&cache).run_refresher());
@@ -204,7 +204,7 @@ impl Reloader {
             return std::future::pending().await;
         };
         let mut hangup = self.hangup.take();
-        let poll = self.running.config_poll;
+        let poll = self.running.startup.config_poll;
         let mut ticker = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -238,14 +238,14 @@ impl Reloader {
         // ConfigMap swap): a quarter of the interval. The same file changed in place: all
         // of it.
         let settle = match &self.seen_id {
-            Some(seen) if id.replaced(seen) => self.running.config_settle / 4,
-            _ => self.running.config_settle,
+            Some(seen) if id.replaced(seen) => self.running.startup.config_settle / 4,
+            _ => self.running.startup.config_settle,
         };
         let settled = match &self.pending {
             Some((pending, since)) if *pending == bytes => since.elapsed() >= settle,
             _ => {
                 self.pending = Some((bytes.clone(), Instant::now()));
-                self.running.config_settle.is_zero()
+                self.running.startup.config_settle.is_zero()
             }
         };
         if settled {
@@ -285,7 +285,7 @@ impl Reloader {
     /// it; swaps it in when it is valid.
     pub fn reload(&mut self, bytes: &[u8], why: &str) {
         let now = self.running.clock.now_secs();
-        let mut config = match Config::load_bytes(&self.running.origin, bytes) {
+        let config = match Config::load_bytes(&self.running.origin, bytes) {
             Ok(config) => config,
             Err(errors) => {
                 for line in &errors.0 {
@@ -295,14 +295,20 @@ impl Reloader {
                 return;
             }
         };
-        config.clock = self.running.clock.clone();
-        for setting in restart_only_changes(&self.running, &config) {
+        for setting in self.running.startup.changes(&config.startup) {
             tracing::warn!(
                 setting,
                 "configuration reload: this setting changes only on restart; keeping the running value"
             );
         }
-        let config = keep_restart_only(&self.running, config);
+        // Only the settings a reload may change are taken from the file: the running
+        // start-up settings stay, whatever the file now says.
+        let config = Config {
+            startup: self.running.startup.clone(),
+            settings: config.settings,
+            clock: self.running.clock.clone(),
+            origin: self.running.origin.clone(),
+        };
         let keys = match IssuerKeys::build(&config, self.keys.take()) {
             Ok(keys) => keys,
             Err(e) => {
@@ -320,69 +326,13 @@ impl Reloader {
         self.keys = Some(keys);
         tracing::info!(
             trigger = why,
-            issuers = config.issuers.len(),
-            rules = config.policy.rules().len(),
+            issuers = config.settings.issuers.len(),
+            rules = config.settings.policy.rules().len(),
             "configuration reloaded"
         );
         self.running = config;
         self.metrics.record_reload(true, now);
     }
-}
-
-/// Settings bound at start-up (listeners, logging, the token cache's size, polling) that
-/// differ between `running` and `new`.
-fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if running.listen != new.listen {
-        changed.push("listen");
-    }
-    if running.admin_listen != new.admin_listen {
-        changed.push("admin_listen");
-    }
-    if running.log_level != new.log_level {
-        changed.push("log.level");
-    }
-    if running.log_format != new.log_format {
-        changed.push("log.format");
-    }
-    if running.log_deny_rate != new.log_deny_rate {
-        changed.push("log.deny_rate");
-    }
-    if running.token_cache != new.token_cache {
-        changed.push("token_cache");
-    }
-    if running.config_poll != new.config_poll {
-        changed.push("config_poll");
-    }
-    if running.config_settle != new.config_settle {
-        changed.push("config_settle");
-    }
-    if format!("{:?}", running.jwks) != format!("{:?}", new.jwks) {
-        changed.push("jwks");
-    }
-    if running.replay_store != new.replay_store {
-        changed.push("dpop.replay_store");
-    }
-    if running.replay_max_per_key != new.replay_max_per_key {
-        changed.push("dpop.replay_max_per_key");
-    }
-    changed
-}
-
-/// `new`, with the running values of the settings that change only on restart.
-fn keep_restart_only(running: &Config, mut new: Config) -> Config {
-    new.listen = running.listen;
-    new.admin_listen = running.admin_listen;
-    new.log_level.clone_from(&running.log_level);
-    new.log_format = running.log_format;
-    new.log_deny_rate = running.log_deny_rate;
-    new.token_cache = running.token_cache;
-    new.config_poll = running.config_poll;
-    new.config_settle = running.config_settle;
-    new.jwks = running.jwks.clone();
-    new.replay_store = running.replay_store.clone();
-    new.replay_max_per_key = running.replay_max_per_key;
-    new
 }
 
 /// How long a read of the configuration file may take.

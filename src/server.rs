@@ -22,13 +22,13 @@ use crate::wire::grpc::CheckServer;
 use crate::wire::httpd;
 use crate::wire::proto::FILE_DESCRIPTOR_SET;
 
-/// Binds `config.listen` (and `config.admin_listen`, `config.http_listen`) and serves until SIGTERM or SIGINT.
+/// Binds `config.startup.listen` (and `config.startup.admin_listen`, `config.startup.http_listen`) and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.startup.listen)
         .await
-        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-    let admin = match config.admin_listen {
+        .with_context(|| format!("listen: cannot bind {}", config.startup.listen))?;
+    let admin = match config.startup.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let http = match config.http_listen {
+    let http = match config.startup.http_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
@@ -121,8 +121,8 @@ pub async fn serve_all(
         Arc::clone(&readiness),
     ));
     let service = live.current();
-    let issuer_count = config.issuers.len();
-    let http_limits = config.http_limits;
+    let issuer_count = config.settings.issuers.len();
+    let http_limits = config.startup.http_limits;
     // The reloader owns the key caches' refreshers: aborting it stops them.
     let reloader = tokio::spawn(Reloader::new(config, keys, live.clone()).run());
     let deny_log = service.deny_log();
@@ -255,13 +255,13 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
 /// The DPoP replay store `config` names. Redis is connected lazily: an unreachable one
 /// refuses DPoP requests (503 `replay_store_unavailable`) until it answers.
 pub fn replay_store(config: &Config) -> anyhow::Result<ReplayStore> {
-    let store = match &config.replay_store {
+    let store = match &config.startup.replay_store {
         ReplayStoreConfig::Memory { max_entries } => ReplayStore::memory(*max_entries),
         ReplayStoreConfig::Redis { url, timeout } => {
             ReplayStore::redis(url, *timeout, REPLAY_KEY_PREFIX).map_err(|e| anyhow::anyhow!(e))?
         }
     };
-    Ok(store.with_holder_quota(config.replay_max_per_key))
+    Ok(store.with_holder_quota(config.startup.replay_max_per_key))
 }
 
 /// Prefix of the replay store's Redis keys, so a shared Redis can hold other data.

@@ -125,22 +125,26 @@ pub struct Shared {
 impl CheckSettings {
     /// The Check settings of `config`.
     pub fn from_config(config: &Config) -> CheckSettings {
-        let dpop_accepted = config.issuers.iter().any(|i| i.dpop != DpopMode::Off);
+        let dpop_accepted = config
+            .settings
+            .issuers
+            .iter()
+            .any(|i| i.dpop != DpopMode::Off);
         CheckSettings {
-            scope_claims: config.scope_claims.clone(),
-            max_header_bytes: config.max_header_bytes,
-            realm: config.realm.clone(),
-            retry_after_secs: config.jwks.cooldown.as_secs().max(1),
-            policy: config.policy.clone(),
-            upstream: config.upstream.clone(),
-            deny_log_rate: config.log_deny_rate,
-            token_sources: config.token_sources.clone(),
+            scope_claims: config.settings.scope_claims.clone(),
+            max_header_bytes: config.settings.max_header_bytes,
+            realm: config.settings.realm.clone(),
+            retry_after_secs: config.startup.jwks.cooldown.as_secs().max(1),
+            policy: config.settings.policy.clone(),
+            upstream: config.settings.upstream.clone(),
+            deny_log_rate: config.startup.log_deny_rate,
+            token_sources: config.settings.token_sources.clone(),
             dpop_sources: dpop_accepted.then(|| dpop_sources(config)).flatten(),
-            dpop: config.dpop.clone(),
-            dpop_algs: dpop_accepted.then(|| config.dpop.algs()),
-            allow_room: allow_room(&config.upstream),
-            resource_metadata: config.resource_metadata.clone(),
-            dotted_keys: config.upstream.dotted_spelling_keys(),
+            dpop: config.settings.dpop.clone(),
+            dpop_algs: dpop_accepted.then(|| config.settings.dpop.algs()),
+            allow_room: allow_room(&config.settings.upstream),
+            resource_metadata: config.settings.resource_metadata.clone(),
+            dotted_keys: config.settings.upstream.dotted_spelling_keys(),
         }
     }
 
@@ -176,6 +180,7 @@ pub fn allow_room(upstream: &UpstreamConfig) -> (usize, usize) {
 /// `authorization` read as `DPoP`. `None` when that reading changes no source.
 fn dpop_sources(config: &Config) -> Option<Vec<TokenSource>> {
     let sources: Vec<TokenSource> = config
+        .settings
         .token_sources
         .iter()
         .map(|source| match source {
@@ -189,7 +194,7 @@ fn dpop_sources(config: &Config) -> Option<Vec<TokenSource>> {
             other => other.clone(),
         })
         .collect();
-    (sources != config.token_sources).then_some(sources)
+    (sources != config.settings.token_sources).then_some(sources)
 }
 
 /// A fingerprint of what a cache entry of `issuer`'s tokens is built from under
@@ -295,10 +300,10 @@ impl AuthzService {
     /// The service for `config`, verifying with `verifier`, remembering DPoP proofs in
     /// `replay`.
     pub fn from_config(config: &Config, verifier: Arc<Verifier>, replay: Arc<ReplayStore>) -> Self {
-        let cache = config.token_cache.enabled.then(|| {
+        let cache = config.startup.token_cache.enabled.then(|| {
             Arc::new(TokenCache::with_budget(
-                config.token_cache.max_entries,
-                config.token_cache.max_bytes,
+                config.startup.token_cache.max_entries,
+                config.startup.token_cache.max_bytes,
             ))
         });
         AuthzService::new(verifier, CheckSettings::from_config(config), cache, replay)

@@ -39,7 +39,7 @@ pub fn config_with(token_cache: bool, text: &str) -> Config {
 
 /// A verifier for `config`'s issuer holding the fixture JWKS, parsed once.
 pub fn verifier(config: &Config) -> Arc<Verifier> {
-    testkit::fixed_verifier(&config.issuers[0], &config.jwks)
+    testkit::fixed_verifier(&config.settings.issuers[0], &config.startup.jwks)
 }
 
 /// A valid token for [`ISSUER`] signed by fixture key `kid` with `alg`, valid for an hour.

@@ -3,6 +3,13 @@
 //! reported with their line and column, so a typo never silently weakens a rule.
 
 use serde::{Deserialize, Deserializer};
+use std::time::Duration;
+
+use serde_yaml_ng::Value;
+
+use super::error::ConfigError;
+use super::locate::{Segment, locate, segments};
+use super::values::{parse_bytes, parse_duration};
 
 /// The whole file. Every key is optional; flags and environment override it.
 #[derive(Debug, Default, Deserialize)]
@@ -11,17 +18,18 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     /// A duration, or `off`.
-    pub config_poll: Option<String>,
-    /// A duration.
-    pub config_settle: Option<String>,
+    #[serde(default, deserialize_with = "poll")]
+    pub config_poll: Option<Poll>,
+    #[serde(default, deserialize_with = "duration")]
+    pub config_settle: Option<Duration>,
     /// The HTTP authorization endpoint's address, or `off`.
     pub http_listen: Option<String>,
     /// Limits of the HTTP listeners (the authorization endpoint and the admin port).
     pub http_server: Option<FileHttpServer>,
     /// Where the access token may be, tried in order.
     pub token_sources: Option<Vec<FileTokenSource>>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub leeway: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub leeway: Option<Duration>,
     pub jwks: Option<FileJwks>,
     pub scope_claims: Option<Vec<String>>,
     pub max_header_bytes: Option<usize>,
@@ -51,31 +59,31 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileHttpServer {
-    #[serde(default, deserialize_with = "duration_text")]
-    pub header_read_timeout: Option<String>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub idle_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub idle_timeout: Option<Duration>,
     pub max_header_bytes: Option<usize>,
     pub max_connections: Option<usize>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub drain_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub drain_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDpop {
     pub algorithms: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub max_age: Option<String>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub clock_skew: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub clock_skew: Option<Duration>,
     pub public_base_url: Option<String>,
     /// `memory` or `redis://...`.
     pub replay_store: Option<String>,
     pub replay_max_entries: Option<usize>,
     pub replay_max_per_key: Option<usize>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub replay_store_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub replay_store_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,12 +108,12 @@ pub struct FileTokenSource {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileJwks {
-    #[serde(default, deserialize_with = "duration_text")]
-    pub refresh: Option<String>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub cooldown: Option<String>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub refresh: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub cooldown: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
     pub max_bytes: Option<usize>,
 }
 
@@ -123,8 +131,8 @@ pub struct FileTokenCache {
     pub enabled: Option<bool>,
     pub max_entries: Option<u64>,
     /// `64MiB`, `512KiB` or a number of bytes.
-    #[serde(default, deserialize_with = "duration_text")]
-    pub max_bytes: Option<String>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,8 +143,8 @@ pub struct FileIssuer {
     pub audiences: Vec<String>,
     pub jwks_uri: Option<String>,
     pub algorithms: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "duration_text")]
-    pub leeway: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub leeway: Option<Duration>,
     /// RFC 9068: accept only `typ: at+jwt`, so ID tokens are not taken as access tokens.
     pub require_access_token_type: Option<bool>,
     /// `off`, `allowed` or `required`.
@@ -205,48 +213,201 @@ pub struct FileClaimHeader {
     pub header: String,
 }
 
-/// Parses the file's text. The error names the line, column and key, as the YAML parser
-/// reports them.
-pub fn parse(text: &str) -> Result<FileConfig, String> {
+/// Most problems one file can report: a file in which every line is wrong is not worth
+/// reading to the end.
+const MAX_ERRORS: usize = 50;
+
+/// Parses the file's text, reporting every problem at once: the YAML parser stops at the
+/// first, so the offending key is taken out and the rest read again, until it reads. A
+/// missing required member (all are strings) is read as empty, so the checks that follow
+/// see the rest of its entry. The file read, without what could not be read, comes with
+/// the errors; none when the YAML itself does not parse.
+pub fn parse(text: &str) -> (Option<FileConfig>, Vec<ConfigError>) {
     if text.trim().is_empty() {
-        return Ok(FileConfig::default());
+        return (Some(FileConfig::default()), Vec::new());
     }
-    serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
-        Some(loc) => format!(
-            "line {}, column {}: {}",
-            loc.line(),
-            loc.column(),
-            strip_location(&e.to_string())
-        ),
-        None => e.to_string(),
-    })
+    let first = match serde_yaml_ng::from_str::<FileConfig>(text) {
+        Ok(file) => return (Some(file), Vec::new()),
+        Err(first) => first,
+    };
+    let mut value: Value = match serde_yaml_ng::from_str(text) {
+        Ok(value) => value,
+        // Not YAML at all: the parser's one error is all there is.
+        Err(_) => return (None, vec![reported(&first)]),
+    };
+    let mut errors = vec![reported(&first)];
+    let mut tried = Vec::new();
+    while let Some(last) = errors.last() {
+        if errors.len() >= MAX_ERRORS
+            || tried.contains(&(last.field.clone(), last.message.clone()))
+            || !take_out(&mut value, last)
+        {
+            break;
+        }
+        tried.push((last.field.clone(), last.message.clone()));
+        let again = serde_yaml_ng::to_string(&value)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_yaml_ng::from_str::<FileConfig>(&text).map_err(|e| e.to_string())
+            });
+        match again {
+            Ok(file) => return (Some(file), errors),
+            Err(message) => {
+                let error = from_message(&message);
+                let location = locate(text, &segments(&error.field));
+                errors.push(error.at(location));
+            }
+        }
+    }
+    (None, errors)
+}
+
+/// The parser's error as a configuration error: the key it names, at its location.
+fn reported(error: &serde_yaml_ng::Error) -> ConfigError {
+    let location = error.location().map(|l| (l.line(), l.column()));
+    from_message(&error.to_string()).at(location)
+}
+
+/// `routes[0]: unknown field `scope`, expected ...` as the key it names and the message.
+fn from_message(message: &str) -> ConfigError {
+    let message = strip_location(message);
+    let (path, rest) = match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path, rest),
+        _ => ("", message),
+    };
+    let unknown = rest
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(key, _)| key);
+    let field = match (path, unknown) {
+        (path, Some(key)) if path.is_empty() => key.to_owned(),
+        (path, Some(key)) => format!("{path}.{key}"),
+        (path, None) => path.to_owned(),
+    };
+    ConfigError::new(field, rest)
+}
+
+/// Takes the setting `error` names out of `value` (an unknown or malformed key; an item
+/// is blanked, so later items keep their index), or fills a missing required member with
+/// an empty string; `false` when nothing can be done.
+fn take_out(value: &mut Value, error: &ConfigError) -> bool {
+    let path = segments(&error.field);
+    let missing = error
+        .message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(key, _)| key);
+    if let Some(key) = missing {
+        return match node_at(value, &path) {
+            Some(Value::Mapping(map)) => {
+                map.insert(Value::String(key.to_owned()), Value::String(String::new()));
+                true
+            }
+            _ => false,
+        };
+    }
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    match (last, node_at(value, parents)) {
+        (Segment::Key(key), Some(Value::Mapping(map))) => map.remove(key.as_str()).is_some(),
+        (Segment::Index(i), Some(Value::Sequence(items))) if *i < items.len() => {
+            items[*i] = Value::String(String::new());
+            true
+        }
+        _ => false,
+    }
+}
+
+fn node_at<'v>(value: &'v mut Value, path: &[Segment]) -> Option<&'v mut Value> {
+    let mut node = value;
+    for segment in path {
+        node = match (segment, node) {
+            (Segment::Key(key), Value::Mapping(map)) => map.get_mut(key.as_str())?,
+            (Segment::Index(i), Value::Sequence(items)) => items.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(node)
 }
 
 fn strip_location(message: &str) -> &str {
     message.find(" at line ").map_or(message, |i| &message[..i])
 }
 
-/// Accepts `60s` as well as a bare `60` (seconds) for durations.
-fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        S(String),
-        N(u64),
+/// Reads a value typed where it is written: a bad one is reported at its own line and
+/// key. `read` gets the text, or a bare number as its decimal text.
+struct Typed<T>(fn(&str, bool) -> Result<T, String>, &'static str);
+
+impl<'de, T> serde::de::Visitor<'de> for Typed<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.1)
     }
-    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
-        Text::S(s) => s,
-        Text::N(n) => n.to_string(),
-    }))
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Option<T>, E> {
+        (self.0)(text, false).map(Some).map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Option<T>, E> {
+        (self.0)(&n.to_string(), true).map(Some).map_err(E::custom)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+}
+
+/// A duration: text (`60s`, `500ms`, `10m`) or a bare number of seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    d.deserialize_any(Typed(|text, _| parse_duration(text), "a duration like 60s"))
+}
+
+/// How often the file is polled: a duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    Off,
+    Every(Duration),
+}
+
+fn poll<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Poll>, D::Error> {
+    d.deserialize_any(Typed(
+        |text, _| match text.trim() {
+            "off" => Ok(Poll::Off),
+            text => parse_duration(text).map(Poll::Every),
+        },
+        "a duration like 500ms, or off",
+    ))
+}
+
+/// A size in bytes: a number, or text like `64MiB`.
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    d.deserialize_any(Typed(|text, _| parse_bytes(text), "a size like 64MiB"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parsed(text: &str) -> FileConfig {
+        match parse(text) {
+            (Some(file), errors) if errors.is_empty() => file,
+            (_, errors) => panic!("{errors:?}"),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text).1.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
     fn documented_example_parses() {
-        let file = parse(
+        let file = parsed(
             r#"
 issuers:
   - issuer: https://tenant.auth0.com/
@@ -259,8 +420,7 @@ routes:
     path: /api/messages/{id}
     scopes: { all_of: [read:messages] }
 "#,
-        )
-        .unwrap();
+        );
         assert_eq!(file.issuers.len(), 1);
         assert_eq!(file.routes.len(), 2);
         assert_eq!(file.routes[1].path.as_deref(), Some("/api/messages/{id}"));
@@ -268,20 +428,84 @@ routes:
 
     #[test]
     fn unknown_keys_name_line_and_field() {
-        let err = parse("issuers:\n  - issuer: https://x/\n    audience: [a]\n").unwrap_err();
-        assert!(err.starts_with("line 3, column 5:"), "{err}");
-        assert!(err.contains("unknown field `audience`"), "{err}");
+        let errors = errors("issuers:\n  - issuer: https://x/\n    audience: [a]\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("line 3, column 5: issuers[0].audience: unknown field `audience`"),
+            "{errors:?}"
+        );
+    }
+
+    /// Every key the file gets wrong is named in one reading, each with its line and
+    /// column, block and flow style alike; the rest of the file is still read.
+    #[test]
+    fn every_wrong_key_is_reported_at_once() {
+        let text = "listen: 127.0.0.1:1\nissuers:\n  - issuer: https://a/\n    audiences: [x]\n    colour: blue\n  - {issuer: \"https://b/\", audience: [y]}\nroutes:\n  - name: one\n    path_prefix: /x\n    scope: {all_of: [a]}\n  - {path: /y, methods: GET}\nlog: {level: info, formt: json}\nmax_header_bytes: many\njwks:\n  refresh: 5m\n  max_byte: 3\n";
+        let (file, errors) = parse(text);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let expected = [
+            ("issuers[0].colour", (5, 5)),
+            ("issuers[1].audience", (6, 28)),
+            ("routes[0].scope", (10, 5)),
+            ("routes[1].methods", (11, 16)),
+            ("log.formt", (12, 20)),
+            ("max_header_bytes", (13, 1)),
+            ("jwks.max_byte", (16, 3)),
+        ];
+        assert_eq!(errors.len(), expected.len(), "{lines:#?}");
+        for (field, location) in expected {
+            let error = errors
+                .iter()
+                .find(|e| e.field == field)
+                .unwrap_or_else(|| panic!("no error for {field}: {lines:#?}"));
+            assert_eq!(error.location, Some(location), "{field}: {lines:#?}");
+        }
+        // What could be read was: the checks that follow see the rest of the file.
+        let file = file.expect("the wrong keys taken out, the rest read");
+        assert_eq!(file.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(file.routes.len(), 2);
+        assert_eq!(
+            file.jwks.and_then(|j| j.refresh),
+            Some(Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn a_missing_member_is_named_and_the_rest_read() {
+        let (file, errors) = parse("issuers:\n  - audiences: [a]\n    colour: x\n");
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("issuers[0]: missing field `issuer`")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("issuers[0].colour: unknown field")),
+            "{lines:?}"
+        );
+        assert!(file.is_some(), "{lines:?}");
+    }
+
+    #[test]
+    fn text_that_is_not_yaml_is_one_error() {
+        let errors = errors("issuers: [\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("line "), "{errors:?}");
     }
 
     #[test]
     fn durations_accept_numbers() {
-        let file = parse("leeway: 30\njwks: {refresh: 5m}\n").unwrap();
-        assert_eq!(file.leeway.as_deref(), Some("30"));
-        assert_eq!(file.jwks.unwrap().refresh.as_deref(), Some("5m"));
+        let file = parsed("leeway: 30\njwks: {refresh: 5m}\n");
+        assert_eq!(file.leeway, Some(Duration::from_secs(30)));
+        assert_eq!(file.jwks.unwrap().refresh, Some(Duration::from_secs(300)));
     }
 
     #[test]
     fn empty_file_is_all_defaults() {
-        assert!(parse("").unwrap().issuers.is_empty());
+        assert!(parsed("").issuers.is_empty());
     }
 }

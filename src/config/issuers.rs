@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::defaults;
 use super::file::FileIssuer;
-use super::values::{parse_algorithms, parse_duration, parse_fetch_url};
+use super::values::{parse_algorithms, parse_fetch_url};
 use super::{Errors, ServeArgs, trimmed};
 use crate::binding::dpop::DpopMode;
 use crate::jwks::JwksSource;
@@ -109,7 +109,7 @@ fn parse_issuer(
     );
     let leeway = match &issuer.leeway {
         None => default_leeway,
-        Some(text) => e.check(&f("leeway"), parse_duration(text)),
+        Some(leeway) => Some(*leeway),
     };
     Some(IssuerConfig {
         issuer: issuer.issuer,

@@ -185,3 +185,6 @@ pub struct ChallengeTo<'a> {
     /// The RFC 9728 metadata URL, when the resource publishes one.
     pub resource_metadata: Option<&'a str>,
 }
+
+#[cfg(test)]
+mod tests;

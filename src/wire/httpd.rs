@@ -7,6 +7,7 @@
 //! are closed as they arrive, and on shutdown open connections finish the request in hand
 //! (bounded by a drain timeout) before they are closed.
 
+pub use crate::config::HttpLimits;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -26,37 +27,6 @@ use tokio::task::JoinSet;
 
 /// A response with a fixed body.
 pub type HttpResponse = Response<Full<Bytes>>;
-
-/// The bounds every HTTP listener runs within (`http_server` in the configuration file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// A request head must arrive whole within this time. hyper counts it from when it
-    /// starts waiting for a head, between kept-alive requests too, so it also bounds how
-    /// long a connection may wait idle for its next request.
-    pub header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed (the shorter of this
-    /// and `header_read_timeout` applies between requests).
-    pub idle_timeout: Duration,
-    /// The largest request head read; a larger one is answered 431 and closed.
-    pub max_header_bytes: usize,
-    /// Connections open at once; one more is closed as soon as it is accepted.
-    pub max_connections: usize,
-    /// On shutdown, how long open connections may take to finish their request; also how
-    /// long a connection being closed for idleness may take to go.
-    pub drain_timeout: Duration,
-}
-
-impl Default for HttpLimits {
-    fn default() -> HttpLimits {
-        HttpLimits {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_header_bytes: 64 * 1024,
-            max_connections: 1024,
-            drain_timeout: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Serves `handler` on `listener` within `limits` until `shutdown` completes, then drains.
 pub async fn serve<F>(

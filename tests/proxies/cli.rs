@@ -124,6 +124,33 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Every problem of a file is reported in one run: keys the YAML parser refuses (unknown,
+/// wrongly typed, with their line and column) and values the checks refuse, together.
+#[test]
+fn check_config_reports_every_problem_at_once() {
+    let file = jwt_authz::testkit::TempFile::new(
+        "many.yaml",
+        "listen: nope\nissuers:\n  - issuer: https://a.example/\n    audiences: [x]\n    dpop: maybe\n    colour: blue\n  - {issuer: \"https://b.example/\", audiences: [y], leeway: soon}\nroutes:\n  - name: one\n    path_prefix: /x\n    scope: {all_of: [a]}\n  - {path: /y, mode: audit}\ndefault_action: maybe\nlog: {level: info, formt: json}\njwks: {refresh: soon}\n",
+    );
+    let out = bin().arg("check-config").arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "jwt-authz: line 6, column 5: issuers[0].colour: unknown field `colour`",
+        "jwt-authz: line 7, column 52: issuers[1].leeway: `soon` is not a duration",
+        "jwt-authz: line 11, column 5: routes[0].scope: unknown field `scope`",
+        "jwt-authz: line 14, column 20: log.formt: unknown field `formt`",
+        "jwt-authz: line 15, column 8: jwks.refresh: `soon` is not a duration",
+        "jwt-authz: listen: `nope` is not an address",
+        "jwt-authz: issuers[0].dpop: `maybe` is not off, allowed or required",
+        "jwt-authz: routes[1].mode: `audit` is not enforce or shadow",
+        "jwt-authz: default_action: `maybe` is not deny or authenticated",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+    assert_eq!(err.lines().count(), 9, "{err}");
+}
+
 #[test]
 fn check_config_accepts_a_good_file() {
     let path = temp_file(
@@ -369,12 +396,18 @@ fn sighup_reloads_the_configuration_file() {
     // A setting bound at start-up is named, and the rest still reloads.
     std::fs::write(
         &path,
-        base.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1"),
+        base.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1")
+            + "http_listen: 127.0.0.1:2\nhttp_server: {max_connections: 5}\n",
     )
     .unwrap();
     hangup();
-    let line = wait_for("changes only on restart");
-    assert!(line.contains("\"setting\":\"listen\""), "{line}");
+    for setting in ["listen", "http_listen", "http_server"] {
+        let line = wait_for("changes only on restart");
+        assert!(
+            line.contains(&format!("\"setting\":\"{setting}\"")),
+            "{setting}: {line}"
+        );
+    }
     let line = wait_for("configuration reloaded");
     assert!(line.contains("\"rules\":0"), "{line}");
 

@@ -242,9 +242,9 @@ fn kubernetes_config_map_holds_a_valid_config() {
         .to_owned();
     let file = parse_file(&text).unwrap();
     let config = Config::from_sources(&ServeArgs::default(), file).unwrap();
-    assert_eq!(config.issuers.len(), 1);
-    assert!(!config.policy.rules().is_empty());
-    assert!(config.policy.settings().cors_preflight);
+    assert_eq!(config.settings.issuers.len(), 1);
+    assert!(!config.settings.policy.rules().is_empty());
+    assert!(config.settings.policy.settings().cors_preflight);
 }
 
 #[test]

@@ -1,0 +1,70 @@
+use super::*;
+
+const API: ChallengeTo<'static> = ChallengeTo {
+    realm: "api",
+    dpop_algs: None,
+    dpop_request: false,
+    resource_metadata: None,
+};
+
+#[test]
+fn challenge_follows_rfc6750() {
+    assert_eq!(
+        AuthError::MissingHeader.www_authenticate(&API),
+        ["Bearer realm=\"api\""]
+    );
+    let bad = AuthError::BadSignature.www_authenticate(&API);
+    assert!(bad[0].starts_with("Bearer realm=\"api\", error=\"invalid_token\""));
+    let scope = AuthError::InsufficientScope {
+        required: "a b".into(),
+    }
+    .www_authenticate(&API);
+    assert_eq!(
+        scope,
+        ["Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"a b\""]
+    );
+    assert!(AuthError::JwksUnavailable.www_authenticate(&API).is_empty());
+    assert!(
+        AuthError::ReplayStoreUnavailable
+            .www_authenticate(&API)
+            .is_empty()
+    );
+}
+
+/// RFC 9449 §7.1: where DPoP is accepted, a bearer request is offered a `DPoP` challenge
+/// too (without error); a DPoP request, or a failure only DPoP fixes, gets the `DPoP`
+/// challenge alone, with the error and `algs`. RFC 9728 §5.1 names the metadata in each.
+#[test]
+fn dpop_and_resource_metadata_challenges() {
+    let dpop = ChallengeTo {
+        dpop_algs: Some("ES256 EdDSA"),
+        resource_metadata: Some("https://api.example.com/.well-known/oauth-protected-resource"),
+        ..API
+    };
+    let meta = "resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"";
+    assert_eq!(
+        AuthError::MissingHeader.www_authenticate(&dpop),
+        [
+            format!("Bearer realm=\"api\", {meta}"),
+            format!("DPoP realm=\"api\", algs=\"ES256 EdDSA\", {meta}"),
+        ]
+    );
+    let proof = AuthError::DpopProof("htu is not the request URL").www_authenticate(&dpop);
+    assert_eq!(proof.len(), 1);
+    assert!(
+        proof[0].starts_with("DPoP realm=\"api\", error=\"invalid_dpop_proof\""),
+        "{proof:?}"
+    );
+    assert!(proof[0].contains("algs=\"ES256 EdDSA\""), "{proof:?}");
+    for only_dpop in [AuthError::BoundTokenAsBearer, AuthError::DpopRequired] {
+        let challenge = only_dpop.www_authenticate(&dpop);
+        assert_eq!(challenge.len(), 1);
+        assert!(challenge[0].starts_with("DPoP realm=\"api\", error=\"invalid_token\""));
+    }
+    let expired = AuthError::Expired.www_authenticate(&ChallengeTo {
+        dpop_request: true,
+        ..dpop
+    });
+    assert_eq!(expired.len(), 1);
+    assert!(expired[0].starts_with("DPoP realm=\"api\", error=\"invalid_token\""));
+}
