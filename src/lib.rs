@@ -2,37 +2,37 @@
 //! against a cached JWKS and enforces per-route scopes.
 //!
 //! `main.rs` parses the command line and calls [`server::run`]; the integration tests in
-//! `tests/` call [`server::serve`] on a loopback listener.
+//! the test kit runs [`server::serve_all`] on loopback listeners.
 
 #![forbid(unsafe_code)]
 
-pub mod alg;
+pub(crate) mod alg;
 pub mod binding;
-pub mod claims;
-pub mod clock;
+pub(crate) mod claims;
+pub(crate) mod clock;
 pub mod config;
 pub mod demo;
-pub mod deny_log;
-pub mod error;
+pub(crate) mod deny_log;
+pub(crate) mod error;
 pub mod explain;
 
 pub mod fetch_url;
-pub mod inbound;
+pub(crate) mod inbound;
 pub mod jwks;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod percent;
 pub mod policy;
-pub mod readiness;
-pub mod reload;
+pub(crate) mod readiness;
+pub(crate) mod reload;
 pub mod replay;
-pub mod resource_metadata;
+pub(crate) mod resource_metadata;
 pub mod server;
 pub mod service;
 pub mod telemetry;
 pub mod testkit;
 pub mod token_cache;
 pub mod token_source;
-pub mod trace;
+pub(crate) mod trace;
 pub mod upstream;
 pub mod verify;
 pub mod wire;

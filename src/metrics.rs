@@ -121,10 +121,6 @@ impl Metrics {
         }
     }
 
-    /// Whether every issuer's keys are loaded.
-    pub fn ready(&self) -> bool {
-        self.caches.load().iter().all(|c| c.current().is_some())
-    }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {

@@ -125,14 +125,6 @@ impl IssuerKeys {
             .collect();
         Verifier::with_clock(issuers, config.clock.clone())
     }
-
-    /// Every cache, for readiness.
-    pub fn caches(&self) -> Vec<Arc<JwksCache>> {
-        self.keys
-            .values()
-            .map(|(_, k)| Arc::clone(&k.cache))
-            .collect()
-    }
 }
 
 fn same_key_source(a: &IssuerConfig, b: &IssuerConfig) -> bool {

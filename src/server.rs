@@ -62,22 +62,6 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
 }
 
-/// Serves gRPC on `listener` and the admin endpoints on `admin` (no HTTP authorization
-/// endpoint) until `shutdown` completes, then drains.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    let listeners = Listeners {
-        grpc: listener,
-        admin,
-        http: None,
-    };
-    serve_all(config, listeners, shutdown).await
-}
-
 /// Serves every listener of `listeners` until `shutdown` completes, then drains.
 pub async fn serve_all(
     config: Config,

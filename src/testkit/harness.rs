@@ -1,5 +1,5 @@
 //! The real jwt-authz gRPC server on a loopback port, started in process through
-//! [`crate::server::serve`] and driven through a real tonic client, with health waits that
+//! [`crate::server::serve_all`] and driven through a real tonic client, with health waits that
 //! follow the grpc.health.v1 Watch stream instead of sleeping.
 
 use std::net::SocketAddr;
