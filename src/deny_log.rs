@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::Code;
 
 /// How often the summary of suppressed denials is logged, when there is one.
-pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The per-code limit on denial log lines.
 pub struct DenyLog {
@@ -69,7 +69,7 @@ impl DenyLog {
 
     /// The denials suppressed since the last call, per code (codes with none left out),
     /// and resets them.
-    pub fn take_suppressed(&self) -> Vec<(Code, u64)> {
+    fn take_suppressed(&self) -> Vec<(Code, u64)> {
         Code::ALL
             .into_iter()
             .zip(&self.codes)

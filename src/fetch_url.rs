@@ -31,7 +31,7 @@ pub fn check_scheme(url: &Url, allow_http: bool) -> Result<(), String> {
 }
 
 /// Whether `url`'s host is a loopback address or `localhost`.
-pub fn is_loopback(url: &Url) -> bool {
+fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

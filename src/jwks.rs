@@ -124,7 +124,7 @@ impl KeySet {
     }
 
     /// Whether any key carries this `kid`.
-    pub fn contains_kid(&self, kid: &str) -> bool {
+    fn contains_kid(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }
 

@@ -6,22 +6,19 @@
 
 #![forbid(unsafe_code)]
 
-pub(crate) mod alg;
+pub use jwt_authz_core::{
+    alg, claims, clock, error, inbound, percent, policy, token_source, trace, upstream,
+};
+
 pub mod binding;
-pub(crate) mod claims;
-pub(crate) mod clock;
 pub mod config;
 pub mod demo;
 pub(crate) mod deny_log;
-pub(crate) mod error;
 pub mod explain;
 
 pub mod fetch_url;
-pub(crate) mod inbound;
 pub mod jwks;
 pub(crate) mod metrics;
-pub mod percent;
-pub mod policy;
 pub(crate) mod readiness;
 pub(crate) mod reload;
 pub mod replay;
@@ -31,9 +28,6 @@ pub mod service;
 pub mod telemetry;
 pub mod testkit;
 pub mod token_cache;
-pub mod token_source;
-pub(crate) mod trace;
-pub mod upstream;
 pub mod verify;
 pub mod wire;
 

@@ -121,7 +121,6 @@ impl Metrics {
         }
     }
 
-
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let caches = self.caches.load();

@@ -90,22 +90,37 @@ pub struct IssuerKeys {
 impl IssuerKeys {
     /// Caches for `config`'s issuers, reusing those of `previous` whose issuer, URL and
     /// key source are unchanged; new caches start their refresher.
-    pub fn build(config: &Config, mut previous: Option<IssuerKeys>) -> anyhow::Result<IssuerKeys> {
-        let mut keys = HashMap::new();
+    pub fn build(config: &Config, previous: &mut Option<IssuerKeys>) -> anyhow::Result<IssuerKeys> {
+        // The new caches first: when one cannot be made, the running ones are untouched.
+        let mut made = HashMap::new();
         for issuer in &config.settings.issuers {
             let kept = previous
-                .as_mut()
-                .and_then(|p| p.keys.remove(&issuer.issuer))
-                .filter(|(old, _)| same_key_source(old, issuer));
-            let entry = match kept {
-                Some((_, kept)) => kept,
-                None => {
-                    let cache = issuer.jwks_cache(&config.startup.jwks).with_context(|| {
-                        format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
-                    })?;
+                .as_ref()
+                .and_then(|p| p.keys.get(&issuer.issuer))
+                .is_some_and(|(old, _)| same_key_source(old, issuer));
+            if !kept {
+                let cache = issuer.jwks_cache(&config.startup.jwks).with_context(|| {
+                    format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
+                })?;
+                made.insert(issuer.issuer.clone(), cache);
+            }
+        }
+        let mut previous = previous.take();
+        let mut keys = HashMap::new();
+        for issuer in &config.settings.issuers {
+            let entry = match made.remove(&issuer.issuer) {
+                Some(cache) => {
                     let refresher = tokio::spawn(Arc::clone(&cache).run_refresher());
                     Keys { cache, refresher }
                 }
+                // Kept: checked above. (An `iss` listed twice was taken the first time.)
+                None => match previous
+                    .as_mut()
+                    .and_then(|p| p.keys.remove(&issuer.issuer))
+                {
+                    Some((_, kept)) => kept,
+                    None => continue,
+                },
             };
             keys.insert(issuer.issuer.clone(), (issuer.clone(), entry));
         }
@@ -301,7 +316,7 @@ impl Reloader {
             clock: self.running.clock.clone(),
             origin: self.running.origin.clone(),
         };
-        let keys = match IssuerKeys::build(&config, self.keys.take()) {
+        let keys = match IssuerKeys::build(&config, &mut self.keys) {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(trigger = why, "configuration reload refused: {e:#}");
@@ -328,7 +343,7 @@ impl Reloader {
 }
 
 /// How long a read of the configuration file may take.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reads `path` on a thread of its own, so that a read that blocks (a hung network
 /// filesystem) holds no runtime worker; gives up after [`READ_TIMEOUT`]. While a read

@@ -44,7 +44,7 @@ const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// The path of the metadata of `resource` (RFC 9728 §3.1: the well-known segment goes
 /// between the host and the resource's path).
-pub fn metadata_path(resource: &Url) -> String {
+fn metadata_path(resource: &Url) -> String {
     let path = resource.path().trim_end_matches('/');
     format!("{WELL_KNOWN}{path}")
 }

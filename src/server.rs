@@ -74,7 +74,7 @@ pub async fn serve_all(
         http,
     } = listeners;
     let local: SocketAddr = listener.local_addr()?;
-    let keys = IssuerKeys::build(&config, None)?;
+    let keys = IssuerKeys::build(&config, &mut None)?;
     let verifier = Arc::new(keys.verifier(&config));
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -127,14 +127,16 @@ pub async fn serve_all(
         ));
     }
     if let Some(http) = http {
-        let service = service.clone();
+        let live = live.clone();
         let mut stop_rx = stop_tx.subscribe();
         tracing::info!(http = %http.local_addr()?, "http authorization endpoint listening");
         tokio::spawn(crate::wire::httpd::serve_async(
             http,
             http_limits,
             move |parts| {
-                let service = service.clone();
+                // invariant: the whole request is decided on one configuration, the one
+                // current when it arrives, as on the gRPC wire.
+                let service = live.current();
                 async move { crate::wire::http::handle(&service, &parts).await }
             },
             async move {

@@ -377,7 +377,10 @@ impl AuthzService {
         self.finish(
             request,
             Err(error),
-            &mut LogFields::default(),
+            &mut LogFields {
+                at: step::FORWARDED_HEADERS,
+                ..LogFields::default()
+            },
             Instant::now(),
         )
     }
@@ -455,6 +458,10 @@ impl AuthzService {
             None => 0,
         };
         let mut token: TokenOutcome = None;
+        // The token steps a shadow rule takes fill the deciding rule's plan when that rule
+        // reads the token too; otherwise they are no step of this decision.
+        let deciding_reads_token = matches!(requirement.action.as_ref(), Action::Token(_));
+        let mut trace = log.trace.take_if(|_| !deciding_reads_token);
         for (i, shadow) in requirement.shadows.iter().enumerate() {
             let outcome = self
                 .evaluate(&shadow.action, Role::Shadow, request, wire, &mut token, log)
@@ -462,9 +469,12 @@ impl AuthzService {
             self.metrics
                 .record_shadow(&shadow.name, outcome.as_ref().err());
             log_shadow(&shadow.name, &outcome);
-            if let Some(trace) = &mut log.trace {
+            if let Some(trace) = log.trace.as_mut().or(trace.as_mut()) {
                 steps::shadow(trace, shadows_at + i, &shadow.name, &outcome);
             }
+        }
+        if trace.is_some() {
+            log.trace = trace;
         }
         let unambiguous = match requirement.ambiguity {
             // The proof's `htu` names an origin this host cannot be read as.
@@ -585,8 +595,15 @@ impl AuthzService {
                 outcome
             }
         }?;
+        // A DPoP request got here with its proof checked; a bearer one did not.
+        let dpop_required = if rule.dpop_required && !self.settings.is_dpop_request(request) {
+            Err(AuthError::DpopRequired)
+        } else {
+            Ok(())
+        };
         let Role::Deciding { context_scopes } = role else {
             self.check_route(&entry, rule, None)?;
+            dpop_required?;
             return Ok(Allowed::Token(entry));
         };
         self.check_route(&entry, rule, Some(log))?;
@@ -597,13 +614,7 @@ impl AuthzService {
             })?;
         }
         if rule.dpop_required {
-            // A DPoP request got here with its proof checked; a bearer one did not.
-            let dpop = if self.settings.is_dpop_request(request) {
-                Ok(())
-            } else {
-                Err(AuthError::DpopRequired)
-            };
-            log.step(step::DPOP_REQUIRED, dpop, |()| String::new())?;
+            log.step(step::DPOP_REQUIRED, dpop_required, |()| String::new())?;
         }
         if let Some(proof) = &proof {
             let recorded = self.record_proof(proof).await;
@@ -897,7 +908,7 @@ impl AuthzService {
 const RESOURCE_METADATA_RULE: &str = "resource_metadata";
 
 /// The parts of the request that select a rule.
-pub fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
+fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
     let preflight_method = request
         .first("origin")
         .and_then(|_| request.first("access-control-request-method"));

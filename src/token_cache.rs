@@ -21,7 +21,7 @@ use crate::verify;
 const SHARDS: usize = 16;
 
 /// SHA-256 of a token.
-pub type TokenKey = [u8; 32];
+type TokenKey = [u8; 32];
 
 type Shard = Mutex<ShardMap>;
 
@@ -169,7 +169,7 @@ impl CachedToken {
 
     /// Bytes this entry holds while cached: the struct, its buffers, the metadata tree,
     /// its map slot and reference counts.
-    pub fn footprint(&self) -> usize {
+    fn footprint(&self) -> usize {
         self.footprint as usize
     }
 

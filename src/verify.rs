@@ -322,18 +322,16 @@ fn is_access_token_type(typ: Option<&str>) -> bool {
 /// What a token's registered claims say, once checked: its validity window (Unix
 /// seconds) and its audiences.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dates {
+struct Dates {
     pub exp: u64,
     pub nbf: Option<u64>,
 }
 
 /// Checks `exp`, `nbf`, `iss` and `aud` against the issuer's configuration at `now_ms`
-/// (Unix milliseconds), and returns the dates it read.
-pub fn check_claims(
-    claims: &Claims,
-    issuer: &IssuerConfig,
-    now_ms: u64,
-) -> Result<Dates, AuthError> {
+/// (Unix milliseconds), and returns the dates it read: the registered-claim checks of
+/// [`Verifier::verify`] alone, for their tests.
+#[cfg(test)]
+fn check_claims(claims: &Claims, issuer: &IssuerConfig, now_ms: u64) -> Result<Dates, AuthError> {
     let (dates, audiences) =
         check_registered_claims(claims, issuer, now_ms, &mut TokenCheck::default())?;
     accept_audience(audiences.iter().copied(), &issuer.audiences)?;
@@ -366,8 +364,8 @@ fn check_registered_claims<'c>(
     if !after_not_before(nbf, leeway_ms, now_ms) {
         return Err(AuthError::NotYetValid);
     }
-    // The issuer was chosen by this very `iss`: a second reading of the claim, kept for
-    // `check_claims`' callers, which pass claims of their own.
+    // The issuer was chosen by this very `iss` in `verify`; the tests pass claims of
+    // their own.
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(AuthError::WrongIssuer);
     }

@@ -10,22 +10,30 @@ pub enum Segment {
     Index(usize),
 }
 
-/// `routes[2].scopes` as segments.
+/// `routes[2].scopes` as segments. A key that itself holds `.`, `[` or `]` cannot be told
+/// apart from the path around it: the segments stop there.
 pub fn segments(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let mut rest = part;
-        if let Some(open) = rest.find('[') {
-            out.push(Segment::Key(rest[..open].to_owned()));
-            rest = &rest[open..];
-            while let Some(close) = rest.find(']') {
-                if let Ok(i) = rest[1..close].parse() {
-                    out.push(Segment::Index(i));
-                }
-                rest = &rest[close + 1..];
-            }
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let Some((digits, tail)) = after.split_once(']') else {
+                break;
+            };
+            let Ok(index) = digits.parse() else {
+                break;
+            };
+            out.push(Segment::Index(index));
+            rest = tail;
         } else {
-            out.push(Segment::Key(rest.to_owned()));
+            let rest_key = rest.strip_prefix('.').unwrap_or(rest);
+            let end = rest_key.find(['.', '[']).unwrap_or(rest_key.len());
+            let (key, tail) = rest_key.split_at(end);
+            if key.is_empty() || key.contains(']') {
+                break;
+            }
+            out.push(Segment::Key(key.to_owned()));
+            rest = tail;
         }
     }
     out
@@ -153,4 +161,42 @@ fn block_end(lines: &[&str], start: usize, end: usize, column: usize) -> usize {
         }
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_read_as_keys_and_indexes_and_odd_keys_stop_them() {
+        assert_eq!(
+            segments("routes[2].scopes.all_of[0]"),
+            [
+                Segment::Key("routes".into()),
+                Segment::Index(2),
+                Segment::Key("scopes".into()),
+                Segment::Key("all_of".into()),
+                Segment::Index(0),
+            ]
+        );
+        for odd in ["x[0]]", "a[0]é]", "]", "[", "[x]", "a..b", "é[1", ""] {
+            let _ = segments(odd);
+        }
+        assert_eq!(
+            segments("x[0]]"),
+            [Segment::Key("x".into()), Segment::Index(0)]
+        );
+    }
+
+    #[test]
+    fn keys_are_found_in_block_and_flow_style_with_any_text_around() {
+        let text = "issuers:\n  - issuer: é\n    audiences: [x]\n  - {issuer: \"b\", dpop: é}\nlog: {level: info}\n";
+        assert_eq!(
+            locate(text, &segments("issuers[0].audiences")),
+            Some((3, 5))
+        );
+        assert_eq!(locate(text, &segments("issuers[1].dpop")), Some((4, 19)));
+        assert_eq!(locate(text, &segments("log.level")), Some((5, 7)));
+        assert_eq!(locate(text, &segments("nowhere.x")), None);
+    }
 }

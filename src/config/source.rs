@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// The largest configuration file read.
-pub const MAX_BYTES: u64 = 4 << 20;
+const MAX_BYTES: u64 = 4 << 20;
 
 /// Which file the path led to, and how it came to be there.
 #[derive(Debug, Clone, PartialEq, Eq)]

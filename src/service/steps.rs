@@ -20,10 +20,17 @@ pub(super) fn reading(
     requirement: &Requirement<'_>,
 ) {
     let host = if view.host.is_empty() { "-" } else { view.host };
+    // The query string may carry a token: never shown.
+    let path = view.path.split(['?', '#']).next().unwrap_or_default();
+    let query = if view.path.len() > path.len() {
+        " (query not shown)"
+    } else {
+        ""
+    };
     trace.info(
         step::REQUEST,
         "request",
-        format!("{} {host} {}", view.method, view.path),
+        format!("{} {host} {path}{query}", view.method),
     );
     let path = match policy.grammar().normalize(view.path) {
         Ok(path) => path.to_string(),

@@ -87,9 +87,30 @@ pub struct WireError {
     pub grpc_code: i32,
 }
 
-impl AuthError {
+/// An [`AuthError`] as the client receives it.
+pub trait Rendered {
     /// Everything the wire carries, in one value.
-    pub const fn wire(&self) -> WireError {
+    fn wire(&self) -> WireError;
+    /// The JSON body sent to the client: `{"code": ..., "description": ...}`.
+    fn json_body(&self) -> String;
+    /// The `WWW-Authenticate` values, one per challenge; empty where none applies.
+    fn www_authenticate(&self, to: &ChallengeTo<'_>) -> Vec<String>;
+}
+
+/// Whether only a `DPoP` challenge can help: the request must be made with DPoP (or with
+/// a proof that verifies).
+const fn needs_dpop(error: &AuthError) -> bool {
+    matches!(
+        error,
+        AuthError::DpopProof(_)
+            | AuthError::DpopRequired
+            | AuthError::BoundTokenAsBearer
+            | AuthError::TokenNotDpopBound
+    )
+}
+
+impl Rendered for AuthError {
+    fn wire(&self) -> WireError {
         let (code, description) = self.code_and_description();
         let bearer_error = match code.challenge() {
             Challenge::Bearer(error) => error,
@@ -105,26 +126,13 @@ impl AuthError {
         }
     }
 
-    /// The JSON body sent to the client: `{"code": ..., "description": ...}`.
-    pub fn json_body(&self) -> String {
+    fn json_body(&self) -> String {
         let (code, description) = self.code_and_description();
         // invariant: codes and descriptions are fixed sentences with nothing to escape in
         // JSON (no quote, backslash or control character); a test checks every variant.
         format!(
             "{{\"code\":\"{}\",\"description\":\"{description}\"}}",
             code.as_str()
-        )
-    }
-
-    /// Whether only a `DPoP` challenge can help: the request must be made with DPoP (or
-    /// with a proof that verifies).
-    const fn needs_dpop(&self) -> bool {
-        matches!(
-            self,
-            AuthError::DpopProof(_)
-                | AuthError::DpopRequired
-                | AuthError::BoundTokenAsBearer
-                | AuthError::TokenNotDpopBound
         )
     }
 
@@ -135,7 +143,7 @@ impl AuthError {
     /// a `DPoP` challenge carrying the error. Any other gets the `Bearer` challenge, plus an
     /// error-free `DPoP` one naming the proof algorithms when DPoP is accepted. Every
     /// challenge names the resource metadata (RFC 9728 §5.1) when it is published.
-    pub fn www_authenticate(&self, to: &ChallengeTo<'_>) -> Vec<String> {
+    fn www_authenticate(&self, to: &ChallengeTo<'_>) -> Vec<String> {
         let (code, description) = self.code_and_description();
         let error = match code.challenge() {
             Challenge::None => return Vec::new(),
@@ -163,7 +171,7 @@ impl AuthError {
             }
             value
         };
-        if (to.dpop_request || self.needs_dpop()) && to.dpop_algs.is_some() {
+        if (to.dpop_request || needs_dpop(self)) && to.dpop_algs.is_some() {
             return vec![with_error("DPoP", error)];
         }
         let mut values = vec![with_error("Bearer", error)];

@@ -48,7 +48,7 @@ pub async fn report_readiness(reporter: HealthReporter, readiness: Arc<Readiness
 }
 
 /// The health service name that reports whether the DPoP replay store answers.
-pub const REPLAY_STORE_SERVICE: &str = "jwt_authz.dpop_replay_store";
+const REPLAY_STORE_SERVICE: &str = "jwt_authz.dpop_replay_store";
 
 /// How often the replay store's reachability is copied into health.
 const REPLAY_STORE_POLL: std::time::Duration = std::time::Duration::from_secs(1);

@@ -30,14 +30,14 @@ use crate::service::{AuthzService, Verdict, Wire};
 use crate::wire::httpd::{self, HttpResponse};
 
 /// Envoy's `http_service.path_prefix`: Envoy calls `/ext-authz` + the original path.
-pub const ENVOY_PATH_PREFIX: &str = "/ext-authz";
+const ENVOY_PATH_PREFIX: &str = "/ext-authz";
 
 /// The response header listing the headers Envoy's `http_service` removes upstream.
-pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 /// A denial's JSON body, repeated as a response header: nginx `auth_request` drops the
 /// body of the answer, and its `error_page` can send this header's value instead.
-pub const DENY_BODY_HEADER: &str = "x-jwt-authz-body";
+const DENY_BODY_HEADER: &str = "x-jwt-authz-body";
 
 /// The original request's method, host and target, as the proxy reported them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

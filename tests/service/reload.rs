@@ -573,3 +573,43 @@ async fn health_and_readyz_follow_the_reloaded_issuers_together() {
     both(true).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The HTTP authorization endpoint decides on the configuration in force, as the gRPC
+/// Check does: a reload that denies a route denies it on both wires.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_endpoint_decides_on_the_reloaded_configuration() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let dir = temp_dir("http-reload");
+    let path = dir.join("config.yaml");
+    let version = |deny: bool| {
+        format!(
+            "config_poll: 50ms\nconfig_settle: 100ms\nissuers:\n{}routes:\n  - {{path_prefix: /api, deny: {deny}}}\n",
+            issuer_entry(&idp)
+        )
+    };
+    replace(&path, &version(false));
+    let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
+    authz.wait_serving().await;
+    let t = token(&idp, "read");
+    let http = reqwest::Client::new();
+    let ask = || {
+        http.get(format!("http://{}/", authz.http))
+            .header("x-original-uri", "/api/x")
+            .header("x-original-method", "GET")
+            .header("x-forwarded-host", "api.example.com")
+            .header("x-forwarded-proto", "https")
+            .header("authorization", format!("Bearer {t}"))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 200);
+    replace(&path, &version(true));
+    until(
+        &authz,
+        &at("/api/x", Some(&t)),
+        Duration::from_secs(5),
+        |d| !allowed(d),
+    )
+    .await;
+    assert_eq!(ask().await.unwrap().status(), 403);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -49,6 +49,7 @@ routes:
   - { name: b-only, path_prefix: /api/b, issuers: [ISSUER_B] }
   - { name: special, path_prefix: /api/special, audiences: [special-api] }
   - { name: new-read-rule, path_prefix: /api/read, scopes: { all_of: [read:all] }, mode: shadow }
+  - { name: dpop-next, path_prefix: /api/read/dpop, dpop: required, mode: shadow }
   - { name: read, path_prefix: /api/read, scopes: { all_of: [read:messages] } }
   - { name: no-preflight, path_prefix: /api/closed, cors_preflight: deny }
 "#;
@@ -421,11 +422,15 @@ async fn shadow_rules_are_counted_but_do_not_decide() {
     let full = r.token("read:messages read:all", json!({}));
     let d = r.check("GET", "h", "/api/read", Some(&full)).await;
     assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+    // A shadow rule requiring DPoP reports the bearer request it would refuse.
+    let d = r.check("GET", "h", "/api/read/dpop/x", Some(&full)).await;
+    assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
     let (_, text) = scrape(&r.authz, "/metrics").await;
     for line in [
+        r#"jwt_authz_shadow_decisions_total{rule="dpop-next",decision="deny",code="invalid_token"} 1"#,
         r#"jwt_authz_shadow_decisions_total{rule="new-read-rule",decision="deny",code="insufficient_scope"} 3"#,
-        r#"jwt_authz_shadow_decisions_total{rule="new-read-rule",decision="allow",code="ok"} 1"#,
-        r#"jwt_authz_decisions_total{decision="allow",code="ok"} 4"#,
+        r#"jwt_authz_shadow_decisions_total{rule="new-read-rule",decision="allow",code="ok"} 2"#,
+        r#"jwt_authz_decisions_total{decision="allow",code="ok"} 5"#,
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }

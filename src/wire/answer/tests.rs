@@ -1,4 +1,78 @@
 use super::*;
+use crate::error::AuthError;
+
+#[test]
+fn quickstart_codes_are_kept() {
+    assert_eq!(
+        AuthError::MissingHeader.wire().code,
+        "authorization_header_missing"
+    );
+    assert_eq!(AuthError::NotBearer.wire().code, "invalid_header");
+    assert_eq!(AuthError::UnknownKey.wire().code, "invalid_header");
+    assert_eq!(AuthError::BadSignature.wire().code, "invalid_token");
+    assert_eq!(AuthError::Expired.wire().code, "token_expired");
+    assert_eq!(AuthError::WrongAudience.wire().code, "invalid_claims");
+    let scope = AuthError::InsufficientScope {
+        required: "read:messages".into(),
+    };
+    assert_eq!(scope.wire().http_status, 403);
+    assert_eq!(scope.wire().grpc_code, 7);
+    assert_eq!(AuthError::JwksUnavailable.wire().http_status, 503);
+}
+
+#[test]
+fn every_body_is_valid_json() {
+    let all = [
+        AuthError::MissingHeader,
+        AuthError::NotBearer,
+        AuthError::NoToken,
+        AuthError::TooManyParts,
+        AuthError::BadHeaderValue,
+        AuthError::TokenSentTwice,
+        AuthError::BadTokenValue,
+        AuthError::QueryTokenNotRemovable,
+        AuthError::Malformed,
+        AuthError::DisallowedAlgorithm,
+        AuthError::UnsupportedCritical,
+        AuthError::UnknownKey,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::WrongIssuer,
+        AuthError::WrongAudience,
+        AuthError::NotYetValid,
+        AuthError::MissingClaim,
+        AuthError::WrongTokenType,
+        AuthError::InsufficientScope {
+            required: "a".into(),
+        },
+        AuthError::RouteDenied,
+        AuthError::AmbiguousRequest("dot segment in path"),
+        AuthError::ClaimsNotSatisfied,
+        AuthError::JwksUnavailable,
+        AuthError::DpopProof("iat is too old"),
+        AuthError::DpopRequired,
+        AuthError::BoundTokenAsBearer,
+        AuthError::TokenNotDpopBound,
+        AuthError::CertificateBinding("no client certificate"),
+        AuthError::UnsupportedConfirmation,
+        AuthError::ReplayStoreUnavailable,
+    ];
+    for error in all {
+        let wire = error.wire();
+        let body: serde_json::Value = serde_json::from_str(&error.json_body()).unwrap();
+        assert_eq!(body["code"], wire.code);
+        assert_eq!(body["description"], wire.description);
+    }
+}
+
+#[test]
+fn body_is_code_and_description_only() {
+    let body: serde_json::Value = serde_json::from_str(&AuthError::Expired.json_body()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"code": "token_expired", "description": "token is expired"})
+    );
+}
 
 const API: ChallengeTo<'static> = ChallengeTo {
     realm: "api",

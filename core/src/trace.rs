@@ -1,7 +1,7 @@
 //! The decision's record of its own steps: what `jwt-authz explain` prints, and what the
 //! decision log names as the step that refused a request.
 //!
-//! The decision records as it goes ([`crate::service`]): reading the request, the rule
+//! The decision records as it goes (the service crate's `service` module): reading the request, the rule
 //! chosen and why, shadow rules, where the token was found, each check of the token
 //! ([`TokenCheck`]), its binding, the route's checks, the context extension, the proof's
 //! use, the answer. Nobody asking costs a branch per step: a [`Trace`] is only built for
@@ -14,8 +14,7 @@ use serde::Serialize;
 
 use crate::error::AuthError;
 
-/// One check of a token's verification, in the order [`crate::verify::Verifier::verify`]
-/// makes them. Each is named by its place in that order, so a failure names exactly one.
+/// One check of a token's verification, in the order the service's verifier makes them. Each is named by its place in that order, so a failure names exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TokenCheck {
     /// Three base64url segments, a JSON header without duplicate members.
@@ -104,6 +103,7 @@ pub mod step {
     pub const PATH: &str = "path";
     pub const RULE: &str = "rule";
     pub const SHADOW: &str = "shadow_rule";
+    pub const FORWARDED_HEADERS: &str = "forwarded_headers";
     pub const UNAMBIGUOUS: &str = "unambiguous";
     pub const HEADER_SPELLING: &str = "header_spelling";
     pub const TOKEN_REMOVABLE: &str = "token_removable";
@@ -267,6 +267,7 @@ pub fn label(step: &'static str) -> &'static str {
         step::REQUEST => "request",
         step::PATH => "path",
         step::RULE => "rule",
+        step::FORWARDED_HEADERS => "the proxy's forwarded request headers",
         step::UNAMBIGUOUS => "one reading of the request",
         step::HEADER_SPELLING => "header names (no dotted spelling of one the decision reads)",
         step::TOKEN_REMOVABLE => "token removable upstream",

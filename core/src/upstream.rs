@@ -14,7 +14,7 @@ use crate::claims::{Claims, claim};
 
 /// At most this many `-` and `_` in an identity header's name: each one doubles the
 /// spellings removed on every request.
-pub const MAX_SEPARATORS: usize = 6;
+const MAX_SEPARATORS: usize = 6;
 
 /// The name of a header the service sets upstream, with the other spellings of that name
 /// an upstream could read as the same header: any `-` written `_` or the reverse. CGI,
@@ -207,13 +207,16 @@ impl UpstreamConfig {
     /// Mutations for a request allowed without a token (an anonymous route or a CORS
     /// preflight): every identity header removed, and `authorization` too when it is
     /// stripped (an unverified token must not reach the upstream either).
-    pub fn for_anonymous(&self) -> Mutations<'_> {
+    #[cfg(test)]
+    fn for_anonymous(&self) -> Mutations<'_> {
         let mut m = Mutations::default();
         self.anonymous_into(&mut m);
         m
     }
 
-    /// [`Self::for_anonymous`], given to `sink` one by one.
+    /// What an anonymous request gets: every identity header removed, and
+    /// `authorization` too when it is stripped (an unverified token must not reach the
+    /// upstream either), given to `sink` one by one.
     pub fn anonymous_into<'a>(&'a self, sink: &mut impl MutationSink<'a>) {
         for header in self.identity_headers() {
             sink.remove_header(header.name());

@@ -49,7 +49,7 @@ impl ScopeRule {
     /// Parses a `required_scopes` value: separated by U+0020 (RFC 6749 §3.3), every one
     /// required. Blank means no scope is required. A tab stays inside its scope, which no
     /// token can then grant.
-    pub fn from_context_extension(value: &str) -> ScopeRule {
+    fn from_context_extension(value: &str) -> ScopeRule {
         let scopes: Vec<String> = value
             .split(' ')
             .filter(|s| !s.is_empty())

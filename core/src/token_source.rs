@@ -164,7 +164,7 @@ fn checked(value: &[u8], max_len: usize) -> Result<&str, AuthError> {
 /// in `CheckRequest.headers` (HTTP/2 clients send one header per cookie) or keeps them
 /// apart in `header_map`; a `,` is not a cookie-octet, so it separates pairs too. Pairs
 /// without `=` are skipped: they name no cookie.
-pub fn cookie_pairs<'a>(
+fn cookie_pairs<'a>(
     values: impl Iterator<Item = &'a [u8]>,
 ) -> impl Iterator<Item = (&'a str, &'a str)> {
     values
@@ -250,7 +250,7 @@ fn query_parameter<'a>(
 /// Whether a cookie or query parameter sent as `raw` is read as `wanted` by some server:
 /// the same name, or the same as [`crate::percent::lenient_names`] reads both (decoded,
 /// PHP's `_`, `[]` and NUL rules, Rack's brackets, case ignored).
-pub fn reads_as(raw: &str, wanted: &str) -> bool {
+fn reads_as(raw: &str, wanted: &str) -> bool {
     if raw == wanted {
         return true;
     }

@@ -51,11 +51,7 @@ impl<'a> AccessToken<'a> {
     }
 
     /// Parses one header value: `<scheme> <token>`, scheme case-insensitive.
-    pub fn parse_with_scheme(
-        value: &'a [u8],
-        wanted: &str,
-        max_len: usize,
-    ) -> Result<Self, AuthError> {
+    fn parse_with_scheme(value: &'a [u8], wanted: &str, max_len: usize) -> Result<Self, AuthError> {
         if value.len() > max_len {
             return Err(AuthError::BadHeaderValue);
         }
