@@ -31,5 +31,3 @@ pub mod token_cache;
 pub mod verify;
 pub mod wire;
 
-#[cfg(test)]
-mod layout;

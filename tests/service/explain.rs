@@ -35,6 +35,7 @@ fn config_text(issuer: &str, jwks_uri: &str) -> String {
   - {{issuer: "{issuer}", audiences: ["{AUDIENCE}"], jwks_uri: "{jwks_uri}", dpop: allowed}}
 log: {{level: "jwt_authz=debug", format: json, deny_rate: 0}}
 routes:
+  - {{name: public-next, path_prefix: /api/public, mode: shadow, scopes: {{all_of: [read]}}}}
   - {{name: public, path_prefix: /api/public, allow_anonymous: true}}
   - {{name: admin-next, path_prefix: /api/admin, mode: shadow, scopes: {{all_of: [superuser]}}}}
   - name: admin
