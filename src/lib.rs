@@ -30,4 +30,3 @@ pub mod testkit;
 pub mod token_cache;
 pub mod verify;
 pub mod wire;
-

@@ -152,7 +152,7 @@ fn main() {
             "lean",
             "decoding",
             count(|| {
-                jwt_authz::wire::grpc::read::decode(&request).expect("the request reads");
+                jwt_authz::wire::grpc::decode(&request).expect("the request reads");
             }),
         );
     }

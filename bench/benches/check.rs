@@ -161,7 +161,7 @@ fn envoy_request(c: &mut Criterion) {
         });
         group.bench_function(format!("decode_lean_{name}"), |b| {
             b.iter(|| {
-                jwt_authz::wire::grpc::read::decode(&request)
+                jwt_authz::wire::grpc::decode(&request)
                     .expect("the request reads")
                     .headers
                     .len()

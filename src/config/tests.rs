@@ -13,7 +13,7 @@ fn fields_of(errors: &[String]) -> Vec<&str> {
     errors
         .iter()
         .map(|e| match e.strip_prefix("line ") {
-            Some(rest) => rest.splitn(3, ": ").nth(1).unwrap_or(""),
+            Some(rest) => rest.split(": ").nth(1).unwrap_or(""),
             None => e.split(':').next().unwrap_or(""),
         })
         .collect()

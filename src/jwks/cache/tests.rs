@@ -1,3 +1,4 @@
+use super::fetch::well_known;
 use super::*;
 
 #[test]
