@@ -21,6 +21,7 @@ mod encoded;
 mod harness;
 mod idp;
 mod keys;
+mod logs;
 mod mint;
 mod oidc;
 mod redis;
@@ -36,15 +37,19 @@ pub use dpop::{
     ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
 };
 pub use encoded::EncodedCheck;
-pub use harness::{Authz, config, wait_serving};
+pub use harness::{Authz, config, scrape, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
+pub use logs::{Captured, capture};
 pub use mint::{
     AUDIENCE, claims, corrupt_signature, edit_valid, forge, mint, mint_header, mint_with, now,
     sign_raw,
 };
 pub use oidc::{OidcProvider, TokenResponse};
 pub use redis::RedisServer;
-pub use request::{Shape, browser_request, http_mut, raw_request, request, set_authorization};
+pub use request::{
+    Shape, URL, browser_request, http_mut, raw_request, request, set_authorization,
+    with_certificate, with_proofs,
+};
 pub use tools::{TempFile, free_port, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

@@ -3,7 +3,7 @@
 //! `CheckResponse.status` gRPC code.
 //!
 //! The codes are the Auth0 quickstart's vocabulary plus `insufficient_scope` (RFC 6750) and
-//! `jwks_unavailable`. They are part of the public API: README.md lists them.
+//! `jwks_unavailable`. They are part of the public API: docs/error-codes.md lists them.
 
 use thiserror::Error;
 

@@ -187,3 +187,11 @@ pub async fn wait_serving(channel: &Channel) {
         .await
         .expect("service did not become SERVING within 20s");
 }
+
+/// GET `path` on `authz`'s admin port: the status and the body.
+pub async fn scrape(authz: &Authz, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{}{path}", authz.admin))
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}

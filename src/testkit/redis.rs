@@ -139,7 +139,7 @@ impl RedisServer {
     }
 
     /// Polls with `PING` until the server replies (`+PONG`, or `-NOAUTH` when it wants a
-    /// password), failing with its log after [`START_LIMIT`] or if it exits.
+    /// password; not `-LOADING`), failing with its log after [`START_LIMIT`] or if it exits.
     fn wait_answering(&mut self) {
         let started = Instant::now();
         loop {
@@ -186,10 +186,12 @@ impl RedisServer {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 1];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && matches!(reply[0], b'+' | b'-')
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        // `-LOADING` is not an answer yet: the data set is still being read from disk.
+        let reply = read_line(&mut stream);
+        reply.starts_with('+') || reply.starts_with("-NOAUTH")
     }
 
     fn log(&self) -> String {

@@ -195,3 +195,43 @@ const BROWSER_HEADERS: &[(&str, &str)] = &[
     ),
     ("x-envoy-expected-rq-timeout-ms", "15000"),
 ];
+
+/// What the test kit's requests address: `GET http://api.example.com/api/private`.
+pub const URL: &str = "http://api.example.com/api/private";
+
+/// `GET /api/private` with `authorization: <value>` and each `DPoP` value, kept apart as
+/// Envoy's raw `header_map` does.
+pub fn with_proofs(authorization: &str, proofs: &[&str]) -> CheckRequest {
+    let mut request = request(Some(authorization), None);
+    let http = http_mut(&mut request);
+    match proofs {
+        [] => {}
+        [one] => {
+            http.headers.insert("dpop".into(), (*one).into());
+        }
+        many => {
+            http.header_map = Some(HeaderMap {
+                headers: many
+                    .iter()
+                    .map(|p| HeaderValue {
+                        key: "dpop".into(),
+                        raw_value: p.as_bytes().to_vec(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            });
+        }
+    }
+    request
+}
+
+/// Envoy's `attributes.source.certificate`: the URL-encoded PEM of the client certificate.
+pub fn with_certificate(token: &str, pem: Option<&str>) -> CheckRequest {
+    let mut request = request(Some(&format!("Bearer {token}")), None);
+    if let Some(pem) = pem {
+        let attributes = request.attributes.get_or_insert_with(Default::default);
+        let source = attributes.source.get_or_insert_with(Default::default);
+        source.certificate = crate::percent::encode_all(pem);
+    }
+    request
+}

@@ -118,10 +118,8 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
-fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("jwt-authz-cli-{}-{name}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
+fn temp_file(name: &str, text: &str) -> jwt_authz::testkit::TempFile {
+    jwt_authz::testkit::TempFile::new(name, text)
 }
 
 /// Every problem of a file is reported in one run: keys the YAML parser refuses (unknown,

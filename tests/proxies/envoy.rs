@@ -219,12 +219,7 @@ pub async fn stack(extra: &[&str]) -> Stack {
 /// identity provider's issuer and JWKS URI.
 pub async fn stack_with_config(config: impl Fn(&Idp) -> String) -> Stack {
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let path = std::env::temp_dir().join(format!(
-        "jwt-authz-e2e-config-{}-{}.yaml",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::write(&path, config(&idp)).unwrap();
+    let path = TempFile::new("e2e-config.yaml", config(&idp));
     let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
     let _ = std::fs::remove_file(&path);
     authz.wait_serving().await;

@@ -11,13 +11,8 @@ use jwt_authz::wire::proto::CheckRequest;
 /// claim headers (one configured with `_`), the payload header and a stripped token.
 async fn setup() -> (Idp, Authz) {
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let path = std::env::temp_dir().join(format!(
-        "jwt-authz-identity-{}-{}.yaml",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::write(
-        &path,
+    let path = TempFile::new(
+        "identity.yaml",
         format!(
             r#"
 issuers:
@@ -39,8 +34,7 @@ upstream:
             issuer = idp.issuer(),
             jwks = idp.jwks_uri(),
         ),
-    )
-    .unwrap();
+    );
     let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
     authz.wait_serving().await;
     let _ = std::fs::remove_file(&path);

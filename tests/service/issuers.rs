@@ -7,13 +7,8 @@ use jwt_authz::wire::proto::HttpResponse;
 use prost_types::value::Kind;
 use serde_json::json;
 
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "jwt-authz-issuers-{}-{name}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_config(name: &str, text: &str) -> TempFile {
+    TempFile::new(&format!("{name}.yaml"), text)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,13 +17,8 @@ http_server:
   drain_timeout: 2s
 ";
 
-async fn start() -> (Authz, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!(
-        "jwt-authz-listener-{}-{}.yaml",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::write(&path, LIMITS).unwrap();
+async fn start() -> (Authz, TempFile) {
+    let path = TempFile::new("listener.yaml", LIMITS);
     let authz = Authz::start(&[
         "--issuer",
         "http://127.0.0.1:9/",
@@ -95,7 +90,7 @@ async fn a_trickled_head_and_an_idle_connection_are_closed() {
         );
     }
     authz.stop().await.unwrap();
-    let _ = std::fs::remove_file(config);
+    drop(config);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,7 +109,7 @@ async fn a_head_over_the_bound_is_refused() {
         "a 40 kB head was answered: {text}"
     );
     authz.stop().await.unwrap();
-    let _ = std::fs::remove_file(config);
+    drop(config);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,5 +153,5 @@ async fn connections_over_the_bound_are_closed_and_shutdown_drains() {
         "{:?}",
         started.elapsed()
     );
-    let _ = std::fs::remove_file(config);
+    drop(config);
 }

@@ -1,53 +1,7 @@
 //! Denial logging under a flood: at most `--log-deny-rate` lines per code per second, the
 //! first of each code always, a summary of the rest, and metrics that count every one.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use jwt_authz::testkit::*;
-
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// Captures this thread's log lines up to `level` until the guard drops.
-///
-/// Other tests of this binary hit the same callsites on other threads with no subscriber
-/// at all. A process-wide subscriber that wants every level up to DEBUG (and writes
-/// nowhere) keeps each callsite enabled, so this thread's capturing subscriber sees every
-/// event, whichever thread registered the callsite first.
-pub(crate) fn capture(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let _ = tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_writer(std::io::sink)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish(),
-    );
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(level)
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
 
 // One thread: the server's tasks run where the capturing subscriber is the default.
 #[tokio::test(flavor = "current_thread")]

@@ -1,6 +1,7 @@
 //! The service over its real gRPC and admin ports, in process, against a loopback identity
 //! provider: the Check RPC, several issuers, the JWKS cache and the metrics. One binary so
-//! the crate is linked once for all of them.
+//! the crate is linked once for all of them. Nothing here needs a tool outside Rust: the
+//! tests that need Redis or Node are in `tests/tools`.
 
 mod binding;
 mod check;
@@ -11,8 +12,5 @@ mod jwks;
 mod listener;
 mod logging;
 mod metrics;
-mod oidc_provider;
-mod proofs;
 mod reload;
-mod replay;
 mod routes;

@@ -6,13 +6,6 @@ use std::time::Duration;
 use jwt_authz::testkit::*;
 use serde_json::json;
 
-pub(crate) async fn scrape(authz: &Authz, path: &str) -> (u16, String) {
-    let response = reqwest::get(format!("http://{}{path}", authz.admin))
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
 /// The value of one sample line, e.g. `jwt_authz_token_cache_hits_total`.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -242,20 +235,14 @@ async fn token_cache_size_is_capped() {
 #[tokio::test]
 async fn the_token_cache_stays_within_its_byte_budget() {
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-    let path = std::env::temp_dir().join(format!(
-        "jwt-authz-cache-bytes-{}-{}.yaml",
-        std::process::id(),
-        idp.addr.port()
-    ));
-    std::fs::write(
-        &path,
+    let path = TempFile::new(
+        "cache-bytes.yaml",
         format!(
             "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\ntoken_cache:\n  max_bytes: 256KiB\nupstream:\n  forward_payload_header: x-jwt-payload\n",
             idp.issuer(),
             idp.jwks_uri()
         ),
-    )
-    .unwrap();
+    );
     let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
     authz.wait_serving().await;
     let budget = 256.0 * 1024.0;

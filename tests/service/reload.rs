@@ -11,8 +11,6 @@ use jwt_authz::testkit::*;
 use jwt_authz::wire::proto::CheckRequest;
 use serde_json::json;
 
-use super::metrics::scrape;
-
 /// A fresh directory for one test's files.
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("jwt-authz-reload-{}-{name}", std::process::id()));

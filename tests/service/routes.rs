@@ -5,7 +5,6 @@
 
 use jwt_authz::wire::proto::CheckRequest;
 
-use super::metrics::scrape;
 use jwt_authz::testkit::*;
 use serde_json::{Value, json};
 
@@ -17,13 +16,8 @@ struct Routes {
     authz: Authz,
 }
 
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "jwt-authz-routes-{}-{name}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_config(name: &str, text: &str) -> TempFile {
+    TempFile::new(&format!("{name}.yaml"), text)
 }
 
 const ROUTES: &str = r#"

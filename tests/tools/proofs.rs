@@ -3,32 +3,23 @@
 //! that widen the window and across Redis restarts and flushes; only allowed requests
 //! spend replay-store space, and one proof key cannot fill it for everyone.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jwt_authz::testkit::*;
 use jwt_authz::wire::proto::CheckRequest;
 use serde_json::{Value, json};
 
-use super::logging::capture;
-use super::metrics::scrape;
-
 /// The service on a configuration file it can reload, trusting one issuer.
 struct Service {
     idp: Idp,
     authz: Authz,
-    path: PathBuf,
+    path: TempFile,
 }
 
 impl Service {
     async fn start(extra: &str) -> Service {
         let idp = Idp::start(vec![key("rsa-1").jwk]).await;
-        let path = std::env::temp_dir().join(format!(
-            "jwt-authz-proofs-{}-{}.yaml",
-            std::process::id(),
-            idp.addr.port()
-        ));
-        std::fs::write(&path, Service::text(&idp, extra)).unwrap();
+        let path = TempFile::new("proofs.yaml", Service::text(&idp, extra));
         let authz = Authz::start(&["--config", path.to_str().unwrap()]).await;
         authz.wait_serving().await;
         Service { idp, authz, path }

@@ -7,8 +7,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_authz::testkit::*;
 use serde_json::Value;
 
-use super::binding::{URL, with_certificate, with_proofs};
-
 /// The decoded header and payload of a compact JWT.
 fn decode(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');

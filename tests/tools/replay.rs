@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use jwt_authz::replay::{ReplayError, ReplayStore};
 use jwt_authz::testkit::*;
 
-use super::logging::capture;
-
 const TIMEOUT: Duration = Duration::from_millis(300);
 const TTL: Duration = Duration::from_secs(60);
 
