@@ -1,9 +1,9 @@
 //! The Check service: one request, from whichever wire, through the route policy, the
 //! token's verification (or the verified-token cache) and the route's checks, to a
-//! [`Verdict`]; counted and logged once. The wires' adapters live beside it: [`grpc`] for
-//! Envoy's `Check` (its request read by [`lean`]), and the HTTP endpoint
-//! (`crate::wire::http`). Decisions are made by `policy` and `verify`; this module puts
-//! them in order.
+//! [`Verdict`]; counted and logged once, and recorded step by step when asked
+//! ([`crate::trace`]). It knows no wire type: `crate::wire` builds the request and renders
+//! the verdict. Decisions are made by `policy`, `verify` and `binding`; [`decide`] puts them
+//! in order, [`token`] holds the token's checks.
 
 mod decide;
 mod log;

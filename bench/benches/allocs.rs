@@ -6,7 +6,7 @@
 //!
 //! - `prost`: the request decoded by prost into a `CheckRequest`, then
 //!   `Authorization::check`, as tonic's generated server does;
-//! - `lean`: `AuthzService::check_encoded`, the server's path: the lean reader, then the
+//! - `bytes`: `AuthzService::check_encoded`, the server's path: the byte reader, then the
 //!   same decision.
 //!
 //! Each row is the mean over many Checks after a first one that fills the cache. Prints a
@@ -58,7 +58,7 @@ impl Steps<'_> {
             .into_inner()
     }
 
-    fn lean_check(&self, request: &Bytes) -> CheckResponse {
+    fn bytes_check(&self, request: &Bytes) -> CheckResponse {
         self.rt
             .block_on(self.service.check_encoded(request))
             .expect("Check answers")
@@ -135,21 +135,21 @@ fn main() {
             }),
         );
         assert_eq!(
-            steps.lean_check(&request),
+            steps.bytes_check(&request),
             response,
             "{name}: the same answer"
         );
         row(
-            "lean",
+            "bytes",
             "whole Check",
             count(|| {
-                let response = steps.lean_check(&request);
+                let response = steps.bytes_check(&request);
                 steps.encode(&response);
                 assert!(allows(&response));
             }),
         );
         row(
-            "lean",
+            "bytes",
             "decoding",
             count(|| {
                 jwt_authz::wire::grpc::decode(&request).expect("the request reads");

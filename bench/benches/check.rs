@@ -4,7 +4,7 @@
 //! call). RS256 tokens; the token cache on (every iteration a hit) and off; and the
 //! cheapest Check, a request without `authorization` (an immediate 401), for reference.
 //! `rs256_cache_off_encoded` is the uncached Check on the server's path (the encoded full
-//! request through the lean reader), and `rs256_verify_alone` the verification it contains,
+//! request through the byte reader), and `rs256_verify_alone` the verification it contains,
 //! so that what an uncached Check adds to the signature is measured in one run.
 //! DPoP: the same RS256 token bound to a client key, cached, with a fresh proof per
 //! iteration (signed outside the timing), so the difference to `rs256_cache_hit` is what
@@ -14,7 +14,7 @@
 //! decoding included, for the full browser request (about 1.8 KB) and the small one Envoy
 //! sends with `allowed_headers: [authorization]` (837 bytes): `prost_*` decodes with
 //! prost and calls `Authorization::check`, as tonic's generated server does; `lean_*` is
-//! the server's path, `AuthzService::check_encoded` (the lean reader, then the same
+//! the server's path, `AuthzService::check_encoded` (the byte reader, then the same
 //! decision). `decode_prost_*` and `decode_lean_*` are the two readings alone.
 
 mod common;

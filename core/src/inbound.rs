@@ -1,5 +1,5 @@
 //! The request being authorized, as the decision sees it, whichever wire it came over: the
-//! gRPC `CheckRequest` (`service`) or the HTTP authorization endpoint (`authz_http`). Both
+//! gRPC `CheckRequest` or the HTTP authorization endpoint (the service crate's `wire`). Both
 //! adapters build one [`Inbound`] and hand it to the same decision function, so no rule is
 //! written twice.
 //!

@@ -1,12 +1,12 @@
 //! The two readings of an encoded `CheckRequest` side by side: prost's (the whole message,
-//! then [`crate::wire::grpc::inbound_of`]) and the lean reader's
-//! ([`crate::wire::grpc::decode`]). The lean reader's tests and the `lean_decode` fuzz
+//! then [`crate::wire::grpc::inbound_of`]) and the byte reader's
+//! ([`crate::wire::grpc::decode`]). The byte reader's tests and the `request_bytes` fuzz
 //! target hold them equal.
 
 use prost::Message;
 
 use crate::inbound::Inbound;
-use crate::wire::grpc::{self as lean, inbound_of};
+use crate::wire::grpc::{self, inbound_of};
 use crate::wire::proto::CheckRequest;
 
 /// What the decision reads of one request, comparable across the two readings.
@@ -55,10 +55,10 @@ impl Reading {
 /// when both refuse it, `Err` saying how they differ otherwise.
 pub fn compare_readings(buf: &[u8]) -> Result<Option<Reading>, String> {
     let full = CheckRequest::decode(buf);
-    let lean = lean::decode(buf);
-    match (full, lean) {
+    let bytes = grpc::decode(buf);
+    match (full, bytes) {
         (Err(_), Err(_)) => Ok(None),
-        (Ok(request), Ok(lean)) => {
+        (Ok(request), Ok(read)) => {
             let map_headers = request
                 .attributes
                 .as_ref()
@@ -66,20 +66,20 @@ pub fn compare_readings(buf: &[u8]) -> Result<Option<Reading>, String> {
                 .and_then(|r| r.http.as_ref())
                 .map_or(0, |http| http.headers.len());
             let full = Reading::of(&inbound_of(&request), map_headers);
-            let lean = Reading::of(&lean, map_headers);
-            if full == lean {
+            let read = Reading::of(&read, map_headers);
+            if full == read {
                 Ok(Some(full))
             } else {
-                Err(format!("prost read {full:?}, the lean reader {lean:?}"))
+                Err(format!("prost read {full:?}, the byte reader {read:?}"))
             }
         }
         (Ok(request), Err(e)) => Err(format!(
-            "prost read {:?}, the lean reader refused it: {e}",
+            "prost read {:?}, the byte reader refused it: {e}",
             Reading::of(&inbound_of(&request), usize::MAX)
         )),
-        (Err(e), Ok(lean)) => Err(format!(
-            "prost refused it ({e}), the lean reader read {:?}",
-            Reading::of(&lean, usize::MAX)
+        (Err(e), Ok(read)) => Err(format!(
+            "prost refused it ({e}), the byte reader read {:?}",
+            Reading::of(&read, usize::MAX)
         )),
     }
 }

@@ -1,5 +1,5 @@
 //! The `envoy.service.auth.v3.Authorization` gRPC service the server runs. `Check`'s
-//! request reaches the service as the bytes tonic received, read by the lean reader
+//! request reaches the service as the bytes tonic received, read by the byte reader
 //! ([`crate::wire::grpc::read`]) rather than decoded whole by prost; the `CheckResponse` is
 //! encoded by prost. Everything else is tonic's, as in the generated `AuthorizationServer`
 //! (which in-process callers still use through the `Authorization` trait): framing,

@@ -1,4 +1,4 @@
-//! The lean reading of Envoy's `CheckRequest`: the encoded request straight to an
+//! The reading of Envoy's `CheckRequest`: the encoded request straight to an
 //! [`Inbound`] that borrows every string from the request's buffer, without building the
 //! whole prost message (a `String` per header name and value, a hash map of them) for the
 //! few fields the decision reads.
@@ -10,7 +10,7 @@
 //! checks it, so this reader refuses exactly the inputs prost refuses: a malformed varint,
 //! key or length, a known field of the wrong wire type, a string that is not UTF-8 (in any
 //! field of the schema, read or not), a stray end-group, nesting past prost's recursion
-//! limit. The fuzz target `lean_decode` holds the two readings equal for any input.
+//! limit. The fuzz target `request_bytes` holds the two readings equal for any input.
 //!
 //! Field numbers are those of `proto/` (Envoy's `attribute_context.proto`, `base.proto`,
 //! `address.proto`, and the well-known `Struct` and `Timestamp`).

@@ -1,4 +1,4 @@
-//! Hand-built encodings through the lean reader, each compared with prost's reading of the
+//! Hand-built encodings through the byte reader, each compared with prost's reading of the
 //! same bytes ([`compare_readings`]).
 
 use proptest::prelude::*;
