@@ -26,14 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::config::source::FileId;
-use crate::jwks::{JwksCache, JwksSource};
+use crate::jwks::{JwksCache, JwksError, JwksSource};
 use crate::metrics::Metrics;
 use crate::service::{AuthzService, CheckSettings};
 use crate::verify::{Issuer, IssuerConfig, Verifier};
@@ -82,6 +81,15 @@ impl Drop for Keys {
     }
 }
 
+/// An issuer whose key cache could not be made (its JWKS or discovery URL).
+#[derive(Debug, thiserror::Error)]
+#[error("issuer {issuer}: {error}")]
+pub struct KeysError {
+    /// The issuer, redacted.
+    issuer: String,
+    error: Box<JwksError>,
+}
+
 /// The key caches of the configured issuers, by `iss`.
 pub struct IssuerKeys {
     keys: HashMap<String, (IssuerConfig, Keys)>,
@@ -90,7 +98,10 @@ pub struct IssuerKeys {
 impl IssuerKeys {
     /// Caches for `config`'s issuers, reusing those of `previous` whose issuer, URL and
     /// key source are unchanged; new caches start their refresher.
-    pub fn build(config: &Config, previous: &mut Option<IssuerKeys>) -> anyhow::Result<IssuerKeys> {
+    pub fn build(
+        config: &Config,
+        previous: &mut Option<IssuerKeys>,
+    ) -> Result<IssuerKeys, KeysError> {
         // The new caches first: when one cannot be made, the running ones are untouched.
         let mut made = HashMap::new();
         for issuer in &config.settings.issuers {
@@ -99,9 +110,12 @@ impl IssuerKeys {
                 .and_then(|p| p.keys.get(&issuer.issuer))
                 .is_some_and(|(old, _)| same_key_source(old, issuer));
             if !kept {
-                let cache = issuer.jwks_cache(&config.startup.jwks).with_context(|| {
-                    format!("issuer {}", crate::fetch_url::redact_str(&issuer.issuer))
-                })?;
+                let cache = issuer
+                    .jwks_cache(&config.startup.jwks)
+                    .map_err(|error| KeysError {
+                        issuer: crate::fetch_url::redact_str(&issuer.issuer).to_string(),
+                        error: Box::new(error),
+                    })?;
                 made.insert(issuer.issuer.clone(), cache);
             }
         }
@@ -319,7 +333,7 @@ impl Reloader {
         let keys = match IssuerKeys::build(&config, &mut self.keys) {
             Ok(keys) => keys,
             Err(e) => {
-                tracing::warn!(trigger = why, "configuration reload refused: {e:#}");
+                tracing::warn!(trigger = why, "configuration reload refused: {e}");
                 self.metrics.record_reload(false, now);
                 return;
             }
