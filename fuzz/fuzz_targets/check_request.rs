@@ -17,20 +17,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use jwt_authz::token_source::TokenSource;
 use jwt_authz::binding::dpop::{DpopMode, DpopSettings};
 use jwt_authz::jwks::{JwksSettings, JwksSource};
 use jwt_authz::policy::{
     Action, ClaimCondition, ClaimTest, DefaultAction, Mode, PathPattern, Policy, PolicySettings,
     Rule, ScopeRule, TokenRule,
 };
-use jwt_authz::wire::proto::{Authorization, CheckRequest, HttpResponse};
 use jwt_authz::replay::ReplayStore;
 use jwt_authz::service::{AuthzService, CheckSettings};
 use jwt_authz::testkit::{self, AUDIENCE};
 use jwt_authz::token_cache::TokenCache;
+use jwt_authz::token_source::TokenSource;
 use jwt_authz::upstream::UpstreamConfig;
 use jwt_authz::verify::IssuerConfig;
+use jwt_authz::wire::proto::{Authorization, CheckRequest, HttpResponse};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 

@@ -8,7 +8,7 @@ use crate::inbound::Inbound;
 use crate::policy::{self, Action, Ambiguity, ScopeRule, TokenRule};
 use crate::replay::{ProofUse, ReplayError, Use};
 use crate::token_cache::CachedToken;
-use crate::token_source::{self};
+use crate::token_source;
 use crate::trace::{self, Trace, step};
 use crate::verify::accept_audience;
 
