@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use jwt_authz::config::{Cli, Command, Config, LogFormat, ServeArgs};
 
 /// Exit code for a configuration error (sysexits `EX_USAGE`).
@@ -12,7 +12,11 @@ const EXIT_CONFIG: u8 = 64;
 const EXIT_DENIED: u8 = 1;
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    match cli.command {
         Command::Serve(args) => {
             let config = match Config::load(&args) {
                 Ok(config) => config,
@@ -66,6 +70,19 @@ fn main() -> ExitCode {
                 Err(errors) => config_error(errors.lines()),
             }
         }
+    }
+}
+
+/// A command line clap refuses: its message, and `EX_USAGE`. `--help` and `--version`
+/// print and succeed.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let _ = error.print();
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_CONFIG),
     }
 }
 

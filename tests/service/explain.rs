@@ -540,4 +540,21 @@ async fn explain_shows_binding_context_and_the_deciding_step() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+    // A usage error too: a missing flag, an unknown one; `--help` succeeds.
+    for args in [
+        &["explain", "--config", config.as_str()][..],
+        &[
+            "explain",
+            "--config",
+            config.as_str(),
+            "--path",
+            "/",
+            "--colour",
+        ][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+    }
+    let out = bin().args(["explain", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
 }
