@@ -24,7 +24,7 @@ pub use request::{
 };
 pub use route::{
     AMBIGUOUS_RULE, Action, DefaultAction, HostPattern, Mode, Overrides, PathPattern, Policy,
-    PolicySettings, Request, Requirement, Rule, TokenRule,
+    PolicySettings, Requirement, Rule, Selector, TokenRule,
 };
 
 use crate::claims::Claims;

@@ -220,21 +220,21 @@ impl RedisStore {
     /// Sends `cmd`, the wait for a connection and the reply bounded together by the
     /// timeout.
     async fn query(&self, cmd: &::redis::Cmd) -> Result<Value, Failure> {
-        self.send(Request::Command(cmd)).await
+        self.send(Operation::Command(cmd)).await
     }
 
     /// Sends `pipe`: its replies, in order.
     async fn query_pipeline(&self, pipe: &::redis::Pipeline) -> Result<Vec<Value>, Failure> {
-        match self.send(Request::Pipeline(pipe)).await? {
+        match self.send(Operation::Pipeline(pipe)).await? {
             Value::Array(replies) => Ok(replies),
             _ => Err(Failure::Unexpected("unexpected reply to a pipeline")),
         }
     }
 
-    /// Sends `request` within the timeout. A failure drops the connection it used. When
-    /// an established connection turns out broken (the server restarted), the request is
+    /// Sends `operation` within the timeout. A failure drops the connection it used. When
+    /// an established connection turns out broken (the server restarted), the operation is
     /// sent once more on a new one: the operation is refused only if that fails too.
-    async fn send(&self, request: Request<'_>) -> Result<Value, Failure> {
+    async fn send(&self, operation: Operation<'_>) -> Result<Value, Failure> {
         let limit = self.0.timeout;
         let attempt = async {
             let mut retried = false;
@@ -242,9 +242,9 @@ impl RedisStore {
                 let (connection, fresh) = self.connection().await?;
                 let mut handle = (*connection).clone();
                 // An error reply is an `Err` here too.
-                let result = match request {
-                    Request::Command(cmd) => cmd.query_async::<Value>(&mut handle).await,
-                    Request::Pipeline(pipe) => pipe
+                let result = match operation {
+                    Operation::Command(cmd) => cmd.query_async::<Value>(&mut handle).await,
+                    Operation::Pipeline(pipe) => pipe
                         .query_async::<Vec<Value>>(&mut handle)
                         .await
                         .map(Value::Array),
@@ -391,7 +391,7 @@ impl RedisStore {
 
 /// What [`RedisStore::send`] sends.
 #[derive(Clone, Copy)]
-enum Request<'a> {
+enum Operation<'a> {
     Command(&'a ::redis::Cmd),
     Pipeline(&'a ::redis::Pipeline),
 }

@@ -316,7 +316,7 @@ impl AuthzService {
 pub(super) const RESOURCE_METADATA_RULE: &str = "resource_metadata";
 
 /// The parts of the request that select a rule.
-pub(super) fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
+pub(super) fn request_view<'a>(request: &Inbound<'a>) -> policy::Selector<'a> {
     let preflight_method = request
         .first("origin")
         .and_then(|_| request.first("access-control-request-method"));
@@ -326,7 +326,7 @@ pub(super) fn request_view<'a>(request: &Inbound<'a>) -> policy::Request<'a> {
         request.query(),
         request.values("content-type").next(),
     );
-    policy::Request {
+    policy::Selector {
         method: request.method,
         host: request.host,
         path: request.path,

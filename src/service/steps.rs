@@ -16,7 +16,7 @@ use crate::trace::{Trace, step};
 pub(super) fn reading(
     trace: &mut Trace,
     policy: &Policy,
-    view: &policy::Request<'_>,
+    view: &policy::Selector<'_>,
     requirement: &Requirement<'_>,
 ) {
     let host = if view.host.is_empty() { "-" } else { view.host };

@@ -178,7 +178,7 @@ impl Default for Policy {
 
 /// The parts of a request that select a rule, as Envoy forwarded them.
 #[derive(Debug, Clone, Default)]
-pub struct Request<'a> {
+pub struct Selector<'a> {
     pub method: &'a str,
     /// `:authority`, possibly with a port.
     pub host: &'a str,
@@ -366,7 +366,7 @@ impl Policy {
     /// ([`Requirement::context_scopes`]).
     pub fn requirement<'p>(
         &'p self,
-        request: &Request<'_>,
+        request: &Selector<'_>,
         context_scopes: bool,
     ) -> Requirement<'p> {
         let mut requirement = self.rule_requirement(request);
@@ -386,7 +386,7 @@ impl Policy {
     }
 
     /// What the rules (or the default) require of `request`.
-    fn rule_requirement<'p>(&'p self, request: &Request<'_>) -> Requirement<'p> {
+    fn rule_requirement<'p>(&'p self, request: &Selector<'_>) -> Requirement<'p> {
         // A browser's preflight carries no method override: an `OPTIONS` that does could
         // run as another method upstream, so it is an ordinary request.
         let preflight = request

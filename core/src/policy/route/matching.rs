@@ -9,7 +9,7 @@ impl Policy {
     /// lets preflights through answers [`Action::Preflight`].
     pub(super) fn matched<'p>(
         &'p self,
-        request: &Request<'_>,
+        request: &Selector<'_>,
         method: &str,
         readings: &Readings<'_>,
         preflight: bool,

@@ -20,12 +20,12 @@ fn token(scopes: &[&str]) -> Action {
     }))
 }
 
-fn get<'a>(host: &'a str, path: &'a str) -> Request<'a> {
-    Request {
+fn get<'a>(host: &'a str, path: &'a str) -> Selector<'a> {
+    Selector {
         method: "GET",
         host,
         path,
-        ..Request::default()
+        ..Selector::default()
     }
 }
 
@@ -40,7 +40,7 @@ fn with_default(rules: Vec<Rule>, default_action: DefaultAction) -> Policy {
 }
 
 /// The name of the rule that decides `request`, `"default"` or `"ambiguous-path"`.
-fn decided<'p>(policy: &'p Policy, request: &Request<'_>) -> &'p str {
+fn decided<'p>(policy: &'p Policy, request: &Selector<'_>) -> &'p str {
     policy.requirement(request, false).rule.unwrap_or("default")
 }
 
@@ -166,7 +166,7 @@ fn methods_filter_rules() {
     let mut r = rule(PathPattern::Any, Action::Deny);
     r.methods = vec!["POST".into()];
     let policy = with_default(vec![r], DefaultAction::Authenticated);
-    let post = Request {
+    let post = Selector {
         method: "post",
         ..get("h", "/x")
     };
@@ -288,12 +288,12 @@ fn no_spelling_of_a_protected_path_reaches_another_rule() {
         assert_eq!(decided(&policy, &get(host, "/x")), AMBIGUOUS_RULE, "{host}");
     }
     // HEAD is served by GET handlers: a GET rule covers it.
-    let head = Request {
+    let head = Selector {
         method: "HEAD",
         ..get("other.example", "/api/exact")
     };
     assert_eq!(decided(&policy, &head), "exact");
-    let post = Request {
+    let post = Selector {
         method: "POST",
         ..get("other.example", "/api/exact")
     };
@@ -305,7 +305,7 @@ fn method_overrides_that_select_another_rule_are_refused() {
     let mut delete = named("delete", prefix("/items"), token(&["delete"]));
     delete.methods = vec!["DELETE".into()];
     let policy = Policy::new(vec![delete, named("items", prefix("/items"), token(&[]))]);
-    let overridden = |m: &'static str| Request {
+    let overridden = |m: &'static str| Selector {
         method: "POST",
         overrides: Overrides::Methods(vec![m]),
         ..get("h", "/items/1")
@@ -315,7 +315,7 @@ fn method_overrides_that_select_another_rule_are_refused() {
     assert_eq!(decided(&policy, &overridden("PUT")), "items");
     assert_eq!(decided(&policy, &overridden("POST")), "items");
     // Every method named counts, not the first.
-    let several = Request {
+    let several = Selector {
         method: "POST",
         overrides: Overrides::Methods(vec!["PUT", "POST", "DELETE"]),
         ..get("h", "/items/1")
@@ -323,7 +323,7 @@ fn method_overrides_that_select_another_rule_are_refused() {
     assert_eq!(decided(&policy, &several), AMBIGUOUS_RULE);
     // A form body or an unreadable value could be any method: refused where methods
     // select different rules, harmless elsewhere.
-    let any = |path: &'static str| Request {
+    let any = |path: &'static str| Selector {
         method: "POST",
         overrides: Overrides::Any,
         ..get("h", path)
@@ -405,7 +405,7 @@ fn an_options_rule_keeps_its_preflights_behind_it() {
             ..PolicySettings::default()
         },
     );
-    let preflight = |path: &'static str| Request {
+    let preflight = |path: &'static str| Selector {
         method: "OPTIONS",
         preflight_method: Some("GET"),
         ..get("h", path)
@@ -423,7 +423,7 @@ fn cors_preflights_pass_only_where_allowed() {
     let mut closed = named("closed", prefix("/api/closed"), token(&[]));
     closed.cors_preflight = Some(false);
     let rules = vec![get_rule, closed];
-    let preflight = |path: &'static str, method: &'static str| Request {
+    let preflight = |path: &'static str, method: &'static str| Selector {
         method: "OPTIONS",
         preflight_method: Some(method),
         ..get("h", path)
@@ -447,7 +447,7 @@ fn cors_preflights_pass_only_where_allowed() {
     let r = on.requirement(&preflight("/api/messages/../x", "GET"), false);
     assert_eq!(*r.action, Action::Deny);
     // An OPTIONS request that is not a preflight is an ordinary request.
-    let plain = Request {
+    let plain = Selector {
         method: "OPTIONS",
         ..get("h", "/api/messages")
     };
@@ -478,7 +478,7 @@ fn preflights_never_pass_where_no_token_could() {
         default_action: Some(default_action),
         ..PolicySettings::default()
     };
-    let preflight = |path: &'static str| Request {
+    let preflight = |path: &'static str| Selector {
         method: "OPTIONS",
         preflight_method: Some("POST"),
         ..get("h", path)
@@ -508,7 +508,7 @@ fn preflights_never_pass_where_no_token_could() {
     );
     // A preflight with a method override could run as that method upstream: it is an
     // ordinary OPTIONS request, which needs a token.
-    let overridden = Request {
+    let overridden = Selector {
         overrides: Overrides::Methods(vec!["DELETE"]),
         ..preflight("/api/x")
     };
@@ -673,7 +673,7 @@ mod proptests {
             query in "[?][ -~&&[^#]]{0,10}",
         ) {
             let policy = policy();
-            let request = Request { method: &method, host: &host, path: &path, ..Request::default() };
+            let request = Selector { method: &method, host: &host, path: &path, ..Selector::default() };
             let r = policy.requirement(&request, false);
             // A generated path is refused, or decides exactly as its normal form does.
             match crate::policy::normalize_path(&path, PathParameters::Reject) {
@@ -682,21 +682,21 @@ mod proptests {
                 // then it is refused for that.
                 Ok(normal) if r.ambiguity == Some(Ambiguity::EscapedReading) => {
                     // The normal form has no escape left to read two ways.
-                    let n = Request { path: &normal, ..request.clone() };
+                    let n = Selector { path: &normal, ..request.clone() };
                     prop_assert_ne!(
                         policy.requirement(&n, false).ambiguity,
                         Some(Ambiguity::EscapedReading)
                     );
                 }
                 Ok(normal) => {
-                    let n = Request { path: &normal, ..request.clone() };
+                    let n = Selector { path: &normal, ..request.clone() };
                     let from_normal = policy.requirement(&n, false);
                     prop_assert_eq!(&from_normal, &r);
                 }
             }
             // A query string or fragment never changes the decision.
             let with_query = format!("{path}{query}");
-            let q = policy.requirement(&Request { path: &with_query, ..request.clone() }, false);
+            let q = policy.requirement(&Selector { path: &with_query, ..request.clone() }, false);
             prop_assert_eq!(&q, &r);
             // Envoy's `required_scopes` adds to the rule: the same rule decides, a denial
             // stays one, and whatever passed needs a token now.
