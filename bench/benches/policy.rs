@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jwt_authz::policy::{
-    Action, HostPattern, PathPattern, Policy, Request, Rule, ScopeRule, TokenRule,
+    Action, HostPattern, PathPattern, Policy, Rule, ScopeRule, Selector, TokenRule,
 };
 
 fn table() -> Policy {
@@ -52,11 +52,11 @@ fn requirement(c: &mut Criterion) {
         ("no_rule", "/api/unknown/thing"),
         ("dot_segment", "/api/public/../admin"),
     ] {
-        let request = Request {
+        let request = Selector {
             method: "GET",
             host: "api.example.com:443",
             path,
-            ..Request::default()
+            ..Selector::default()
         };
         group.bench_function(name, |b| {
             b.iter(|| black_box(policy.requirement(black_box(&request), false)).rule)
