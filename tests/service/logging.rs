@@ -51,6 +51,24 @@ async fn a_deny_flood_is_logged_at_the_rate_and_summarised_and_counted_exactly()
         1,
         "the first of a code is logged:\n{log}"
     );
+    // Fields are written as their values, absent ones left out, and the step that refused
+    // is named: never `Some(...)`.
+    let expired_line = log
+        .lines()
+        .find(|l| l.contains("code=\"token_expired\""))
+        .unwrap();
+    for field in ["kid=\"rsa-1\"", "step=\"token_exp\"", "method=\"GET\""] {
+        assert!(expired_line.contains(field), "{field}: {expired_line}");
+    }
+    assert!(!log.contains("Some("), "{log}");
+    let missing_line = log
+        .lines()
+        .find(|l| l.contains("code=\"authorization_header_missing\""))
+        .unwrap();
+    assert!(
+        missing_line.contains("step=\"token_source\"") && !missing_line.contains("kid="),
+        "{missing_line}"
+    );
     let summary = log
         .lines()
         .find(|l| l.contains("denials not logged"))
