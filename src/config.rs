@@ -72,9 +72,19 @@ impl Config {
     /// the file's (unknown keys, wrong types, with their line and column) and those of the
     /// settings it gives, except the settings under a key already reported.
     pub fn load_bytes(args: &ServeArgs, bytes: &[u8]) -> Result<Config, ConfigErrors> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| ConfigErrors::one("config", "the file is not UTF-8 text"))?;
-        let (file, mut errors) = file::parse(text);
+        let name = args.config.as_deref().map(|p| p.display().to_string());
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            let file = name.as_deref().unwrap_or("the file");
+            ConfigErrors::one("config", format!("{file} is not UTF-8 text"))
+        })?;
+        let (file, errors) = file::parse(text);
+        let mut errors: Vec<ConfigError> = errors
+            .into_iter()
+            .map(|e| match &name {
+                Some(name) => e.in_file(name),
+                None => e,
+            })
+            .collect();
         let Some(file) = file else {
             return Err(ConfigErrors(errors));
         };
@@ -82,6 +92,9 @@ impl Config {
             Ok(config) if errors.is_empty() => Ok(config),
             Ok(_) => Err(ConfigErrors(errors)),
             Err(ConfigErrors(checked)) => {
+                // A setting under one already reported was reported. (An entry whose bad
+                // key was taken out may be named once more, for what it then lacks: better
+                // than hiding its other problems.)
                 let reported: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
                 errors.extend(
                     checked

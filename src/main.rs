@@ -46,7 +46,9 @@ fn main() -> ExitCode {
                     ExitCode::from(if explained.allowed { 0 } else { EXIT_DENIED })
                 }
                 Err(e) => {
-                    eprintln!("jwt-authz: {e}");
+                    for line in e.lines() {
+                        eprintln!("jwt-authz: {line}");
+                    }
                     ExitCode::from(EXIT_CONFIG)
                 }
             }

@@ -248,7 +248,9 @@ impl AuthzService {
         };
         let outcome = self.decide(request, wire, &mut fields).await;
         let verdict = self.finish(request, outcome, &mut fields, started);
-        (verdict, fields.trace.map(|t| *t).unwrap_or_default())
+        let mut trace = fields.trace.map(|t| *t).unwrap_or_default();
+        trace.close();
+        (verdict, trace)
     }
 
     /// Refuses `request` before any rule is read (the HTTP endpoint's forwarded headers

@@ -255,6 +255,21 @@ impl Trace {
         }
     }
 
+    /// Closes the record: the steps after the one that refused were not part of this
+    /// decision, even those a shadow rule took on the way (its token checks).
+    pub fn close(&mut self) {
+        let Some(refused) = self.steps.iter().position(|s| s.result == Outcome::Fail) else {
+            return;
+        };
+        for step in &mut self.steps[refused + 1..] {
+            if matches!(step.result, Outcome::Pass | Outcome::Fail) {
+                step.result = Outcome::NotEvaluated;
+                step.code = None;
+                step.detail.clear();
+            }
+        }
+    }
+
     /// The step that refused the request, if one did.
     pub fn deciding(&self) -> Option<&Step> {
         self.steps.iter().find(|s| s.result == Outcome::Fail)

@@ -10,7 +10,8 @@ pub struct ConfigError {
     /// The setting, as the file spells its path (`routes[2].scopes`); empty for the file
     /// as a whole.
     pub field: String,
-    /// Line and column (from 1) in the configuration file, when known.
+    /// The configuration file and the line and column (from 1) in it, when known.
+    pub file: Option<String>,
     pub location: Option<(usize, usize)>,
     pub message: String,
 }
@@ -19,6 +20,7 @@ impl ConfigError {
     pub fn new(field: impl Into<String>, message: impl fmt::Display) -> ConfigError {
         ConfigError {
             field: field.into(),
+            file: None,
             location: None,
             message: message.to_string(),
         }
@@ -29,10 +31,19 @@ impl ConfigError {
         self.location = location;
         self
     }
+
+    /// The same error, in the file named `file`.
+    pub fn in_file(mut self, file: &str) -> ConfigError {
+        self.file = Some(file.to_owned());
+        self
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(file), Some(_)) = (&self.file, self.location) {
+            write!(f, "{file}: ")?;
+        }
         if let Some((line, column)) = self.location {
             write!(f, "line {line}, column {column}: ")?;
         }

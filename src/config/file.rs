@@ -235,16 +235,21 @@ pub fn parse(text: &str) -> (Option<FileConfig>, Vec<ConfigError>) {
         // Not YAML at all: the parser's one error is all there is.
         Err(_) => return (None, vec![reported(&first)]),
     };
-    let mut errors = vec![reported(&first)];
-    let mut tried = Vec::new();
-    while let Some(last) = errors.last() {
-        if errors.len() >= MAX_ERRORS
-            || tried.contains(&(last.field.clone(), last.message.clone()))
-            || !take_out(&mut value, last)
-        {
+    let first = reported(&first);
+    let mut errors = Vec::new();
+    let mut tried: Vec<String> = Vec::new();
+    let mut next = Some(first);
+    while let Some(error) = next.take() {
+        // An entry emptied for being of the wrong kind (below) misses its required
+        // members: those are filled, not reported again.
+        let follow_on = tried.contains(&error.field) && error.message.starts_with("missing field");
+        if !follow_on {
+            errors.push(error.clone());
+        }
+        if errors.len() >= MAX_ERRORS || !take_out(&mut value, &error) {
             break;
         }
-        tried.push((last.field.clone(), last.message.clone()));
+        tried.push(error.field);
         let again = serde_yaml_ng::to_string(&value)
             .map_err(|e| e.to_string())
             .and_then(|text| {
@@ -254,8 +259,12 @@ pub fn parse(text: &str) -> (Option<FileConfig>, Vec<ConfigError>) {
             Ok(file) => return (Some(file), errors),
             Err(message) => {
                 let error = from_message(&message);
+                // What was put in its place does not fit either: the same problem again.
+                if tried.contains(&error.field) && error.message.starts_with("invalid type") {
+                    break;
+                }
                 let location = locate(text, &segments(&error.field));
-                errors.push(error.at(location));
+                next = Some(error.at(location));
             }
         }
     }
@@ -312,7 +321,13 @@ fn take_out(value: &mut Value, error: &ConfigError) -> bool {
     match (last, node_at(value, parents)) {
         (Segment::Key(key), Some(Value::Mapping(map))) => map.remove(key.as_str()).is_some(),
         (Segment::Index(i), Some(Value::Sequence(items))) if *i < items.len() => {
-            items[*i] = Value::String(String::new());
+            // An empty entry of the kind the list holds: its required members are then
+            // named as missing, and filled.
+            items[*i] = if error.message.contains("expected struct") {
+                Value::Mapping(serde_yaml_ng::Mapping::new())
+            } else {
+                Value::String(String::new())
+            };
             true
         }
         _ => false,

@@ -47,7 +47,7 @@ pub fn locate(text: &str, path: &[Segment]) -> Option<(usize, usize)> {
     let mut found = None;
     for segment in path {
         let hit = match segment {
-            Segment::Key(key) => find_key(&lines, start, end, parent, key),
+            Segment::Key(key) => find_key(&lines, start, end, key),
             Segment::Index(i) => find_item(&lines, start, end, parent, *i),
         };
         let Some((line, column, flow)) = hit else {
@@ -59,7 +59,13 @@ pub fn locate(text: &str, path: &[Segment]) -> Option<(usize, usize)> {
             start = line;
             end = line + 1;
         } else {
-            end = block_end(&lines, line + 1, end, column);
+            end = block_end(
+                &lines,
+                line + 1,
+                end,
+                column,
+                matches!(segment, Segment::Key(_)),
+            );
             // An item's first key is on the item's own line (`- name: x`).
             start = if matches!(segment, Segment::Index(_)) {
                 line
@@ -80,29 +86,37 @@ fn content(line: &str) -> Option<(usize, &str)> {
     Some((line.len() - trimmed.len(), trimmed))
 }
 
-/// The line, column and flow-ness of `key` in lines `start..end`, deeper than `parent`.
-fn find_key(
-    lines: &[&str],
-    start: usize,
-    end: usize,
-    parent: Option<usize>,
-    key: &str,
-) -> Option<(usize, usize, bool)> {
+/// The line, column and flow-ness of `key` among the keys of the node in lines
+/// `start..end`: at the column of its first key, or inside it when the node is a flow
+/// mapping (`{a: 1, b: 2}`).
+fn find_key(lines: &[&str], start: usize, end: usize, key: &str) -> Option<(usize, usize, bool)> {
     let pattern = format!("{key}:");
+    // A flow mapping after its key (`log: {level: info}`): the window is its one line.
+    if end == start + 1
+        && let Some(at) = lines.get(start).and_then(|line| flow_key(line, &pattern))
+    {
+        return Some((start, at, true));
+    }
+    let mut column = None;
     for (i, line) in lines.iter().enumerate().take(end).skip(start) {
-        let Some((indent, text)) = content(line) else {
+        let Some((_, text)) = content(line) else {
             continue;
         };
         let body = text.strip_prefix("- ").unwrap_or(text);
-        let column = line.len() - body.len();
-        if parent.is_none_or(|p| column > p || (end - start == 1)) && body.starts_with(&pattern) {
+        let at = line.len() - body.len();
+        let keys_at = *column.get_or_insert(at);
+        if at == keys_at && body.starts_with(&pattern) {
             let flow = body[pattern.len()..].trim_start().starts_with(['{', '[']);
-            return Some((i, column, flow));
+            return Some((i, at, flow));
         }
-        if let Some(at) = flow_key(line, &pattern)
-            && parent.is_none_or(|p| at > p || indent > p)
+        if at == keys_at
+            && body.starts_with('{')
+            && let Some(at) = flow_key(line, &pattern)
         {
             return Some((i, at, true));
+        }
+        if at < keys_at {
+            break;
         }
     }
     None
@@ -151,13 +165,15 @@ fn find_item(
     None
 }
 
-/// Where the block starting at `start` with children deeper than `column` ends.
-fn block_end(lines: &[&str], start: usize, end: usize, column: usize) -> usize {
+/// Where the block starting at `start` with children deeper than `column` ends. A key's
+/// block sequence may sit at the key's own column (`routes:` then `- path: /x`).
+fn block_end(lines: &[&str], start: usize, end: usize, column: usize, key: bool) -> usize {
     for (i, line) in lines.iter().enumerate().take(end).skip(start) {
-        if let Some((indent, _)) = content(line)
-            && indent <= column
-        {
-            return i;
+        if let Some((indent, text)) = content(line) {
+            let item = text.starts_with("- ") || text == "-";
+            if indent < column || (indent == column && !(key && item)) {
+                return i;
+            }
         }
     }
     end
@@ -198,5 +214,14 @@ mod tests {
         assert_eq!(locate(text, &segments("issuers[1].dpop")), Some((4, 19)));
         assert_eq!(locate(text, &segments("log.level")), Some((5, 7)));
         assert_eq!(locate(text, &segments("nowhere.x")), None);
+        // A top-level key is not taken for a nested one of the same name, nor the other
+        // way round; a list at its key's own column is read as that key's.
+        let text = "http_server:\n  max_header_bytes: 1\nmax_header_bytes: lots\nroutes:\n- path: /a\n- path: /b\n  colour: red\n";
+        assert_eq!(locate(text, &segments("max_header_bytes")), Some((3, 1)));
+        assert_eq!(
+            locate(text, &segments("http_server.max_header_bytes")),
+            Some((2, 3))
+        );
+        assert_eq!(locate(text, &segments("routes[1].colour")), Some((7, 3)));
     }
 }

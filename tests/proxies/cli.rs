@@ -134,11 +134,11 @@ fn check_config_reports_every_problem_at_once() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
-        "jwt-authz: line 6, column 5: issuers[0].colour: unknown field `colour`",
-        "jwt-authz: line 7, column 52: issuers[1].leeway: `soon` is not a duration",
-        "jwt-authz: line 11, column 5: routes[0].scope: unknown field `scope`",
-        "jwt-authz: line 14, column 20: log.formt: unknown field `formt`",
-        "jwt-authz: line 15, column 8: jwks.refresh: `soon` is not a duration",
+        "many.yaml: line 6, column 5: issuers[0].colour: unknown field `colour`",
+        "many.yaml: line 7, column 52: issuers[1].leeway: `soon` is not a duration",
+        "many.yaml: line 11, column 5: routes[0].scope: unknown field `scope`",
+        "many.yaml: line 14, column 20: log.formt: unknown field `formt`",
+        "many.yaml: line 15, column 8: jwks.refresh: `soon` is not a duration",
         "jwt-authz: listen: `nope` is not an address",
         "jwt-authz: issuers[0].dpop: `maybe` is not off, allowed or required",
         "jwt-authz: routes[1].mode: `audit` is not enforce or shadow",

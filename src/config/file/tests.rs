@@ -113,3 +113,22 @@ fn durations_accept_numbers() {
 fn empty_file_is_all_defaults() {
     assert!(parsed("").issuers.is_empty());
 }
+
+/// A list item of the wrong kind is named once, and the rest of the file is still read:
+/// an item that should be a mapping is read as an empty one.
+#[test]
+fn a_wrong_kind_of_list_item_is_named_once_and_the_rest_read() {
+    let (file, errors) = parse(
+        "routes:\n  - /api\n  - {path: /x, colour: red}\nissuers:\n  - https://a/\nlog: {formt: x}\n",
+    );
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for field in ["routes[0]", "routes[1].colour", "issuers[0]", "log.formt"] {
+        assert_eq!(
+            errors.iter().filter(|e| e.field == field).count(),
+            1,
+            "{field}: {lines:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 4, "{lines:#?}");
+    assert!(file.is_some(), "{lines:#?}");
+}
