@@ -51,5 +51,5 @@ pub use request::{
     Shape, URL, browser_request, http_mut, raw_request, request, set_authorization,
     with_certificate, with_proofs,
 };
-pub use tools::{TempFile, free_port, tool, unused_addr, wait_until};
+pub use tools::{TempFile, free_port, stderr_lines, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

@@ -39,7 +39,13 @@ pub(super) fn parse(
 ) -> Option<Settings> {
     let policy_settings = rules::parse_policy_settings(e, &file);
     let token_sources = token_sources::parse_token_sources(e, file.token_sources);
-    let leeway = duration(e, "leeway", &args.leeway, file.leeway, defaults::LEEWAY);
+    let leeway = duration(
+        e,
+        "leeway",
+        args.leeway.as_deref(),
+        file.leeway,
+        defaults::LEEWAY,
+    );
     let max_header_bytes = args
         .max_header_bytes
         .or(file.max_header_bytes)
@@ -134,7 +140,7 @@ fn dpop(e: &mut Errors, file: &FileDpop, allow_http: bool) -> Option<DpopSetting
     let clock_skew = duration(
         e,
         "dpop.clock_skew",
-        &None,
+        None,
         file.clock_skew,
         defaults::DPOP_CLOCK_SKEW,
     );

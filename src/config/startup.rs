@@ -191,15 +191,20 @@ pub(super) fn parse(
     let config_settle = duration(
         e,
         "config_settle",
-        &args.config_settle,
+        args.config_settle.as_deref(),
         file.config_settle,
         defaults::CONFIG_SETTLE,
     );
     let config_poll = match (&args.config_poll, file.config_poll) {
         (Some(text), _) if text.trim() == "off" => Some(None),
-        (Some(text), _) => {
-            positive(e, "config_poll", Some(text), None, defaults::CONFIG_POLL).map(Some)
-        }
+        (Some(text), _) => positive(
+            e,
+            "config_poll",
+            Some(text.as_str()),
+            None,
+            defaults::CONFIG_POLL,
+        )
+        .map(Some),
         (None, Some(Poll::Off)) => Some(None),
         (None, Some(Poll::Every(every))) => {
             positive(e, "config_poll", None, Some(every), defaults::CONFIG_POLL).map(Some)
@@ -271,7 +276,7 @@ pub(super) fn parse(
 pub(super) fn duration(
     e: &mut Errors,
     field: &str,
-    flag: &Option<String>,
+    flag: Option<&str>,
     file: Option<Duration>,
     default: &str,
 ) -> Option<Duration> {
@@ -286,11 +291,11 @@ pub(super) fn duration(
 pub(super) fn positive(
     e: &mut Errors,
     field: &str,
-    flag: Option<&String>,
+    flag: Option<&str>,
     file: Option<Duration>,
     default: &str,
 ) -> Option<Duration> {
-    let value = duration(e, field, &flag.cloned(), file, default)?;
+    let value = duration(e, field, flag, file, default)?;
     if value.is_zero() {
         e.push(field, "must be greater than 0");
         return None;
@@ -313,21 +318,21 @@ fn jwks_settings(
     let refresh = positive(
         e,
         "jwks.refresh",
-        args.jwks_refresh.as_ref(),
+        args.jwks_refresh.as_deref(),
         file.and_then(|f| f.refresh),
         defaults::JWKS_REFRESH,
     );
     let cooldown = positive(
         e,
         "jwks.cooldown",
-        args.jwks_cooldown.as_ref(),
+        args.jwks_cooldown.as_deref(),
         file.and_then(|f| f.cooldown),
         defaults::JWKS_COOLDOWN,
     );
     let timeout = positive(
         e,
         "jwks.timeout",
-        args.jwks_timeout.as_ref(),
+        args.jwks_timeout.as_deref(),
         file.and_then(|f| f.timeout),
         defaults::JWKS_TIMEOUT,
     );

@@ -334,8 +334,6 @@ fn explain_walks_through_a_decision_without_printing_the_token() {
 /// version is swapped in, an invalid one is refused with each problem named.
 #[test]
 fn sighup_reloads_the_configuration_file() {
-    use std::io::BufRead;
-    use std::sync::mpsc;
     use std::time::Duration;
     let base = "config_poll: off\nlisten: 127.0.0.1:0\nadmin_listen: off\nlog: {format: json}\nissuers:\n  - {issuer: \"http://127.0.0.1:9/\", audiences: [a]}\n";
     let path = temp_file("sighup.yaml", base);
@@ -345,15 +343,7 @@ fn sighup_reloads_the_configuration_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = jwt_authz::testkit::stderr_lines(&mut child);
     let wait_for = |needle: &str| -> String {
         loop {
             let line = lines
