@@ -13,6 +13,7 @@ mod issuers;
 mod locate;
 mod rules;
 mod settings;
+mod signals;
 pub mod source;
 mod startup;
 mod token_sources;
@@ -21,10 +22,11 @@ pub mod values;
 use std::path::Path;
 
 use crate::clock::Clock;
-pub use cli::{Cli, Command, DemoArgs, ExplainArgs, ServeArgs};
+pub use cli::{Cli, Command, DemoArgs, ExplainArgs, RevokeArgs, ServeArgs};
 pub use error::{ConfigError, ConfigErrors};
 pub use file::FileConfig;
 pub use settings::Settings;
+pub use signals::{RevocationConfig, RevocationStoreConfig, SsfConfig, TransmitterConfig};
 pub use startup::{HttpLimits, LogFormat, ReplayStoreConfig, Startup, TokenCacheConfig};
 pub use values::{parse_algorithms, parse_duration};
 
@@ -112,6 +114,9 @@ impl Config {
         let allow_http = args.insecure_allow_http || file.insecure_allow_http.unwrap_or(false);
         let startup = startup::parse(&mut e, args, &file, allow_http);
         let settings = settings::parse(&mut e, args, file, allow_http);
+        if let (Some(startup), Some(settings)) = (&startup, &settings) {
+            signals::check_token_issuers(&mut e, startup.ssf.as_ref(), &settings.issuers);
+        }
         match (startup, settings) {
             (Some(startup), Some(settings)) if e.0.is_empty() => Ok(Config {
                 startup,

@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         grpc: grpc_listener,
         admin: None,
         http: Some(http_listener),
+        ssf: None,
     };
     let server = tokio::spawn(crate::server::serve_all(
         config,

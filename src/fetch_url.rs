@@ -73,6 +73,29 @@ pub fn redact_str(value: &str) -> String {
     }
 }
 
+/// The body of a `200` answer, at most `max` bytes, read as it streams; what is wrong
+/// otherwise, without the URL.
+pub(crate) async fn bounded_body(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(format!("answered {}", response.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("the document is larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use url::Url;
 
+pub(crate) use cache::well_known;
 pub use cache::{JwksCache, JwksError, JwksStats, KeyLookup};
 pub use key::{VerifyingKey, parse_key};
 

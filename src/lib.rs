@@ -17,14 +17,17 @@ pub(crate) mod deny_log;
 pub mod explain;
 
 pub mod fetch_url;
+pub mod introspection;
 pub mod jwks;
 pub(crate) mod metrics;
 pub(crate) mod readiness;
 pub(crate) mod reload;
 pub mod replay;
 pub(crate) mod resource_metadata;
+pub mod revocation;
 pub mod server;
 pub mod service;
+pub mod ssf;
 pub mod telemetry;
 pub mod testkit;
 pub mod token_cache;

@@ -8,6 +8,10 @@ use jwt_authz::config::{Cli, Command, Config, LogFormat, ServeArgs};
 /// Exit code for a configuration error (sysexits `EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
 
+/// Exit code when a service the command needs does not answer (sysexits
+/// `EX_UNAVAILABLE`).
+const EXIT_UNAVAILABLE: u8 = 69;
+
 /// `explain`'s exit code for a request the service denies.
 const EXIT_DENIED: u8 = 1;
 
@@ -50,6 +54,23 @@ fn main() -> ExitCode {
                         eprintln!("jwt-authz: {line}");
                     }
                     ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Command::Revoke(args) => {
+            use jwt_authz::revocation::cli::{Failure, run};
+            let done = runtime()
+                .map_err(|e| Failure::Unavailable(e.to_string()))
+                .and_then(|rt| rt.block_on(run(&args)));
+            match done {
+                Ok(output) => {
+                    print!("{output}");
+                    ExitCode::SUCCESS
+                }
+                Err(Failure::Usage(e)) => config_error(e.lines().map(str::to_owned).collect()),
+                Err(Failure::Unavailable(e)) => {
+                    eprintln!("jwt-authz: {e}");
+                    ExitCode::from(EXIT_UNAVAILABLE)
                 }
             }
         }

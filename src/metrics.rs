@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{AuthError, Code};
+use crate::introspection::Introspector;
 use crate::jwks::JwksCache;
 use crate::replay::ReplayStore;
+use crate::revocation::RevocationStore;
+use crate::ssf::SsfStats;
 use crate::token_cache::TokenCache;
 
 /// Decision counters: index 0 counts allows, index `1 + code.index()` each denial code.
@@ -42,6 +45,10 @@ pub struct Metrics {
     last_reload_success: AtomicU64,
     /// The DPoP replay store, whose own counters are reported.
     replay: arc_swap::ArcSwapOption<ReplayStore>,
+    /// The current issuers' introspection clients.
+    introspectors: ArcSwap<Vec<Arc<Introspector>>>,
+    revocations: arc_swap::ArcSwapOption<RevocationStore>,
+    ssf: arc_swap::ArcSwapOption<SsfStats>,
 }
 
 impl Metrics {
@@ -62,6 +69,9 @@ impl Metrics {
             reloads_failed: AtomicU64::new(0),
             last_reload_success: AtomicU64::new(0),
             replay: arc_swap::ArcSwapOption::empty(),
+            introspectors: ArcSwap::from_pointee(Vec::new()),
+            revocations: arc_swap::ArcSwapOption::empty(),
+            ssf: arc_swap::ArcSwapOption::empty(),
         };
         metrics.add_shadow_rules(shadow_rules.iter().map(String::as_str));
         metrics
@@ -70,6 +80,21 @@ impl Metrics {
     /// Reports `replay`'s counters and reachability.
     pub fn set_replay(&self, replay: Arc<ReplayStore>) {
         self.replay.store(Some(replay));
+    }
+
+    /// Replaces the introspection clients reported (after a reload).
+    pub fn set_introspectors(&self, introspectors: Vec<Arc<Introspector>>) {
+        self.introspectors.store(Arc::new(introspectors));
+    }
+
+    /// Reports the revocation store.
+    pub fn set_revocations(&self, revocations: Option<Arc<RevocationStore>>) {
+        self.revocations.store(revocations);
+    }
+
+    /// Reports the Shared Signals receiver's counters.
+    pub fn set_ssf(&self, stats: Arc<SsfStats>) {
+        self.ssf.store(Some(stats));
     }
 
     /// Replaces the key caches reported (after a reload).
@@ -163,6 +188,13 @@ impl Metrics {
 
         drop(shadow);
 
+        render_introspection(&mut out, &self.introspectors.load());
+        if let Some(revocations) = self.revocations.load_full() {
+            render_revocations(&mut out, &revocations);
+        }
+        if let Some(ssf) = self.ssf.load_full() {
+            ssf.render(&mut out);
+        }
         if let Some(replay) = self.replay.load_full() {
             render_replay(&mut out, &replay);
         }
@@ -327,6 +359,81 @@ impl Metrics {
 /// The `decision` and `code` labels, in counter order.
 fn labels() -> impl Iterator<Item = (&'static str, &'static str)> {
     std::iter::once(("allow", "ok")).chain(Code::ALL.iter().map(|c| ("deny", c.as_str())))
+}
+
+/// Introspection calls by result and answer-cache hits, per issuer.
+fn render_introspection(out: &mut String, introspectors: &[Arc<Introspector>]) {
+    if introspectors.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "jwt_authz_introspection_calls_total",
+        "counter",
+        "Calls to an issuer's introspection endpoint by result: active, inactive, failed (answered 503 introspection_unavailable).",
+    );
+    for x in introspectors {
+        let issuer = escape(&crate::fetch_url::redact_str(x.issuer()));
+        for (result, count) in [
+            ("active", &x.stats.active),
+            ("inactive", &x.stats.inactive),
+            ("failed", &x.stats.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "jwt_authz_introspection_calls_total{{issuer=\"{issuer}\",result=\"{result}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+    header(
+        out,
+        "jwt_authz_introspection_cache_hits_total",
+        "counter",
+        "Introspection answers served from the answer cache.",
+    );
+    for x in introspectors {
+        let issuer = escape(&crate::fetch_url::redact_str(x.issuer()));
+        let _ = writeln!(
+            out,
+            "jwt_authz_introspection_cache_hits_total{{issuer=\"{issuer}\"}} {}",
+            x.stats.cache_hits.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Revocations in force, applied, and whether the store is current.
+fn render_revocations(out: &mut String, store: &RevocationStore) {
+    header(
+        out,
+        "jwt_authz_revocations",
+        "gauge",
+        "Revocations in force held by this replica.",
+    );
+    let _ = writeln!(out, "jwt_authz_revocations {}", store.len());
+    header(
+        out,
+        "jwt_authz_revocations_applied_total",
+        "counter",
+        "Revocations this replica applied (command line, Security Event Tokens, other replicas).",
+    );
+    let _ = writeln!(
+        out,
+        "jwt_authz_revocations_applied_total {}",
+        store.applied()
+    );
+    header(
+        out,
+        "jwt_authz_revocation_store_current",
+        "gauge",
+        "Whether this replica can vouch it holds every revocation (1); 0 refuses every token with revocation_unavailable.",
+    );
+    let _ = writeln!(
+        out,
+        "jwt_authz_revocation_store_current{{store=\"{}\"}} {}",
+        escape(&store.describe()),
+        u8::from(store.is_current())
+    );
 }
 
 /// The DPoP replay store: whether it answers, what its operations gave, its size.

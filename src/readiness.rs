@@ -3,7 +3,8 @@
 //! through reloads; gRPC health ([`crate::wire::health`]) and `/readyz` both read it, so
 //! they never disagree. Keys, once loaded, stay cached through identity-provider outages:
 //! only a reload that adds an issuer whose keys have not loaded yet makes the service
-//! unready again, until they load.
+//! unready again, until they load. With a revocation store, the service is also unready
+//! while the store cannot vouch it holds every revocation (it refuses every token then).
 
 use std::sync::Arc;
 
@@ -41,8 +42,10 @@ impl Readiness {
             let service = live.current();
             let mut caches: Vec<watch::Receiver<bool>> =
                 service.verifier().caches().map(|c| c.ready()).collect();
+            let revocations = service.revocations().cloned();
             drop(service);
-            let ready = caches.iter().all(|loaded| *loaded.borrow());
+            let keys = caches.iter().all(|loaded| *loaded.borrow());
+            let ready = keys && revocations.as_ref().is_none_or(|r| r.is_current());
             self.state
                 .send_if_modified(|state| std::mem::replace(state, ready) != ready);
             let loaded = async {
@@ -57,7 +60,8 @@ impl Readiness {
                         return;
                     }
                 }
-                () = loaded, if !ready => {}
+                () = loaded, if !keys => {}
+                () = tokio::time::sleep(crate::revocation::redis::POLL), if revocations.is_some() => {}
             }
         }
     }

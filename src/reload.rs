@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::config::source::FileId;
+use crate::introspection::Introspector;
 use crate::jwks::{JwksCache, JwksError, JwksSource};
 use crate::metrics::Metrics;
 use crate::service::{AuthzService, CheckSettings};
@@ -69,10 +70,12 @@ impl LiveAuthz {
     }
 }
 
-/// One issuer's key cache and the task that keeps it fresh.
+/// One issuer's key cache and the task that keeps it fresh, and its introspection client
+/// (whose answer cache a reload keeps while the issuer's introspection settings stay).
 struct Keys {
     cache: Arc<JwksCache>,
     refresher: JoinHandle<()>,
+    introspector: Option<Arc<Introspector>>,
 }
 
 impl Drop for Keys {
@@ -87,7 +90,7 @@ impl Drop for Keys {
 pub struct KeysError {
     /// The issuer, redacted.
     issuer: String,
-    error: Box<JwksError>,
+    error: String,
 }
 
 /// The key caches of the configured issuers, by `iss`.
@@ -110,29 +113,67 @@ impl IssuerKeys {
                 .and_then(|p| p.keys.get(&issuer.issuer))
                 .is_some_and(|(old, _)| same_key_source(old, issuer));
             if !kept {
-                let cache = issuer
-                    .jwks_cache(&config.startup.jwks)
-                    .map_err(|error| KeysError {
-                        issuer: crate::fetch_url::redact_str(&issuer.issuer).to_string(),
-                        error: Box::new(error),
-                    })?;
+                let cache =
+                    issuer
+                        .jwks_cache(&config.startup.jwks)
+                        .map_err(|error: JwksError| KeysError {
+                            issuer: crate::fetch_url::redact_str(&issuer.issuer).to_string(),
+                            error: error.to_string(),
+                        })?;
                 made.insert(issuer.issuer.clone(), cache);
             }
+        }
+        let mut introspectors = HashMap::new();
+        for issuer in &config.settings.issuers {
+            let Some(introspection) = &issuer.introspection else {
+                continue;
+            };
+            let kept = previous
+                .as_ref()
+                .and_then(|p| p.keys.get(&issuer.issuer))
+                .and_then(|(old, keys)| {
+                    (old.introspection.as_ref() == Some(introspection)
+                        && old.issuer_url == issuer.issuer_url)
+                        .then(|| keys.introspector.clone())
+                        .flatten()
+                });
+            let introspector = match kept {
+                Some(kept) => kept,
+                None => Introspector::new(
+                    &issuer.issuer,
+                    &issuer.issuer_url,
+                    introspection,
+                    config.startup.jwks.insecure_allow_http,
+                )
+                .map_err(|error| KeysError {
+                    issuer: crate::fetch_url::redact_str(&issuer.issuer).to_string(),
+                    error,
+                })?,
+            };
+            introspectors.insert(issuer.issuer.clone(), introspector);
         }
         let mut previous = previous.take();
         let mut keys = HashMap::new();
         for issuer in &config.settings.issuers {
+            let introspector = introspectors.remove(&issuer.issuer);
             let entry = match made.remove(&issuer.issuer) {
                 Some(cache) => {
                     let refresher = tokio::spawn(Arc::clone(&cache).run_refresher());
-                    Keys { cache, refresher }
+                    Keys {
+                        cache,
+                        refresher,
+                        introspector,
+                    }
                 }
                 // Kept: checked above. (An `iss` listed twice was taken the first time.)
                 None => match previous
                     .as_mut()
                     .and_then(|p| p.keys.remove(&issuer.issuer))
                 {
-                    Some((_, kept)) => kept,
+                    Some((_, mut kept)) => {
+                        kept.introspector = introspector;
+                        kept
+                    }
                     None => continue,
                 },
             };
@@ -150,6 +191,7 @@ impl IssuerKeys {
             .map(|(issuer, keys)| Issuer {
                 config: issuer.clone(),
                 jwks: Arc::clone(&keys.cache),
+                introspector: keys.introspector.clone(),
             })
             .collect();
         Verifier::with_clock(issuers, config.clock.clone())

@@ -27,6 +27,12 @@ use std::time::Duration;
 
 use self::holders::Holders;
 use self::memory::MemoryStore;
+
+/// A Redis client for `url` (redis:// or rediss://), and its description for logs, which
+/// never holds the password: the one reading of a Redis URL, for the revocation store too.
+pub(crate) fn parse_redis_url(url: &str) -> Result<(::redis::Client, String), String> {
+    redis::parse_url(url)
+}
 use self::recent::Recent;
 use self::redis::RedisStore;
 

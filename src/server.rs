@@ -12,11 +12,13 @@ use tonic::transport::server::TcpIncoming;
 
 use http::StatusCode;
 
-use crate::config::{Config, ReplayStoreConfig};
+use crate::config::{Config, ReplayStoreConfig, RevocationStoreConfig};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::replay::ReplayStore;
+use crate::revocation::RevocationStore;
+use crate::revocation::redis::RedisRevocations;
 use crate::service::AuthzService;
 use crate::wire::grpc::CheckServer;
 use crate::wire::httpd;
@@ -44,10 +46,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let ssf = match &config.startup.ssf {
+        Some(ssf) => Some(
+            TcpListener::bind(ssf.listen)
+                .await
+                .with_context(|| format!("ssf.listen: cannot bind {}", ssf.listen))?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         grpc: listener,
         admin,
         http,
+        ssf,
     };
     serve_all(config, listeners, shutdown).await
 }
@@ -60,6 +71,8 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
     /// The HTTP authorization endpoint (nginx, Traefik, Envoy `http_service`).
     pub http: Option<TcpListener>,
+    /// The Shared Signals push endpoint, used when the configuration has an `ssf` block.
+    pub ssf: Option<TcpListener>,
 }
 
 /// Serves every listener of `listeners` until `shutdown` completes, then drains.
@@ -72,6 +85,7 @@ pub async fn serve_all(
         grpc: listener,
         admin,
         http,
+        ssf: ssf_listener,
     } = listeners;
     let local: SocketAddr = listener.local_addr()?;
     let keys = IssuerKeys::build(&config, &mut None)?;
@@ -97,7 +111,27 @@ pub async fn serve_all(
         .build_v1alpha()
         .context("reflection: cannot load descriptors")?;
 
-    let live = LiveAuthz::new(AuthzService::from_config(&config, verifier, replay));
+    let revocations = revocation_store(&config)?;
+    let following_revocations = revocations
+        .clone()
+        .map(|store| tokio::spawn(store.follow()));
+    let service =
+        AuthzService::from_config(&config, verifier, replay).with_revocations(revocations.clone());
+    let ssf = match (&config.startup.ssf, &revocations, ssf_listener) {
+        (Some(ssf), Some(store), Some(listener)) => {
+            let receiver = crate::ssf::Receiver::new(
+                ssf,
+                Arc::clone(store),
+                config.startup.jwks.clone(),
+                config.clock.clone(),
+            );
+            service.metrics().set_ssf(Arc::clone(&receiver.stats));
+            tracing::info!(ssf = %listener.local_addr()?, path = %ssf.path, "shared signals receiver listening");
+            Some((listener, receiver))
+        }
+        _ => None,
+    };
+    let live = LiveAuthz::new(service);
     let readiness = Readiness::new();
     let following = tokio::spawn(Arc::clone(&readiness).follow(live.clone()));
     let health_reporting = tokio::spawn(crate::wire::health::report_readiness(
@@ -121,6 +155,21 @@ pub async fn serve_all(
             admin,
             http_limits,
             move |request| admin_endpoint(&metrics, &live.current(), readiness.is_ready(), request),
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
+    if let Some((listener, receiver)) = ssf {
+        let mut stop_rx = stop_tx.subscribe();
+        tokio::spawn(crate::wire::httpd::serve_body(
+            listener,
+            http_limits,
+            crate::ssf::MAX_SET_BYTES,
+            move |parts, body| {
+                let receiver = Arc::clone(&receiver);
+                async move { receiver.handle(&parts, body).await }
+            },
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             },
@@ -162,6 +211,9 @@ pub async fn serve_all(
     following.abort();
     health_reporting.abort();
     replay_health.abort();
+    if let Some(task) = following_revocations {
+        task.abort();
+    }
     deny_summaries.abort();
     deny_log.log_summary();
     tracing::info!("jwt-authz stopped");
@@ -236,6 +288,31 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
         }
         tracing::info!("shutdown signal received, draining");
     }
+}
+
+/// The revocation store `config` names, when it has a `revocation` block. A Redis store is
+/// followed in the background ([`RevocationStore::follow`]); until its first read it
+/// refuses every token (`revocation_unavailable`).
+pub fn revocation_store(config: &Config) -> anyhow::Result<Option<Arc<RevocationStore>>> {
+    let Some(revocation) = &config.startup.revocation else {
+        return Ok(None);
+    };
+    let store = match &revocation.store {
+        RevocationStoreConfig::Memory => RevocationStore::memory(revocation.settings.clone()),
+        RevocationStoreConfig::Redis { url } => {
+            let shared = RedisRevocations::new(
+                url,
+                &revocation.key_prefix,
+                revocation.timeout,
+                revocation.max_lag,
+                revocation.settings.max_entries,
+            )
+            .map_err(|e| anyhow::anyhow!("revocation.store: {e}"))?;
+            RevocationStore::redis(revocation.settings.clone(), shared)
+        }
+    };
+    tracing::info!(revocation_store = %store.describe(), "revocations are checked");
+    Ok(Some(store))
 }
 
 /// The DPoP replay store `config` names. Redis is connected lazily: an unreachable one

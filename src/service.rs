@@ -32,6 +32,7 @@ use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::replay::ReplayStore;
 use crate::resource_metadata::ResourceMetadata;
+use crate::revocation::RevocationStore;
 use crate::token_cache::{CachedToken, TokenCache};
 use crate::trace::{self, Trace, step};
 use crate::verify::{TokenFacts, Verifier};
@@ -89,6 +90,8 @@ pub struct Shared {
     pub deny_log: Arc<DenyLog>,
     /// DPoP proofs seen: kept across reloads, so a reload never lets a proof be replayed.
     pub replay: Arc<ReplayStore>,
+    /// Revocations checked on every token, when configured.
+    pub revocations: Option<Arc<RevocationStore>>,
 }
 
 /// The `envoy.service.auth.v3.Authorization` implementation for one configuration. A
@@ -106,6 +109,7 @@ pub struct AuthzService {
     entry_fingerprints: Arc<HashMap<String, u64>>,
     deny_log: Arc<DenyLog>,
     replay: Arc<ReplayStore>,
+    revocations: Option<Arc<RevocationStore>>,
 }
 
 /// Why a request was allowed.
@@ -137,6 +141,7 @@ impl AuthzService {
             )),
             deny_log: Arc::new(DenyLog::new(settings.deny_log_rate)),
             cache,
+            revocations: None,
         };
         AuthzService::with_shared(verifier, settings, shared)
     }
@@ -150,7 +155,10 @@ impl AuthzService {
             metrics,
             deny_log,
             replay,
+            revocations,
         } = shared;
+        metrics.set_introspectors(verifier.introspectors().cloned().collect());
+        metrics.set_revocations(revocations.clone());
         metrics.set_caches(verifier.caches().cloned().collect());
         metrics.set_replay(Arc::clone(&replay));
         replay.adopt(settings.dpop.window(), verifier.clock().now_millis());
@@ -169,7 +177,22 @@ impl AuthzService {
             cache,
             metrics,
             entry_fingerprints,
+            revocations,
         }
+    }
+
+    /// This service, checking every token against `revocations`.
+    pub fn with_revocations(self, revocations: Option<Arc<RevocationStore>>) -> Self {
+        self.metrics.set_revocations(revocations.clone());
+        AuthzService {
+            revocations,
+            ..self
+        }
+    }
+
+    /// The revocations checked, when configured.
+    pub fn revocations(&self) -> Option<&Arc<RevocationStore>> {
+        self.revocations.as_ref()
     }
 
     /// The settings cache entries of `iss` must have been built under.
@@ -212,6 +235,7 @@ impl AuthzService {
             metrics: Arc::clone(&self.metrics),
             deny_log: Arc::clone(&self.deny_log),
             replay: Arc::clone(&self.replay),
+            revocations: self.revocations.clone(),
         }
     }
 

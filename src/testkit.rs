@@ -45,10 +45,12 @@ pub use mint::{
     AUDIENCE, claims, corrupt_signature, edit_valid, forge, mint, mint_header, mint_with, now,
     sign_raw,
 };
-pub use oidc::{OidcProvider, TokenResponse};
+pub use oidc::{
+    BEARER_CLIENT_ID, INTROSPECTION_CLIENT, OPAQUE_RESOURCE, OidcProvider, TokenResponse,
+};
 pub use redis::RedisServer;
 pub use request::{
-    Shape, URL, browser_request, http_mut, raw_request, request, set_authorization,
+    Shape, URL, browser_request, http_mut, raw_request, request, request_at, set_authorization,
     with_certificate, with_proofs,
 };
 pub use tools::{TempFile, free_port, stderr_lines, tool, unused_addr, wait_until};

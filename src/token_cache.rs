@@ -53,9 +53,13 @@ pub struct CachedToken {
     nbf: u64,
     /// The leeway on `exp` and `nbf`, in ms (at most 49 days: four bytes less per entry).
     leeway_ms: u32,
+    /// `iat` in Unix seconds, 0 when absent: a token that does not say when it was issued
+    /// is covered by every cut-off revocation.
+    iat: u64,
     /// `iss`, `kid`, `sub`, the granted scopes (space-separated), the payload segment when
-    /// it is forwarded, the `cnf` thumbprints (`jkt`, `x5t#S256`), one value per configured
-    /// claim header, then the audiences. Empty means absent.
+    /// it is forwarded, the `cnf` thumbprints (`jkt`, `x5t#S256`), what revocations are
+    /// keyed by (`jti`, `sid`, `client_id`, `email`), one value per configured claim
+    /// header, then the audiences. Empty means absent.
     text: Box<str>,
     ends: Box<[u32]>,
     /// Index in `ends` of the first audience.
@@ -74,7 +78,11 @@ const SCOPES: usize = 3;
 const PAYLOAD: usize = 4;
 const JKT: usize = 5;
 const X5T: usize = 6;
-const HEADERS: usize = 7;
+const JTI: usize = 7;
+const SID: usize = 8;
+const CLIENT_ID: usize = 9;
+const EMAIL: usize = 10;
+const HEADERS: usize = 11;
 
 /// Everything a [`CachedToken`] is built from.
 pub struct EntryParts<'a> {
@@ -87,6 +95,8 @@ pub struct EntryParts<'a> {
     pub iss: &'a str,
     pub kid: Option<&'a str>,
     pub sub: Option<&'a str>,
+    /// What revocations are keyed by.
+    pub ids: crate::revocation::TokenIds<'a>,
     /// Scopes granted, already split on U+0020 ([`crate::policy::granted_scopes`]); any
     /// still containing whitespace (a tab, say) or control characters are dropped (RFC
     /// 6749 §3.3 scope tokens have none, so no configured scope could match them, and the
@@ -122,6 +132,10 @@ impl CachedToken {
             parts.payload.unwrap_or(""),
             parts.binding.jkt.unwrap_or(""),
             parts.binding.x5t_s256.unwrap_or(""),
+            parts.ids.jti.unwrap_or(""),
+            parts.ids.sid.unwrap_or(""),
+            parts.ids.client_id.unwrap_or(""),
+            parts.ids.email.unwrap_or(""),
         ]
         .into_iter()
         .chain(
@@ -158,6 +172,7 @@ impl CachedToken {
             exp: parts.exp,
             nbf: parts.nbf.unwrap_or(0),
             leeway_ms: u32::try_from(parts.leeway_ms).unwrap_or(u32::MAX),
+            iat: parts.ids.iat.unwrap_or(0),
             text,
             ends,
             first_audience,
@@ -196,6 +211,22 @@ impl CachedToken {
 
     pub fn sub(&self) -> Option<&str> {
         self.optional(SUB)
+    }
+
+    /// The leeway on `exp` and `nbf`, in ms.
+    pub fn leeway_ms(&self) -> u64 {
+        u64::from(self.leeway_ms)
+    }
+
+    /// What a revocation may cover this token by.
+    pub fn ids(&self) -> crate::revocation::TokenIds<'_> {
+        crate::revocation::TokenIds {
+            jti: self.optional(JTI),
+            sid: self.optional(SID),
+            client_id: self.optional(CLIENT_ID),
+            email: self.optional(EMAIL),
+            iat: Some(self.iat).filter(|&iat| iat != 0),
+        }
     }
 
     /// The scopes the token grants.

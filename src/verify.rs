@@ -20,6 +20,7 @@ use crate::binding::dpop::DpopMode;
 use crate::claims::{self, Claims};
 use crate::clock::Clock;
 use crate::error::AuthError;
+use crate::introspection::{IntrospectionConfig, Introspector};
 use crate::jwks::{JwksCache, JwksError, JwksSettings, JwksSource, KeySet};
 use crate::token_source::AccessToken;
 use crate::trace::TokenCheck;
@@ -42,6 +43,8 @@ pub struct IssuerConfig {
     pub require_access_token_type: bool,
     /// Whether the issuer's tokens may, or must, be DPoP-bound.
     pub dpop: DpopMode,
+    /// RFC 7662 introspection of this issuer's opaque tokens (and of its JWTs, if so set).
+    pub introspection: Option<IntrospectionConfig>,
 }
 
 impl IssuerConfig {
@@ -98,10 +101,11 @@ pub fn after_not_before(nbf: Option<u64>, leeway_ms: u64, now_ms: u64) -> bool {
     nbf.is_none_or(|nbf| nbf.saturating_mul(1000) <= now_ms.saturating_add(leeway_ms))
 }
 
-/// One trusted issuer with its keys.
+/// One trusted issuer with its keys, and its introspection client when it introspects.
 pub struct Issuer {
     pub config: IssuerConfig,
     pub jwks: Arc<JwksCache>,
+    pub introspector: Option<Arc<Introspector>>,
 }
 
 /// Verifies tokens from a fixed set of issuers.
@@ -189,6 +193,86 @@ impl Verifier {
     /// Every issuer's JWKS cache.
     pub fn caches(&self) -> impl Iterator<Item = &Arc<JwksCache>> {
         self.issuers.values().map(|i| &i.jwks)
+    }
+
+    /// Every issuer's introspection client.
+    pub fn introspectors(&self) -> impl Iterator<Item = &Arc<Introspector>> {
+        self.issuers
+            .values()
+            .filter_map(|i| i.introspector.as_ref())
+    }
+
+    /// The issuer tokens that are not a JWS belong to: the one whose introspection takes
+    /// opaque tokens (the configuration allows at most one).
+    pub fn opaque_issuer(&self) -> Option<&Issuer> {
+        self.issuers.values().find(|i| {
+            i.introspector
+                .as_ref()
+                .is_some_and(|x| x.config().opaque_tokens)
+        })
+    }
+
+    /// Judges an active introspection answer of `issuer` as a JWT's claims are judged:
+    /// `iss` (absent means the answering issuer), `exp` required, `nbf`, `aud` a string
+    /// or an array of strings.
+    pub fn check_introspected(
+        &self,
+        issuer: &Issuer,
+        claims: &Claims,
+        facts: &mut TokenFacts,
+    ) -> Result<Verified, AuthError> {
+        let mut claims = claims.clone();
+        claims.remove("active");
+        // An access token only: a refresh token the server also answers for is not one.
+        let kind = |name: &str| {
+            claims
+                .get(name)
+                .map(|v| v.as_str().map(str::to_ascii_lowercase))
+        };
+        let token_type = kind("token_type");
+        let access_token = match &token_type {
+            None => true,
+            Some(Some(t)) => t == "bearer" || t == "dpop",
+            Some(None) => false,
+        };
+        if !access_token {
+            return Err(AuthError::WrongTokenType);
+        }
+        if kind("typ").is_some_and(|t| t.as_deref() != Some("bearer")) {
+            return Err(AuthError::WrongTokenType);
+        }
+        // A DPoP token type must come with the key it is bound to.
+        if token_type == Some(Some("dpop".to_owned()))
+            && claims.get("cnf").and_then(|c| c.get("jkt")).is_none()
+        {
+            return Err(AuthError::UnsupportedConfirmation);
+        }
+        match claims.get("iss") {
+            None => {
+                claims.insert("iss".into(), Value::String(issuer.config.issuer.clone()));
+            }
+            Some(Value::String(iss)) if *iss == issuer.config.issuer => {}
+            Some(_) => return Err(AuthError::WrongIssuer),
+        }
+        facts.iss = Some(issuer.config.issuer.clone());
+        let (dates, audiences) = check_registered_claims(
+            &claims,
+            &issuer.config,
+            self.clock.now_millis(),
+            &mut facts.reached,
+        )?;
+        let audiences = audiences.into_iter().map(str::to_owned).collect();
+        Ok(Verified {
+            audiences,
+            claims,
+            kid: None,
+            alg: Algorithm::RS256,
+            key_fingerprint: 0,
+            exp: dates.exp,
+            nbf: dates.nbf,
+            leeway_ms: issuer.config.leeway_millis(),
+            payload: 0..0,
+        })
     }
 
     /// Verifies `token`: header, key, signature, `exp`, `nbf`, `iss`, and the shape of

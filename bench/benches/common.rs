@@ -75,6 +75,14 @@ pub fn request(token: Option<&str>) -> CheckRequest {
     request
 }
 
+/// [`request`] with this `authorization` value (another scheme, an opaque token).
+pub fn request_with_authorization(value: &str) -> CheckRequest {
+    let mut request =
+        testkit::browser_request("/api/private-scoped", Some("read:messages"), Shape::Full);
+    testkit::set_authorization(&mut request, value);
+    request
+}
+
 /// A browser's CheckRequest for [`request`]'s route carrying `token`, encoded as Envoy sends
 /// it: every header of the browser's call ([`Shape::Full`], about 1.8 KB) or only
 /// `authorization`, as with `allowed_headers: [authorization]` ([`Shape::Small`]).

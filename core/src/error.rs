@@ -115,6 +115,29 @@ pub enum AuthError {
     /// not be recorded: the proof is refused rather than risk a replay.
     #[error("DPoP replay store is unavailable")]
     ReplayStoreUnavailable,
+    /// The token is not a JWS and the route's issuer introspects tokens (RFC 7662): the
+    /// authorization server said it is not active.
+    #[error("token is not active")]
+    Inactive,
+    /// The token is not a JWS and no issuer the route admits introspects tokens.
+    #[error("opaque token and no introspecting issuer")]
+    OpaqueNotAccepted,
+    /// The introspection endpoint did not answer, or answered something that is not a
+    /// valid introspection response: the token could not be judged.
+    #[error("introspection unavailable: {0}")]
+    IntrospectionUnavailable(&'static str),
+    /// A revocation in force covers the token (its `jti`, or its subject, session, client
+    /// or email revoked after it was issued).
+    #[error("token is revoked")]
+    Revoked,
+    /// Revocations are checked and the token lives longer (`exp - iat`) than the longest
+    /// lifetime a revocation is kept for: a revocation could lapse before it.
+    #[error("token lifetime is longer than revocations are kept")]
+    LifetimeTooLong,
+    /// The revocation store cannot vouch that it holds every revocation (a lost
+    /// subscription, an unreachable Redis): refused rather than risk a revoked token.
+    #[error("revocations are not known to be current")]
+    RevocationUnavailable,
 }
 
 /// Every JSON `code` a denial can carry: the one table from which the HTTP status, the
@@ -132,6 +155,8 @@ pub enum Code {
     JwksUnavailable,
     InvalidDpopProof,
     ReplayStoreUnavailable,
+    IntrospectionUnavailable,
+    RevocationUnavailable,
 }
 
 /// What a denial puts in `WWW-Authenticate` (RFC 6750 §3).
@@ -154,7 +179,7 @@ const UNAVAILABLE: i32 = 14;
 
 impl Code {
     /// Every code, in the order metrics list them.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 13] = [
         Code::AuthorizationHeaderMissing,
         Code::InvalidHeader,
         Code::InvalidToken,
@@ -166,6 +191,8 @@ impl Code {
         Code::JwksUnavailable,
         Code::InvalidDpopProof,
         Code::ReplayStoreUnavailable,
+        Code::IntrospectionUnavailable,
+        Code::RevocationUnavailable,
     ];
 
     /// The JSON `code`, also the metric label.
@@ -182,6 +209,8 @@ impl Code {
             Code::JwksUnavailable => "jwks_unavailable",
             Code::InvalidDpopProof => "invalid_dpop_proof",
             Code::ReplayStoreUnavailable => "replay_store_unavailable",
+            Code::IntrospectionUnavailable => "introspection_unavailable",
+            Code::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -195,7 +224,10 @@ impl Code {
             | Code::InvalidClaims
             | Code::InvalidDpopProof => 401,
             Code::InsufficientScope | Code::InsufficientClaims | Code::AccessDenied => 403,
-            Code::JwksUnavailable | Code::ReplayStoreUnavailable => 503,
+            Code::JwksUnavailable
+            | Code::ReplayStoreUnavailable
+            | Code::IntrospectionUnavailable
+            | Code::RevocationUnavailable => 503,
         }
     }
 
@@ -222,7 +254,9 @@ impl Code {
             Code::InsufficientClaims
             | Code::AccessDenied
             | Code::JwksUnavailable
-            | Code::ReplayStoreUnavailable => Challenge::None,
+            | Code::ReplayStoreUnavailable
+            | Code::IntrospectionUnavailable
+            | Code::RevocationUnavailable => Challenge::None,
         }
     }
 
@@ -323,6 +357,23 @@ impl AuthError {
             AuthError::ReplayStoreUnavailable => (
                 ReplayStoreUnavailable,
                 "The DPoP replay store is unavailable. Retry later",
+            ),
+            AuthError::Inactive => (InvalidToken, "The token is not active."),
+            AuthError::OpaqueNotAccepted => {
+                (InvalidHeader, "Unable to parse authentication token.")
+            }
+            AuthError::IntrospectionUnavailable(_) => (
+                IntrospectionUnavailable,
+                "The token could not be introspected. Retry later",
+            ),
+            AuthError::Revoked => (InvalidToken, "The token has been revoked."),
+            AuthError::LifetimeTooLong => (
+                InvalidClaims,
+                "The token's lifetime is longer than this service accepts.",
+            ),
+            AuthError::RevocationUnavailable => (
+                RevocationUnavailable,
+                "Revocations cannot be checked. Retry later",
             ),
         }
     }

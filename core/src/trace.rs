@@ -110,7 +110,10 @@ pub mod step {
     pub const ACTION: &str = "action";
     pub const TOKEN_SOURCE: &str = "token_source";
     pub const TOKEN_CACHE: &str = "token_cache";
+    pub const INTROSPECTION: &str = "introspection";
+    pub const INTROSPECTED_CLAIMS: &str = "introspected_claims";
     pub const CONFIRMATION: &str = "cnf";
+    pub const REVOCATION: &str = "revocation";
     pub const CERTIFICATE: &str = "certificate_binding";
     pub const DPOP: &str = "dpop_binding";
     pub const ROUTE_ISSUERS: &str = "route_issuers";
@@ -289,7 +292,10 @@ pub fn label(step: &'static str) -> &'static str {
         step::ACTION => "rule action",
         step::TOKEN_SOURCE => "token source",
         step::TOKEN_CACHE => "verified-token cache",
+        step::INTROSPECTION => "introspection (RFC 7662): active",
+        step::INTROSPECTED_CLAIMS => "introspection answer: iss, exp, nbf, aud",
         step::CONFIRMATION => "cnf (a supported confirmation method)",
+        step::REVOCATION => "not revoked",
         step::CERTIFICATE => "certificate binding (RFC 8705)",
         step::DPOP => "DPoP proof (RFC 9449)",
         step::ROUTE_ISSUERS => "route issuers",

@@ -61,6 +61,7 @@ fn state() -> &'static State {
             leeway: Duration::from_secs(60),
             require_access_token_type: false,
             dpop: DpopMode::Allowed,
+            introspection: None,
         };
         let settings = JwksSettings {
             refresh: Duration::from_secs(600),

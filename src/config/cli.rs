@@ -38,6 +38,41 @@ pub enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Revoke tokens, or list the revocations in force, in the configuration's shared
+    /// revocation store (`revocation.store: redis://...`): every replica applies a
+    /// revocation within `revocation.max_lag`.
+    Revoke(Box<RevokeArgs>),
+}
+
+/// Flags of `jwt-authz revoke`: `--list`, or one of `--jti`, `--sub`, `--sid`,
+/// `--client-id`, `--email` with `--issuer`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["list", "jti", "sub", "sid", "client_id", "email"])))]
+pub struct RevokeArgs {
+    /// The YAML configuration file whose `revocation.store` to use.
+    #[arg(long, env = "JWT_AUTHZ_CONFIG")]
+    pub config: PathBuf,
+    /// List the revocations in force, one JSON object per line.
+    #[arg(long)]
+    pub list: bool,
+    /// Revoke one token by its `jti` (until the longest token lifetime has passed).
+    #[arg(long)]
+    pub jti: Option<String>,
+    /// Revoke every token of this subject issued until now.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Revoke every token of this session (`sid`) issued until now.
+    #[arg(long)]
+    pub sid: Option<String>,
+    /// Revoke every token issued to this client (`client_id`) until now.
+    #[arg(long = "client-id")]
+    pub client_id: Option<String>,
+    /// Revoke every token with this `email` claim issued until now.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The issuer whose tokens are revoked: one the configuration trusts, exactly as `iss`.
+    #[arg(long, required_unless_present = "list")]
+    pub issuer: Option<String>,
 }
 
 /// Flags of `jwt-authz serve`. `None` (or empty) means "not given": the file's value, else

@@ -63,3 +63,28 @@ pub const ALGORITHM: &str = "RS256";
 pub fn help(text: &str, default: impl std::fmt::Display) -> String {
     format!("{text} [default: {default}]")
 }
+/// Timeout of one introspection call (waiting for a free call included).
+pub const INTROSPECTION_TIMEOUT: &str = "2s";
+/// The longest an active introspection answer is cached (never past the token's `exp`).
+pub const INTROSPECTION_CACHE_MAX: &str = "60s";
+/// How long an inactive introspection answer is cached.
+pub const INTROSPECTION_NEGATIVE_CACHE: &str = "10s";
+/// Introspection calls in flight at once, per issuer.
+pub const INTROSPECTION_MAX_CONCURRENT: usize = 64;
+/// Where revocations are kept, once a `revocation` block exists.
+pub const REVOCATION_STORE: &str = "memory";
+/// Prefix of the Redis keys of the revocation store.
+pub const REVOCATION_KEY_PREFIX: &str = "jwt-authz:";
+/// Timeout of one revocation store command.
+pub const REVOCATION_TIMEOUT: &str = "500ms";
+/// How old the last confirmation that a replica holds every revocation may be.
+pub const REVOCATION_MAX_LAG: &str = "1s";
+/// The longest token lifetime accepted while revocations are checked; how long a cut-off
+/// revocation is kept.
+pub const REVOCATION_MAX_TOKEN_LIFETIME: &str = "24h";
+/// Most revocations held.
+pub const REVOCATION_MAX_ENTRIES: usize = 1_000_000;
+/// The Shared Signals push endpoint's path.
+pub const SSF_PATH: &str = "/ssf/events";
+/// How long a SET's `jti` is remembered, and the oldest `iat` accepted.
+pub const SSF_MAX_AGE: &str = "1h";

@@ -54,6 +54,10 @@ pub struct FileConfig {
     pub dpop: Option<FileDpop>,
     /// RFC 9728 protected-resource metadata.
     pub protected_resource: Option<FileProtectedResource>,
+    /// Revocations checked on every token.
+    pub revocation: Option<FileRevocation>,
+    /// The OpenID Shared Signals receiver.
+    pub ssf: Option<FileSsf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +153,77 @@ pub struct FileIssuer {
     pub require_access_token_type: Option<bool>,
     /// `off`, `allowed` or `required`.
     pub dpop: Option<String>,
+    /// RFC 7662 introspection of the issuer's opaque tokens (and JWTs, if so set).
+    pub introspection: Option<FileIntrospection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIntrospection {
+    /// Absent: the discovery document's `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    pub client_id: String,
+    /// A file holding the client secret (trailing newline ignored).
+    pub client_secret_file: Option<String>,
+    /// An environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub client_auth: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub cache_max: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub negative_cache: Option<Duration>,
+    pub max_concurrent: Option<usize>,
+    pub opaque_tokens: Option<bool>,
+    pub jwts: Option<bool>,
+}
+
+/// Revocations (`revocation`): where they are kept and for how long.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRevocation {
+    /// `memory` or a redis:// / rediss:// URL.
+    pub store: Option<String>,
+    pub key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_lag: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_token_lifetime: Option<Duration>,
+    pub max_entries: Option<usize>,
+}
+
+/// The OpenID Shared Signals receiver (`ssf`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSsf {
+    /// The push endpoint's address (`host:port`).
+    pub listen: String,
+    /// The push endpoint's path (default `/ssf/events`).
+    pub path: Option<String>,
+    #[serde(default)]
+    pub transmitters: Vec<FileTransmitter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTransmitter {
+    /// The transmitter's `iss`.
+    pub issuer: String,
+    /// Absent: `jwks_uri` of `<issuer>/.well-known/ssf-configuration`.
+    pub jwks_uri: Option<String>,
+    /// The `aud` its SETs must carry.
+    pub audience: String,
+    /// A file, or an environment variable, holding the exact `Authorization` header
+    /// value it pushes with.
+    pub authorization_file: Option<String>,
+    pub authorization_env: Option<String>,
+    /// The access-token issuers its events speak for (default: its own issuer).
+    pub token_issuers: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use super::file::{FileConfig, FileDpop, FileHttpServer, FileJwks, Poll};
+use super::signals::{RevocationConfig, SsfConfig};
 use super::values::{parse_bytes, parse_duration};
 use super::{Errors, ServeArgs, defaults};
 use crate::jwks::JwksSettings;
@@ -106,6 +107,10 @@ pub struct Startup {
     pub replay_store: ReplayStoreConfig,
     /// Unexpired proofs one proof key may hold in the replay store.
     pub replay_max_per_key: usize,
+    /// Revocations checked on every token; `None` when there is no `revocation` block.
+    pub revocation: Option<RevocationConfig>,
+    /// The Shared Signals receiver; `None` when there is no `ssf` block.
+    pub ssf: Option<SsfConfig>,
 }
 
 impl Startup {
@@ -126,6 +131,8 @@ impl Startup {
             jwks,
             replay_store,
             replay_max_per_key,
+            revocation,
+            ssf,
         } = self;
         let mut changed = Vec::new();
         let mut differs = |same: bool, name| {
@@ -149,6 +156,8 @@ impl Startup {
             *replay_max_per_key == new.replay_max_per_key,
             "dpop.replay_max_per_key",
         );
+        differs(*revocation == new.revocation, "revocation");
+        differs(*ssf == new.ssf, "ssf");
         changed
     }
 }
@@ -247,6 +256,13 @@ pub(super) fn parse(
     let jwks = jwks_settings(e, args, file.jwks.as_ref(), allow_http);
     let replay_store = replay_store(e, dpop);
     let http_limits = http_limits(e, file.http_server.as_ref());
+    let revocation = super::signals::parse_revocation(e, file.revocation.as_ref());
+    let ssf = super::signals::parse_ssf(
+        e,
+        file.ssf.as_ref(),
+        revocation.as_ref().and_then(Option::as_ref),
+        allow_http,
+    );
     Some(Startup {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -268,6 +284,8 @@ pub(super) fn parse(
         jwks: jwks?,
         replay_store: replay_store?,
         replay_max_per_key,
+        revocation: revocation?,
+        ssf: ssf?,
     })
 }
 

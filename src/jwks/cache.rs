@@ -373,5 +373,7 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 mod fetch;
 
+pub(crate) use fetch::well_known;
+
 #[cfg(test)]
 mod tests;

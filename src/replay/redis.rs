@@ -423,7 +423,7 @@ fn millis(duration: Duration) -> u64 {
 
 /// The client for `text`, and its description for logs: scheme, host, port and database,
 /// never the userinfo. The text itself is never echoed: it may hold a password.
-fn parse_url(text: &str) -> Result<(Client, String), String> {
+pub(super) fn parse_url(text: &str) -> Result<(Client, String), String> {
     let url = Url::parse(text).map_err(|e| format!("redis url: not a URL ({e})"))?;
     let shown = Redacted(&url);
     if !matches!(url.scheme(), "redis" | "rediss") {

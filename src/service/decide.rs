@@ -123,8 +123,20 @@ impl AuthzService {
         if self.cache.is_some() {
             trace.plan(step::TOKEN_CACHE, trace::label(step::TOKEN_CACHE));
         }
+        let introspects = self.verifier.introspectors().next().is_some();
+        if introspects {
+            trace.plan(step::INTROSPECTION, trace::label(step::INTROSPECTION));
+            trace.plan(
+                step::INTROSPECTED_CLAIMS,
+                trace::label(step::INTROSPECTED_CLAIMS),
+            );
+        }
         trace.plan_token_checks();
-        for name in [step::CONFIRMATION, step::CERTIFICATE, step::DPOP] {
+        trace.plan(step::CONFIRMATION, trace::label(step::CONFIRMATION));
+        if self.revocations.is_some() {
+            trace.plan(step::REVOCATION, trace::label(step::REVOCATION));
+        }
+        for name in [step::CERTIFICATE, step::DPOP] {
             trace.plan(name, trace::label(name));
         }
         if !rule.issuers.is_empty() {

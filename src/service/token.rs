@@ -38,10 +38,101 @@ impl AuthzService {
         let found = log.step(step::TOKEN_SOURCE, found, |found| {
             steps::source(&sources[found.source], found.token().as_str().len())
         })?;
-        let entry = self.verified_entry(found.token(), log).await?;
+        let token = found.token();
+        let entry = match self.opaque_issuer(token.as_str()) {
+            Some(issuer) => self.introspected_entry(issuer, token.as_str(), log).await?,
+            None => {
+                let entry = self.verified_entry(token, log).await?;
+                self.introspect_jwt(&entry, token.as_str(), log).await?;
+                entry
+            }
+        };
+        self.check_revocation(&entry, log)?;
         log.entry = Some(Arc::clone(&entry));
         let proof = self.check_binding(&entry, found.token().as_str(), dpop, request, log)?;
         Ok((entry, proof))
+    }
+
+    /// The issuer a token that is not a compact JWS goes to, when one takes opaque tokens.
+    /// A token of three segments is always read as a JWS, never introspected instead.
+    fn opaque_issuer(&self, token: &str) -> Option<&crate::verify::Issuer> {
+        if crate::claims::compact_segments(token).is_some() {
+            return None;
+        }
+        self.verifier.opaque_issuer()
+    }
+
+    /// The entry of an opaque token its issuer's introspection endpoint says is active,
+    /// judged as a JWT's claims are.
+    async fn introspected_entry(
+        &self,
+        issuer: &crate::verify::Issuer,
+        token: &str,
+        log: &mut LogFields<'_>,
+    ) -> Result<Arc<CachedToken>, AuthError> {
+        let Some(introspector) = &issuer.introspector else {
+            return Err(AuthError::OpaqueNotAccepted);
+        };
+        log.token.iss = Some(issuer.config.issuer.clone());
+        let now_ms = self.verifier.clock().now_millis();
+        let answer = introspector.introspect(token, now_ms).await;
+        let answer = log.step(step::INTROSPECTION, answer, |_| "active".to_owned())?;
+        let verified = self
+            .verifier
+            .check_introspected(issuer, &answer, &mut log.token);
+        let verified = log.step(step::INTROSPECTED_CLAIMS, verified, |_| String::new())?;
+        let entry = self.entry(&verified, "");
+        Ok(Arc::new(
+            log.step(step::CONFIRMATION, entry, |_| String::new())?,
+        ))
+    }
+
+    /// A JWT whose issuer introspects its JWTs too (`introspection.jwts`) must also be
+    /// active at the authorization server, cached or not.
+    async fn introspect_jwt(
+        &self,
+        entry: &CachedToken,
+        token: &str,
+        log: &mut LogFields<'_>,
+    ) -> Result<(), AuthError> {
+        let Some(introspector) = self
+            .verifier
+            .issuer(entry.iss())
+            .and_then(|i| i.introspector.as_ref())
+            .filter(|x| x.config().jwts)
+        else {
+            return Ok(());
+        };
+        let now_ms = self.verifier.clock().now_millis();
+        let answer = introspector
+            .introspect(token, now_ms)
+            .await
+            .and_then(|claims| match claims.get("iss").and_then(|v| v.as_str()) {
+                Some(iss) if iss != entry.iss() => Err(AuthError::WrongIssuer),
+                _ => Ok(()),
+            });
+        log.step(step::INTROSPECTION, answer, |()| "active".to_owned())
+    }
+
+    /// No revocation in force covers the token, and the store can vouch for that.
+    fn check_revocation(
+        &self,
+        entry: &CachedToken,
+        log: &mut LogFields<'_>,
+    ) -> Result<(), AuthError> {
+        let Some(store) = &self.revocations else {
+            return Ok(());
+        };
+        let now_ms = self.verifier.clock().now_millis();
+        let token = crate::revocation::RevocableToken {
+            iss: entry.iss(),
+            sub: entry.sub(),
+            ids: entry.ids(),
+            exp: entry.exp,
+            leeway_ms: entry.leeway_ms(),
+        };
+        let checked = store.check(&token, now_ms);
+        log.step(step::REVOCATION, checked, |()| String::new())
     }
 
     /// A sender-constrained token is used by its holder only: a certificate-bound one
@@ -187,6 +278,19 @@ impl AuthzService {
         let upstream = &self.settings.upstream;
         let iss = text("iss").unwrap_or_default();
         let binding = binding::confirmation(claims)?;
+        if self.revocations.is_some() {
+            // What a revocation names must read one way: a claim it keys on that is not a
+            // string could never be covered.
+            let keyed = ["sub", "jti", "sid", "client_id", "azp", "email"];
+            if keyed
+                .iter()
+                .any(|name| claims.get(*name).is_some_and(|v| !v.is_string()))
+            {
+                return Err(AuthError::MissingClaim);
+            }
+        }
+        // Emails are compared in ASCII lower case, as revocations store them.
+        let email = text("email").map(str::to_ascii_lowercase);
         Ok(CachedToken::new(EntryParts {
             binding,
             config_fingerprint: self.entry_fingerprint(iss).unwrap_or_default(),
@@ -198,6 +302,13 @@ impl AuthzService {
             iss,
             kid: verified.kid.as_deref(),
             sub: text("sub"),
+            ids: crate::revocation::TokenIds {
+                jti: text("jti"),
+                sid: text("sid"),
+                client_id: text("client_id").or_else(|| text("azp")),
+                email: email.as_deref(),
+                iat: claims.get("iat").and_then(crate::claims::numeric_date),
+            },
             scopes: granted_scopes(claims, &self.settings.scope_claims).collect(),
             payload: upstream.forward_payload_header.is_some().then_some(payload),
             header_values: upstream.header_values(claims),

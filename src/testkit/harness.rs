@@ -27,6 +27,8 @@ pub struct Authz {
     pub admin: SocketAddr,
     /// The HTTP authorization endpoint (always on in tests).
     pub http: SocketAddr,
+    /// The Shared Signals push endpoint (served when the configuration has `ssf`).
+    pub ssf: SocketAddr,
     pub client: AuthorizationClient<Channel>,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -53,11 +55,14 @@ impl Authz {
         let admin = admin_listener.local_addr().unwrap();
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = http_listener.local_addr().unwrap();
+        let ssf_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ssf = ssf_listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let listeners = crate::server::Listeners {
             grpc: listener,
             admin: Some(admin_listener),
             http: Some(http_listener),
+            ssf: Some(ssf_listener),
         };
         let task = tokio::spawn(crate::server::serve_all(config, listeners, async move {
             let _ = rx.await;
@@ -71,6 +76,7 @@ impl Authz {
             addr,
             admin,
             http,
+            ssf,
             client: AuthorizationClient::new(channel.clone()),
             channel,
             shutdown: Some(tx),

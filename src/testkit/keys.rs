@@ -80,12 +80,23 @@ pub fn fixture_jwks() -> Vec<u8> {
 }
 
 /// A verifier for `issuer` holding the fixture JWKS, parsed once and never fetched: the
-/// Check path without the network, for benches and fuzzing.
+/// Check path without the network, for benches and fuzzing. An issuer that introspects
+/// gets its introspection client.
 pub fn fixed_verifier(issuer: &IssuerConfig, settings: &JwksSettings) -> Arc<Verifier> {
     let (keys, _) = KeySet::parse(&fixture_jwks()).expect("the fixture JWKS parses");
     let jwks = issuer.fixed_jwks_cache(settings, keys).expect("fixed keys");
+    let introspector = issuer.introspection.as_ref().map(|introspection| {
+        crate::introspection::Introspector::new(
+            &issuer.issuer,
+            &issuer.issuer_url,
+            introspection,
+            true,
+        )
+        .expect("an introspection client")
+    });
     Arc::new(Verifier::new(vec![Issuer {
         config: issuer.clone(),
         jwks,
+        introspector,
     }]))
 }

@@ -3,7 +3,8 @@
 //! obtains the three kinds of access token the service verifies: plain Bearer, DPoP-bound
 //! (RFC 9449, `cnf.jkt`) and certificate-bound (RFC 8705, `cnf["x5t#S256"]`). All are
 //! RFC 9068 JWTs (`typ: at+jwt`) for audience [`AUDIENCE`], signed RS256 by a key of the
-//! provider's jwks_uri.
+//! provider's jwks_uri. For [`OPAQUE_RESOURCE`] it issues opaque tokens, which only its
+//! introspection endpoint can judge (as [`INTROSPECTION_CLIENT`]).
 //!
 //! A missing `node`, or `tests/oidc/node_modules` not installed, fails the test with the
 //! command that fixes it (`scripts/install-test-tools.sh`): never a skip.
@@ -21,6 +22,14 @@ use super::mint::AUDIENCE;
 
 /// Client id and secret of the provider's `client_secret_basic` client.
 const BEARER_CLIENT: (&str, &str) = ("bearer-client", "bearer-secret");
+/// The resource whose access tokens are opaque.
+pub const OPAQUE_RESOURCE: &str = "https://opaque.example.com";
+/// The client the service introspects as (`client_secret_basic`), and its secret; the
+/// same secret also authenticates `jwt-authz-post` (`client_secret_post`).
+pub const INTROSPECTION_CLIENT: (&str, &str) = ("jwt-authz", "introspection-secret");
+/// The client id the provider's Bearer tokens are issued to (their `sub` and
+/// `client_id`).
+pub const BEARER_CLIENT_ID: &str = BEARER_CLIENT.0;
 /// Client id of the provider's `tls_client_auth` client.
 const MTLS_CLIENT: &str = "mtls-client";
 /// The request header the provider reads the client certificate from (URL-encoded PEM).
@@ -175,6 +184,43 @@ impl OidcProvider {
         self.access_token(response, "Bearer")
     }
 
+    /// An opaque Bearer access token for [`OPAQUE_RESOURCE`] with `scope`, judged only
+    /// through the provider's introspection endpoint.
+    pub async fn opaque_token(&self, scope: &str) -> String {
+        let response = self
+            .request_for(OPAQUE_RESOURCE, scope, Auth::Secret, None)
+            .await;
+        self.access_token(response, "Bearer")
+    }
+
+    /// An opaque DPoP-bound access token for [`OPAQUE_RESOURCE`]: its introspection answer
+    /// carries `cnf.jkt` = `key.thumbprint()`.
+    pub async fn opaque_dpop_token(&self, key: &ProofKey, scope: &str) -> String {
+        let claims = proof_claims("POST", &self.token_endpoint(), None);
+        let proof = key.sign(&key.header(), &claims);
+        let response = self
+            .request_for(OPAQUE_RESOURCE, scope, Auth::Secret, Some(&proof))
+            .await;
+        self.access_token(response, "DPoP")
+    }
+
+    /// Revokes `token` at the provider (RFC 7009), as the client that got it.
+    pub async fn revoke_at_source(&self, token: &str) {
+        let endpoint = self.endpoint("revocation_endpoint");
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token);
+        let response = self
+            .http
+            .post(endpoint)
+            .basic_auth(BEARER_CLIENT.0, Some(BEARER_CLIENT.1))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.finish())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("revocation request: {e}"));
+        assert_eq!(response.status(), 200, "revocation at the provider");
+    }
+
     /// A DPoP-bound access token (`token_type` DPoP, `cnf.jkt` = `key.thumbprint()`) with
     /// `scope`, from the `client_secret_basic` client. When the provider answers
     /// `use_dpop_nonce`, retries once with the nonce it gave.
@@ -230,9 +276,20 @@ impl OidcProvider {
         auth: Auth<'_>,
         dpop: Option<&str>,
     ) -> TokenResponse {
+        self.request_for(AUDIENCE, scope, auth, dpop).await
+    }
+
+    /// POSTs a client_credentials request for `resource`.
+    async fn request_for(
+        &self,
+        resource: &str,
+        scope: &str,
+        auth: Auth<'_>,
+        dpop: Option<&str>,
+    ) -> TokenResponse {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
-        form.append_pair("resource", AUDIENCE);
+        form.append_pair("resource", resource);
         if !scope.is_empty() {
             form.append_pair("scope", scope);
         }

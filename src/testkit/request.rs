@@ -26,6 +26,15 @@ pub fn request(authorization: Option<&str>, required_scopes: Option<&str>) -> Ch
     wrap(http, required_scopes, None)
 }
 
+/// A [`request`] for `path` (`:path` and `path` both).
+pub fn request_at(path: &str, authorization: Option<&str>) -> CheckRequest {
+    let mut request = request(authorization, None);
+    let http = http_mut(&mut request);
+    http.path = path.into();
+    http.headers.insert(":path".into(), path.into());
+    request
+}
+
 /// A [`request`] with raw headers (`encode_raw_headers: true`): `header_map` only, holding
 /// `:path` and one `authorization` entry per value.
 pub fn raw_request(authorizations: &[&[u8]]) -> CheckRequest {

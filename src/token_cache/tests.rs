@@ -11,6 +11,7 @@ fn parts(exp: u64) -> EntryParts<'static> {
         iss: "i",
         kid: None,
         sub: None,
+        ids: Default::default(),
         scopes: Vec::new(),
         payload: None,
         binding: crate::binding::Confirmation::default(),
@@ -30,6 +31,13 @@ fn fields_round_trip_through_the_shared_buffer() {
     let e = CachedToken::new(EntryParts {
         kid: Some("rsa-1"),
         sub: None,
+        ids: crate::revocation::TokenIds {
+            jti: Some("j-1"),
+            sid: None,
+            client_id: Some("c"),
+            email: Some("a@example.com"),
+            iat: Some(1_700_000_000),
+        },
         scopes: vec![
             "read:a",
             "",
@@ -58,6 +66,17 @@ fn fields_round_trip_through_the_shared_buffer() {
     assert_eq!(e.header_value(2), Some("v3"));
     assert_eq!(e.header_value(3), None);
     assert_eq!(e.audiences().collect::<Vec<_>>(), ["api"]);
+    let ids = e.ids();
+    assert_eq!(
+        (ids.jti, ids.sid, ids.client_id, ids.email, ids.iat),
+        (
+            Some("j-1"),
+            None,
+            Some("c"),
+            Some("a@example.com"),
+            Some(1_700_000_000)
+        )
+    );
 }
 
 #[test]
@@ -141,6 +160,7 @@ fn freshness_applies_leeway_to_exp_and_nbf() {
 fn debug_prints_no_claim_values() {
     let e = CachedToken::new(EntryParts {
         sub: Some("auth0|secret-user"),
+        ids: Default::default(),
         scopes: vec!["read:secret"],
         payload: Some("cGF5bG9hZA"),
         header_values: vec![Some("header-value".into())],

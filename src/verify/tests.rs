@@ -20,6 +20,7 @@ fn issuer() -> IssuerConfig {
         leeway: Duration::from_secs(60),
         require_access_token_type: false,
         dpop: Default::default(),
+        introspection: None,
     }
 }
 

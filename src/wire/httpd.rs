@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 server (hyper) for the endpoints around the gRPC service: the admin
 //! port, the HTTP authorization endpoint, and the demo's issuer and echo upstream.
-//! Handlers see only the request head: none of these endpoints reads a body.
+//! Handlers see only the request head, except the Shared Signals receiver's
+//! ([`serve_body`]), which reads a body of bounded size within the head's timeout.
 //!
 //! Every listener runs within [`HttpLimits`]: a request head must arrive whole within a
 //! timeout and a size, a connection idle for too long is closed, connections beyond a bound
@@ -54,6 +55,71 @@ pub async fn serve_async<F, R>(
     shutdown: impl Future<Output = ()>,
 ) where
     F: Fn(http::request::Parts) -> R + Send + Sync + 'static,
+    R: Future<Output = HttpResponse> + Send + 'static,
+{
+    serve_requests(
+        listener,
+        limits,
+        move |request: Request<Incoming>| handler(request.into_parts().0),
+        shutdown,
+    )
+    .await;
+}
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    /// Not whole within the head's read timeout, or the connection failed.
+    Incomplete,
+}
+
+/// [`serve_async`] for a handler that reads the body: at most `max_body` bytes, whole
+/// within `limits.header_read_timeout`.
+pub async fn serve_body<F, R>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    max_body: usize,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(http::request::Parts, Result<Bytes, BodyError>) -> R + Send + Sync + 'static,
+    R: Future<Output = HttpResponse> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    serve_requests(
+        listener,
+        limits,
+        move |request: Request<Incoming>| {
+            let handler = Arc::clone(&handler);
+            async move {
+                use http_body_util::BodyExt;
+                let (parts, body) = request.into_parts();
+                let limited = http_body_util::Limited::new(body, max_body);
+                let body = match tokio::time::timeout(limits.header_read_timeout, limited.collect())
+                    .await
+                {
+                    Ok(Ok(collected)) => Ok(collected.to_bytes()),
+                    Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                        Err(BodyError::TooLarge)
+                    }
+                    _ => Err(BodyError::Incomplete),
+                };
+                handler(parts, body).await
+            }
+        },
+        shutdown,
+    )
+    .await;
+}
+
+async fn serve_requests<F, R>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(Request<Incoming>) -> R + Send + Sync + 'static,
     R: Future<Output = HttpResponse> + Send + 'static,
 {
     let handler = Arc::new(handler);
@@ -117,7 +183,7 @@ async fn serve_connection<F, R>(
     handler: Arc<F>,
     mut drain: watch::Receiver<bool>,
 ) where
-    F: Fn(http::request::Parts) -> R + Send + Sync + 'static,
+    F: Fn(Request<Incoming>) -> R + Send + Sync + 'static,
     R: Future<Output = HttpResponse> + Send + 'static,
 {
     let started = Instant::now();
@@ -126,9 +192,8 @@ async fn serve_connection<F, R>(
     let last_active = Arc::new(AtomicU64::new(0));
     let (flight, active) = (Arc::clone(&in_flight), Arc::clone(&last_active));
     let service = service_fn(move |request: Request<Incoming>| {
-        let (parts, _body) = request.into_parts();
         flight.fetch_add(1, Ordering::AcqRel);
-        let response = handler(parts);
+        let response = handler(request);
         let (flight, active) = (Arc::clone(&flight), Arc::clone(&active));
         async move {
             let response = response.await;

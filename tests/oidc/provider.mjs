@@ -27,8 +27,16 @@
 // `features.mTLS.getCertificate` reads it from there. The header is trusted as a verified
 // certificate: this provider must only ever listen on loopback.
 //
+//   - resource `https://opaque.example.com`: opaque access tokens (RFC 7662 introspection
+//     only), same scopes, whose introspection answer carries `sub` = the client id (as the
+//     provider's JWTs for client_credentials do);
+//   - clients `jwt-authz` (client_secret_basic, secret `introspection-secret`) and
+//     `jwt-authz-post` (client_secret_post, same secret): the resource server, allowed to
+//     introspect and nothing else.
+//
 // Introspection is on, but oidc-provider refuses to introspect JWT access tokens
 // (`unsupported_token_type`): tests verify these tokens themselves, through the jwks_uri.
+// Token revocation (RFC 7009) is on, so a test can revoke an opaque token at the source.
 //
 // The signing keys are generated at start: an RSA key (kid `oidc-rs256`, signs the access
 // tokens) and a P-256 key (kid `oidc-es256`). Nothing is persisted.
@@ -39,6 +47,9 @@ import * as http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 const RESOURCE = 'https://api.example.com';
+const OPAQUE_RESOURCE = 'https://opaque.example.com';
+// The resource server's own clients, which may introspect tokens (and nothing else).
+const INTROSPECTORS = new Set(['jwt-authz', 'jwt-authz-post']);
 const RESOURCE_SCOPES = 'read:messages write:messages admin';
 const MTLS_SUBJECT_DN = 'CN=jwt-authz-test-client';
 const CLIENT_CERT_HEADER = 'x-client-cert';
@@ -100,6 +111,22 @@ server.listen(requestedPort, '127.0.0.1', () => {
         dpop_bound_access_tokens: false,
       },
       {
+        client_id: 'jwt-authz',
+        client_secret: 'introspection-secret',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      },
+      {
+        client_id: 'jwt-authz-post',
+        client_secret: 'introspection-secret',
+        token_endpoint_auth_method: 'client_secret_post',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      },
+      {
         client_id: 'mtls-client',
         token_endpoint_auth_method: 'tls_client_auth',
         tls_client_auth_subject_dn: MTLS_SUBJECT_DN,
@@ -109,7 +136,10 @@ server.listen(requestedPort, '127.0.0.1', () => {
         redirect_uris: [],
       },
     ],
-    clientAuthMethods: ['client_secret_basic', 'tls_client_auth'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'tls_client_auth'],
+    extraTokenClaims: (ctx, token) => (token.aud === OPAQUE_RESOURCE || token.resourceServer?.audience === OPAQUE_RESOURCE
+      ? { sub: token.clientId }
+      : undefined),
     // Every kind of proof key the test kit has (its fixtures are P-256, P-384, RSA and
     // Ed25519), not only oidc-provider's default ES256 and EdDSA.
     enabledJWA: {
@@ -118,7 +148,14 @@ server.listen(requestedPort, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
+      introspection: {
+        enabled: true,
+        allowedPolicy: (ctx, client) => INTROSPECTORS.has(client.clientId),
+      },
+      revocation: {
+        enabled: true,
+        allowedPolicy: (ctx, client, token) => token.clientId === client.clientId,
+      },
       dPoP: {
         enabled: true,
         nonceSecret: requireDpopNonce ? crypto.randomBytes(32) : undefined,
@@ -143,6 +180,14 @@ server.listen(requestedPort, '127.0.0.1', () => {
         defaultResource: () => RESOURCE,
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, resourceIndicator) => {
+          if (resourceIndicator === OPAQUE_RESOURCE) {
+            return {
+              audience: OPAQUE_RESOURCE,
+              scope: RESOURCE_SCOPES,
+              accessTokenTTL: 600,
+              accessTokenFormat: 'opaque',
+            };
+          }
           if (resourceIndicator !== RESOURCE) {
             throw new errors.InvalidTarget();
           }

@@ -14,3 +14,4 @@ mod grpcurl;
 mod http_endpoint;
 mod mtls;
 mod proofs;
+mod signals;

@@ -14,3 +14,4 @@ mod logging;
 mod metrics;
 mod reload;
 mod routes;
+mod ssf;

@@ -43,11 +43,7 @@ fn token(idp: &Idp, scope: &str) -> String {
 
 fn at(path: &str, token: Option<&str>) -> CheckRequest {
     let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut request = request(bearer.as_deref(), None);
-    let http = http_mut(&mut request);
-    http.path = path.into();
-    http.headers.insert(":path".into(), path.into());
-    request
+    request_at(path, bearer.as_deref())
 }
 
 async fn metric(authz: &Authz, line_prefix: &str) -> u64 {

@@ -4,7 +4,9 @@
 //! need no outside tool (`tests/service`) run without them; `scripts/test.sh` and CI run
 //! both, and a missing tool fails the test, naming how to install it.
 
+mod introspection;
 mod oidc_provider;
 mod proofs;
 mod replay;
 mod replicas;
+mod revocation;

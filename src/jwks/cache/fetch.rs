@@ -3,7 +3,8 @@
 
 use super::*;
 
-pub(super) fn well_known(issuer: &Url, name: &str) -> Url {
+/// `<issuer>/.well-known/<name>` (RFC 8414 §3 places it after the issuer's path).
+pub(crate) fn well_known(issuer: &Url, name: &str) -> Url {
     let mut url = issuer.clone();
     let path = format!("{}/.well-known/{name}", issuer.path().trim_end_matches('/'));
     url.set_path(&path);

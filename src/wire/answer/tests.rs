@@ -56,6 +56,12 @@ fn every_body_is_valid_json() {
         AuthError::CertificateBinding("no client certificate"),
         AuthError::UnsupportedConfirmation,
         AuthError::ReplayStoreUnavailable,
+        AuthError::Inactive,
+        AuthError::OpaqueNotAccepted,
+        AuthError::IntrospectionUnavailable("timeout"),
+        AuthError::Revoked,
+        AuthError::LifetimeTooLong,
+        AuthError::RevocationUnavailable,
     ];
     for error in all {
         let wire = error.wire();
