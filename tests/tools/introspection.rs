@@ -436,3 +436,74 @@ async fn every_introspection_fault_fails_closed_with_its_code() {
         "{metrics}"
     );
 }
+
+/// `jwts: true`: the issuer's JWTs are introspected too after they verify, cached or not,
+/// so a JWT the authorization server revoked stops working; its endpoint down is a 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn jwts_are_introspected_when_the_issuer_asks() {
+    let endpoint = Endpoint::start().await;
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let iss = idp.issuer();
+    let secret = TempFile::new("secret", "s");
+    let text = format!(
+        "issuers:\n  - issuer: \"{iss}\"\n    audiences: [\"{AUDIENCE}\"]\n    jwks_uri: \"{jwks}\"\n    introspection:\n      endpoint: \"{url}\"\n      client_id: rs\n      client_secret_file: \"{secret}\"\n      client_auth: client_secret_post\n      timeout: 300ms\n      cache_max: 1s\n      negative_cache: 1s\n      jwts: true\n      opaque_tokens: false\n\
+         insecure_allow_http: true\n",
+        jwks = idp.jwks_uri(),
+        url = endpoint.url,
+        secret = secret.as_str(),
+    );
+    let config = TempFile::new("jwts.yaml", text);
+    let authz = Authz::start(&["--config", config.as_str()]).await;
+    authz.wait_serving().await;
+    let jwt = mint(&key("rsa-1"), &claims(&iss));
+    endpoint.set(Answer::Json(
+        200,
+        json!({"active": true, "iss": iss}).to_string(),
+    ));
+    assert_allowed(&authz.check_token(&jwt).await);
+    // The answer's iss, when present, must be the token's.
+    let other = mint(&key("rsa-1"), &{
+        let mut c = claims(&iss);
+        c["sub"] = json!("other");
+        c
+    });
+    endpoint.set(Answer::Json(
+        200,
+        json!({"active": true, "iss": "https://evil.example/"}).to_string(),
+    ));
+    assert_denied(&authz.check_token(&other).await, 401, "invalid_claims");
+    // Revoked at the source: refused once the cached answer lapses, though the
+    // verified-token cache still holds the JWT.
+    endpoint.set(Answer::Json(200, "{\"active\":false}".into()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_denied(&authz.check_token(&jwt).await, 401, "invalid_token");
+    let sent = endpoint.last.lock().unwrap().clone();
+    assert!(
+        sent.contains("client_id=rs") && sent.contains("client_secret=s"),
+        "{sent}"
+    );
+    assert!(
+        !sent.to_ascii_lowercase().contains("authorization: basic"),
+        "{sent}"
+    );
+    // Unreachable: 503, never an allow.
+    let fresh = mint(&key("rsa-1"), &{
+        let mut c = claims(&iss);
+        c["sub"] = json!("fresh");
+        c
+    });
+    endpoint.set(Answer::Hang);
+    assert_denied(
+        &authz.check_token(&fresh).await,
+        503,
+        "introspection_unavailable",
+    );
+    // opaque_tokens: false: a token that is not a JWS is not sent anywhere.
+    let calls = endpoint.calls.load(Ordering::SeqCst);
+    assert_denied(
+        &authz.check_token("opaque-value").await,
+        401,
+        "invalid_header",
+    );
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), calls);
+}
