@@ -113,6 +113,37 @@ fn signals(c: &mut Criterion) {
         });
     }
 
+    // The revocation check alone, on the token's identifiers, as a cache hit makes it.
+    let now_ms = testkit::now() * 1000;
+    let ids = jwt_authz::revocation::TokenIds {
+        jti: Some("bench-jti"),
+        sid: Some("bench-session"),
+        client_id: Some("bench-client"),
+        email: Some("bench@example.com"),
+        iat: Some(testkit::now() - 5),
+    };
+    let revocable = jwt_authz::revocation::RevocableToken {
+        iss: common::ISSUER,
+        sub: Some("auth0|bench-user"),
+        ids,
+        exp: testkit::now() + 3600,
+        leeway_ms: 60_000,
+    };
+    for (name, n) in [
+        ("revocation_check_empty", 0),
+        ("revocation_check_100k", 100_000),
+    ] {
+        let store = store_with(&rt, n);
+        assert!(store.check(&revocable, now_ms).is_ok());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                store
+                    .check(std::hint::black_box(&revocable), now_ms)
+                    .is_ok()
+            })
+        });
+    }
+
     let answer = serde_json::json!({
         "active": true, "iss": common::ISSUER, "aud": testkit::AUDIENCE, "sub": "auth0|bench-user",
         "scope": "openid read:messages", "iat": testkit::now(), "exp": testkit::now() + 3600,

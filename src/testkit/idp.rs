@@ -24,7 +24,8 @@ pub struct IdpState {
     /// Delay before answering each request, taken when the request arrives: a change
     /// applies to the requests that come after it, not to those already waiting.
     pub delay: Duration,
-    /// Serve `/.well-known/openid-configuration` (else 404).
+    /// Serve `/.well-known/openid-configuration` and `/.well-known/ssf-configuration`
+    /// (else 404).
     pub discovery: bool,
     /// `issuer` written in the discovery document, when not the real one.
     pub discovery_issuer: Option<String>,
@@ -205,16 +206,21 @@ async fn serve_one(
                     serde_json::to_vec(&json!({ "keys": snapshot.keys })).unwrap()
                 }),
             ),
-            "/.well-known/openid-configuration" if snapshot.discovery => (
-                200,
-                serde_json::to_vec(&json!({
-                    "issuer": snapshot.discovery_issuer.unwrap_or(issuer),
-                    "jwks_uri": snapshot
-                        .discovery_jwks_uri
-                        .unwrap_or_else(|| format!("http://{addr}/jwks.json")),
-                }))
-                .unwrap(),
-            ),
+            // The SSF transmitter configuration metadata names the same two members.
+            "/.well-known/openid-configuration" | "/.well-known/ssf-configuration"
+                if snapshot.discovery =>
+            {
+                (
+                    200,
+                    serde_json::to_vec(&json!({
+                        "issuer": snapshot.discovery_issuer.unwrap_or(issuer),
+                        "jwks_uri": snapshot
+                            .discovery_jwks_uri
+                            .unwrap_or_else(|| format!("http://{addr}/jwks.json")),
+                    }))
+                    .unwrap(),
+                )
+            }
             _ => (404, b"{}".to_vec()),
         }
     };

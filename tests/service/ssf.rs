@@ -543,3 +543,46 @@ fn transmitter_settings_are_checked_against_the_issuers() {
         "{errors}"
     );
 }
+
+/// A transmitter without `jwks_uri` is found through its
+/// `/.well-known/ssf-configuration`, whose `issuer` must be the transmitter's: a document
+/// naming another is refused, and no push is accepted (503) until it reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn transmitter_keys_are_discovered_from_its_ssf_configuration() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    idp.update(|s| {
+        s.discovery = true;
+        s.discovery_issuer = Some("https://someone-else.example/".into());
+    });
+    let iss = idp.issuer();
+    let auth = TempFile::new("ssf-auth", PUSH_AUTH);
+    let text = format!(
+        "issuers:\n  - {{issuer: \"{iss}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{jwks}\"}}\n\
+         revocation:\n  store: memory\n\
+         insecure_allow_http: true\n\
+         ssf:\n  listen: 127.0.0.1:0\n  transmitters:\n    - issuer: \"{iss}\"\n      audience: \"{RECEIVER_AUD}\"\n      authorization_file: \"{auth}\"\n",
+        jwks = idp.jwks_uri(),
+        auth = auth.as_str(),
+    );
+    let config = TempFile::new("ssf-discovery.yaml", text);
+    let authz = Authz::start(&["--config", config.as_str()]).await;
+    authz.wait_serving().await;
+    let alice = token_for(&iss, |c| c["sub"] = json!("alice"));
+    let set = || {
+        let mut c = set_claims(&iss, json!({format!("{RISC}account-disabled"): {}}));
+        c["sub_id"] = json!({"format": "iss_sub", "iss": iss, "sub": "alice"});
+        sign(&c)
+    };
+    let (status, answer) = push_set(&authz, &set()).await;
+    assert_eq!(
+        (status, answer["err"].as_str()),
+        (503, Some("unavailable")),
+        "{answer}"
+    );
+    assert_allowed(&authz.check_token(&alice).await);
+
+    idp.update(|s| s.discovery_issuer = None);
+    assert_eq!(push_set(&authz, &set()).await.0, 202);
+    assert_revoked(&authz.check_token(&alice).await);
+    assert!(idp.hits("/.well-known/ssf-configuration") >= 2);
+}
