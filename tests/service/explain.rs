@@ -346,12 +346,24 @@ async fn explain_and_the_server_agree_on_generated_requests() {
     ];
     let mut decided_by = std::collections::BTreeSet::new();
     for i in 0..cases {
-        // Every kind of token at least once, then at random.
-        let kind = if i < 17 { i } else { rng.next(17) };
-        let method = ["GET", "POST"][rng.next(2) as usize];
-        let path = PATHS[rng.next(PATHS.len() as u64) as usize];
-        let mut case = material.case(kind, method, path);
-        case.required_scopes = [None, None, Some("read"), Some("admin")][rng.next(4) as usize];
+        // Every kind of token on a route that reads the token, and on one whose scope
+        // most lack, then a request refused before any token and one no rule admits (so
+        // the family reaches every step asserted below whatever the seed), then at random.
+        let case = match i {
+            0..17 => material.case(i, "GET", "/api/orders/7"),
+            17..34 => material.case(i - 17, "GET", "/api/admin/users"),
+            34 => material.case(1, "GET", "/api/public/..;/admin"),
+            35 => material.case(1, "GET", "/elsewhere"),
+            _ => {
+                let kind = rng.next(17);
+                let method = ["GET", "POST"][rng.next(2) as usize];
+                let path = PATHS[rng.next(PATHS.len() as u64) as usize];
+                let mut case = material.case(kind, method, path);
+                case.required_scopes =
+                    [None, None, Some("read"), Some("admin")][rng.next(4) as usize];
+                case
+            }
+        };
 
         let response = client
             .check(case.check_request())
