@@ -316,6 +316,7 @@ impl AuthzService {
             Err(error) => Verdict::Deny(Denial {
                 error: error.clone(),
                 dpop_request: self.settings.is_dpop_request(request),
+                grpc_request: request.is_grpc(),
             }),
         };
         let elapsed = started.elapsed();

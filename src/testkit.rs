@@ -50,8 +50,8 @@ pub use oidc::{
 };
 pub use redis::RedisServer;
 pub use request::{
-    Shape, URL, browser_request, http_mut, raw_request, request, request_at, set_authorization,
-    with_certificate, with_proofs,
+    Shape, URL, browser_request, http_mut, proxyless_request, raw_request, request, request_at,
+    set_authorization, with_certificate, with_proofs,
 };
 pub use tools::{TempFile, free_port, stderr_lines, tool, unused_addr, wait_until};
 pub use upstream::{Forwarded, RecordingUpstream};

@@ -234,6 +234,8 @@ pub struct FileRoute {
     pub methods: Option<Vec<String>>,
     pub path: Option<String>,
     pub path_prefix: Option<String>,
+    /// A gRPC method, `package.Service/Method` (`*` in the method as a pattern).
+    pub grpc: Option<String>,
     pub scopes: Option<FileScopes>,
     pub allow_anonymous: Option<bool>,
     pub deny: Option<bool>,

@@ -86,14 +86,26 @@ pub(super) fn parse_routes(
         {
             e.push(&field("methods"), "each method must be a word such as GET");
         }
-        let path = match (&route.path, &route.path_prefix) {
-            (Some(_), Some(_)) => {
-                e.push(&field("path"), "give `path` or `path_prefix`, not both");
+        let mut methods = methods;
+        let path = match (&route.path, &route.path_prefix, &route.grpc) {
+            (Some(p), None, None) => e.check(&field("path"), PathPattern::parse_path(p)),
+            (None, Some(p), None) => e.check(&field("path_prefix"), PathPattern::parse_prefix(p)),
+            (None, None, Some(g)) => {
+                // Every gRPC call is a POST; a rule for one names no other method.
+                if methods.iter().any(|m| m != "POST") {
+                    e.push(&field("methods"), "a `grpc` rule matches POST only");
+                }
+                methods = vec!["POST".to_owned()];
+                e.check(&field("grpc"), PathPattern::parse_grpc(g))
+            }
+            (None, None, None) => Some(PathPattern::Any),
+            _ => {
+                e.push(
+                    &field("path"),
+                    "give one of `path`, `path_prefix` and `grpc`",
+                );
                 None
             }
-            (Some(p), None) => e.check(&field("path"), PathPattern::parse_path(p)),
-            (None, Some(p)) => e.check(&field("path_prefix"), PathPattern::parse_prefix(p)),
-            (None, None) => Some(PathPattern::Any),
         };
         let anonymous = route.allow_anonymous.unwrap_or(false);
         let deny = route.deny.unwrap_or(false);

@@ -55,6 +55,9 @@ impl<'a> MutationSink<'a> for Allow {
 pub struct Denial {
     pub error: AuthError,
     pub dpop_request: bool,
+    /// The request is a gRPC call (`content-type: application/grpc...`): the proxy turns
+    /// the refusal into a gRPC status, whose message is the body.
+    pub grpc_request: bool,
 }
 
 impl AuthzService {

@@ -39,18 +39,27 @@ pub fn decision(response: &CheckResponse) -> Decision {
         },
         (0, other) => panic!("OK status without ok_response: {other:?}"),
         (grpc, Some(HttpResponse::DeniedResponse(d) | HttpResponse::ErrorResponse(d))) => {
-            let body: Value = serde_json::from_str(&d.body).expect("deny body is JSON");
-            assert_eq!(
-                body.as_object().unwrap().len(),
-                2,
-                "body is code + description: {body}"
-            );
+            let headers = header_map(&d.headers);
+            // A gRPC caller's denial is the description alone, without a content type;
+            // every other is the JSON `{"code", "description"}`.
+            let (code, body) = if headers.contains_key("content-type") {
+                let body: Value = serde_json::from_str(&d.body).expect("deny body is JSON");
+                assert_eq!(
+                    body.as_object().unwrap().len(),
+                    2,
+                    "body is code + description: {body}"
+                );
+                (body["code"].as_str().unwrap().to_owned(), body)
+            } else {
+                let code = response.status.as_ref().unwrap().message.clone();
+                (code, Value::String(d.body.clone()))
+            };
             Decision::Deny {
                 grpc,
                 http: d.status.as_ref().unwrap().code,
-                code: body["code"].as_str().unwrap().to_owned(),
-                body: body.clone(),
-                headers: header_map(&d.headers),
+                code,
+                body,
+                headers,
                 error: matches!(response.http_response, Some(HttpResponse::ErrorResponse(_))),
             }
         }
@@ -71,6 +80,7 @@ pub fn assert_denied(
             code: c,
             headers,
             grpc,
+            body,
             ..
         } => {
             assert_eq!((http, c.as_str()), (http_status, code), "unexpected denial");
@@ -81,10 +91,13 @@ pub fn assert_denied(
                 _ => panic!("unexpected status {http_status}"),
             };
             assert_eq!(grpc, expected_grpc);
-            assert_eq!(
-                headers.get("content-type").map(String::as_str),
-                Some("application/json")
-            );
+            // JSON, except the description alone for a gRPC caller.
+            let content_type = headers.get("content-type").map(String::as_str);
+            if body.is_string() {
+                assert_eq!(content_type, None);
+            } else {
+                assert_eq!(content_type, Some("application/json"));
+            }
             headers
         }
         allow => panic!("expected {http_status} {code}, got {allow:?}"),

@@ -205,6 +205,66 @@ const BROWSER_HEADERS: &[(&str, &str)] = &[
     ("x-envoy-expected-rq-timeout-ms", "15000"),
 ];
 
+/// A Check as a proxyless gRPC server sends it (gRFC A92, "Communication With the
+/// ext_authz Server"): `source` (the peer's address, `principal` its first URI SAN, and
+/// `certificate` when given), `destination`, the RPC's start time, and `http` with only
+/// method `POST`, the call's `metadata` as raw `header_map` entries, `path`, `size` -1 and
+/// protocol `HTTP/2`: no `headers`, host, scheme, id, query, body or context extensions.
+pub fn proxyless_request(
+    path: &str,
+    metadata: &[(&str, &str)],
+    certificate: Option<&str>,
+) -> CheckRequest {
+    let peer = |ip: &str, port: u32| Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    };
+    let http = HttpRequest {
+        method: "POST".into(),
+        header_map: Some(HeaderMap {
+            headers: metadata
+                .iter()
+                .map(|(k, v)| HeaderValue {
+                    key: (*k).into(),
+                    raw_value: v.as_bytes().to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+        path: path.into(),
+        size: -1,
+        protocol: "HTTP/2".into(),
+        ..Default::default()
+    };
+    let mut source = peer("10.0.0.7", 40_312);
+    if certificate.is_some() {
+        source.principal = "spiffe://cluster.local/ns/shop/sa/client".into();
+    }
+    source.certificate = certificate
+        .map(crate::percent::encode_all)
+        .unwrap_or_default();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(source),
+            destination: Some(peer("10.0.0.12", 50_051)),
+            request: Some(Request {
+                time: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 0,
+                }),
+                http: Some(http),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
 /// What the test kit's requests address: `GET http://api.example.com/api/private`.
 pub const URL: &str = "http://api.example.com/api/private";
 

@@ -26,7 +26,14 @@ pub fn denial(service: &AuthzService, denial: &Denial) -> Reply {
     let settings = service.settings();
     let error = &denial.error;
     let code = error.code();
-    let mut headers = vec![("content-type", "application/json".to_owned())];
+    // A gRPC caller gets a gRPC status from the proxy (Envoy maps the HTTP status: 401
+    // UNAUTHENTICATED, 403 PERMISSION_DENIED, 503 UNAVAILABLE) with the body as its
+    // message: the description alone, and no content type that would replace the
+    // response's `application/grpc`.
+    let mut headers = Vec::with_capacity(3);
+    if !denial.grpc_request {
+        headers.push(("content-type", "application/json".to_owned()));
+    }
     let to = ChallengeTo {
         realm: &settings.realm,
         dpop_algs: settings.dpop_algs.as_deref(),
@@ -45,7 +52,11 @@ pub fn denial(service: &AuthzService, denial: &Denial) -> Reply {
         grpc_code: code.grpc_code(),
         code: code.as_str(),
         headers,
-        body: error.json_body(),
+        body: if denial.grpc_request {
+            error.description().to_owned()
+        } else {
+            error.json_body()
+        },
         server_error,
     }
 }

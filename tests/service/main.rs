@@ -12,6 +12,7 @@ mod jwks;
 mod listener;
 mod logging;
 mod metrics;
+mod proxyless;
 mod reload;
 mod routes;
 mod ssf;

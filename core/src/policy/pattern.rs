@@ -32,6 +32,13 @@ pub enum PathPattern {
     /// Segment-aware: `/api` matches `/api` and `/api/x`, not `/apix`.
     Prefix(String),
     Segments(Vec<Segment>),
+    /// A gRPC method, `/package.Service/Method` (gRPC over HTTP/2, "Path"): the service
+    /// exactly, the method by a pattern where `*` stands for any run of name characters
+    /// (`Get*`, `*`).
+    Grpc {
+        service: String,
+        method: String,
+    },
 }
 
 impl HostPattern {
@@ -124,6 +131,39 @@ impl PathPattern {
         Ok(PathPattern::Prefix(normal_pattern(value)?.into_owned()))
     }
 
+    /// `grpc`: `package.Service/Method`, the service a dotted name of identifiers
+    /// (`[A-Za-z_][A-Za-z0-9_]*`), the method an identifier in which `*` may stand for any
+    /// run of its characters.
+    pub fn parse_grpc(value: &str) -> Result<PathPattern, String> {
+        let form = || {
+            format!(
+                "`{value}` is not `package.Service/Method` (the method may use `*`, as in `Get*`)"
+            )
+        };
+        let (service, method) = value.split_once('/').ok_or_else(form)?;
+        let identifier = |s: &str| {
+            s.as_bytes()
+                .first()
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if !service.split('.').all(identifier) {
+            return Err(form());
+        }
+        let method_ok = !method.is_empty()
+            && method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'*')
+            && !method.contains("**");
+        if !method_ok {
+            return Err(form());
+        }
+        Ok(PathPattern::Grpc {
+            service: service.to_owned(),
+            method: method.to_owned(),
+        })
+    }
+
     /// Whether the pattern matches `path`, literals compared exactly.
     pub fn matches(&self, path: &str) -> bool {
         self.matches_with(path, false)
@@ -171,6 +211,13 @@ impl PathPattern {
                 }
                 parts.next().is_none()
             }
+            PathPattern::Grpc { service, method } => {
+                let Some((s, m)) = path.strip_prefix('/').and_then(|rest| rest.split_once('/'))
+                else {
+                    return false;
+                };
+                !m.contains('/') && !m.is_empty() && eq(s, service) && glob(method, m, fold)
+            }
         }
     }
     /// Whether any literal of the pattern has an upper-case letter.
@@ -182,8 +229,49 @@ impl PathPattern {
             PathPattern::Segments(s) => s
                 .iter()
                 .any(|s| matches!(s, Segment::Literal(l) if upper(l))),
+            PathPattern::Grpc { service, method } => upper(service) || upper(method),
         }
     }
+}
+
+/// Whether `text` matches `pattern`, in which `*` stands for any run of characters
+/// (none included); with `fold`, ASCII case is ignored.
+fn glob(pattern: &str, text: &str, fold: bool) -> bool {
+    let eq = |a: &str, b: &str| {
+        if fold {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    if !pattern.contains('*') {
+        return eq(pattern, text);
+    }
+    if text.len() < first.len()
+        || !text.is_char_boundary(first.len())
+        || !eq(&text[..first.len()], first)
+    {
+        return false;
+    }
+    let mut rest = &text[first.len()..];
+    let pieces: Vec<&str> = parts.collect();
+    let (last, middle) = pieces.split_last().unwrap_or((&"", &[]));
+    for piece in middle {
+        let found = (0..=rest.len().saturating_sub(piece.len())).find(|&i| {
+            rest.is_char_boundary(i)
+                && rest.is_char_boundary(i + piece.len())
+                && eq(&rest[i..i + piece.len()], piece)
+        });
+        match found {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len()
+        && rest.is_char_boundary(rest.len() - last.len())
+        && eq(&rest[rest.len() - last.len()..], last)
 }
 
 /// Whether two normal paths read alike to a server that ignores case beyond ASCII

@@ -90,6 +90,9 @@ pub enum Ambiguity {
     MethodOverride,
     /// The host is not a plain DNS name or IP literal with an optional port.
     Host,
+    /// The request names no host (a proxyless gRPC server's Check, gRFC A92) and a rule
+    /// is bound to a host: which rules apply cannot be known.
+    NoHost,
 }
 
 impl Ambiguity {
@@ -114,6 +117,7 @@ impl Ambiguity {
             Ambiguity::Case => "path matches other rules case-insensitively",
             Ambiguity::MethodOverride => "method override could select another rule",
             Ambiguity::Host => "host is not a plain name or address",
+            Ambiguity::NoHost => "no host, and a rule is bound to one",
         }
     }
 }

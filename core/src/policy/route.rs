@@ -400,6 +400,10 @@ impl Policy {
             (Ok(host), Ok(path)) => (host, path),
             (Err(why), _) | (_, Err(why)) => return Requirement::ambiguous(why),
         };
+        // Without a host, a rule bound to one could neither be chosen nor passed over.
+        if host.is_empty() && self.rules.iter().any(|r| r.host.is_some()) {
+            return Requirement::ambiguous(Ambiguity::NoHost);
+        }
         let escaped = if request.path.contains('%') {
             self.grammar.escaped_reading(request.path)
         } else {

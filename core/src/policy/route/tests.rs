@@ -739,3 +739,68 @@ fn hosts_outside_the_grammar_are_refused_without_rules_too() {
         token(&[])
     );
 }
+
+#[test]
+fn grpc_rules_name_a_service_and_a_method_pattern() {
+    let exact = PathPattern::parse_grpc("grpc.health.v1.Health/Check").unwrap();
+    assert!(exact.matches("/grpc.health.v1.Health/Check"));
+    assert!(!exact.matches("/grpc.health.v1.Health/Watch"));
+    assert!(!exact.matches("/grpc.health.v1.Health/Check/x"));
+    assert!(!exact.matches("/grpc.health.v1.Healthy/Check"));
+    assert!(!exact.matches("/x/grpc.health.v1.Health/Check"));
+    let prefixed = PathPattern::parse_grpc("shop.v1.Orders/Get*").unwrap();
+    for method in ["Get", "GetOrder", "GetOrderItems"] {
+        assert!(
+            prefixed.matches(&format!("/shop.v1.Orders/{method}")),
+            "{method}"
+        );
+    }
+    for method in ["List", "getOrder", "XGet"] {
+        assert!(
+            !prefixed.matches(&format!("/shop.v1.Orders/{method}")),
+            "{method}"
+        );
+    }
+    let inner = PathPattern::parse_grpc("shop.v1.Orders/*Order*").unwrap();
+    assert!(inner.matches("/shop.v1.Orders/DeleteOrderNow"));
+    assert!(inner.matches("/shop.v1.Orders/Order"));
+    assert!(!inner.matches("/shop.v1.Orders/Ordr"));
+    let any = PathPattern::parse_grpc("shop.v1.Orders/*").unwrap();
+    assert!(any.matches("/shop.v1.Orders/Anything"));
+    assert!(!any.matches("/shop.v1.Orders/"));
+    for bad in [
+        "",
+        "shop.v1.Orders",
+        "/shop.v1.Orders/Get",
+        "shop..Orders/Get",
+        "shop.v1.Orders/Get/More",
+        "shop.v1.Orders/",
+        "shop.v1.Orders/Get**",
+        "shop.1v.Orders/Get",
+        "shop.v1.Orders/Get-It",
+        "shop.v1.*/Get",
+    ] {
+        assert!(PathPattern::parse_grpc(bad).is_err(), "{bad}");
+    }
+    // A method only case tells apart is ambiguous to a server that ignores case.
+    let policy = Policy::new(vec![
+        named("check", exact.clone(), token(&["health"])),
+        named("rest", PathPattern::Any, Action::Anonymous),
+    ]);
+    let post = |path| Selector {
+        method: "POST",
+        host: "h",
+        path,
+        ..Selector::default()
+    };
+    assert_eq!(
+        decided(&policy, &post("/grpc.health.v1.Health/Check")),
+        "check"
+    );
+    assert_eq!(
+        policy
+            .requirement(&post("/grpc.health.v1.Health/check"), false)
+            .ambiguity,
+        Some(Ambiguity::Case)
+    );
+}
