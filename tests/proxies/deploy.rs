@@ -185,7 +185,11 @@ fn envoy_validate(path: &std::path::Path) -> (bool, String) {
 
 #[test]
 fn shipped_envoy_bootstraps_pass_envoy_validate() {
-    for file in ["envoy/envoy.yaml", "envoy/envoy-http-service.yaml"] {
+    for file in [
+        "envoy/envoy.yaml",
+        "envoy/envoy-http-service.yaml",
+        "envoy/envoy-grpc.yaml",
+    ] {
         let (ok, text) = envoy_validate(&std::path::Path::new(ROOT).join(file));
         assert!(ok, "{file}: {text}");
     }

@@ -145,7 +145,7 @@ impl Envoy {
 
     /// Waits (bounded) until Envoy's admin reports the jwt_authz host healthy by its gRPC
     /// health check, i.e. the service said SERVING.
-    async fn wait_authz_healthy(&self) {
+    pub async fn wait_authz_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         loop {

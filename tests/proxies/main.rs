@@ -10,6 +10,7 @@ mod deploy;
 mod differential;
 mod edge;
 mod envoy;
+mod grpc_services;
 mod grpcurl;
 mod http_endpoint;
 mod mtls;
