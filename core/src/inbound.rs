@@ -25,6 +25,9 @@ pub struct Inbound<'a> {
     /// The client certificate the proxy verified, URL-encoded PEM as Envoy forwards it
     /// (`include_peer_certificate`): a certificate-bound token is checked against it.
     pub peer_certificate: Option<&'a str>,
+    /// The request body, when the proxy sent it (Envoy `with_request_body`: `raw_body`,
+    /// else `body`); `None` when it sent none or an empty one.
+    pub body: Option<&'a [u8]>,
 }
 
 impl<'a> Inbound<'a> {

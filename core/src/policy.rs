@@ -10,6 +10,7 @@
 //! string) and `permissions` (Auth0 RBAC array). Claim conditions live in [`condition`].
 
 pub mod condition;
+pub mod mcp;
 pub mod overrides;
 pub mod pattern;
 pub mod request;

@@ -88,3 +88,5 @@ pub const REVOCATION_MAX_ENTRIES: usize = 1_000_000;
 pub const SSF_PATH: &str = "/ssf/events";
 /// How long a SET's `jti` is remembered, and the oldest `iat` accepted.
 pub const SSF_MAX_AGE: &str = "1h";
+/// The longest MCP request body read (the bound `with_request_body` should match).
+pub const MCP_MAX_BODY_BYTES: u64 = 64 * 1024;

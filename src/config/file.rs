@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub dpop: Option<FileDpop>,
     /// RFC 9728 protected-resource metadata.
     pub protected_resource: Option<FileProtectedResource>,
+    /// MCP endpoints: their POSTs name one operation, read one way.
+    pub mcp: Option<FileMcp>,
     /// Revocations checked on every token.
     pub revocation: Option<FileRevocation>,
     /// The OpenID Shared Signals receiver.
@@ -236,6 +238,9 @@ pub struct FileRoute {
     pub path_prefix: Option<String>,
     /// A gRPC method, `package.Service/Method` (`*` in the method as a pattern).
     pub grpc: Option<String>,
+    /// The MCP operation (`method`, and `name` for tools, prompts and resources), each
+    /// exact or a pattern with `*`; the rule's `path` must be an MCP endpoint.
+    pub mcp: Option<FileMcpMatch>,
     pub scopes: Option<FileScopes>,
     pub allow_anonymous: Option<bool>,
     pub deny: Option<bool>,
@@ -252,6 +257,26 @@ pub struct FileRoute {
     pub mode: Option<String>,
     /// `required`: only DPoP-bound tokens with a valid proof, whatever the issuer allows.
     pub dpop: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMcpMatch {
+    pub method: String,
+    pub name: Option<String>,
+}
+
+/// MCP endpoints (`mcp`): where POSTs name their operation in `Mcp-Method`/`Mcp-Name`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMcp {
+    /// Paths of the MCP endpoints (exact).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// `when_sent` (default) or `required`.
+    pub body: Option<String>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_body_bytes: Option<u64>,
 }
 
 /// One claim condition: `claim` and exactly one operator.

@@ -3,9 +3,10 @@
 
 use serde_json::Value;
 
-use super::file::{FileClaimCondition, FileConfig, FileRoute, FileUpstream};
+use super::file::{FileClaimCondition, FileConfig, FileMcp, FileRoute, FileUpstream};
 use super::values::parse_header_name;
-use super::{Errors, trimmed};
+use super::{Errors, defaults, trimmed};
+use crate::policy::mcp::{BodyCheck, McpMatch, McpSettings};
 use crate::policy::{
     Action, ClaimCondition, ClaimTest, DefaultAction, HostPattern, Mode, PathParameters,
     PathPattern, Policy, PolicySettings, Rule, ScopeRule, TokenRule,
@@ -60,11 +61,46 @@ fn allow_or_deny(value: &str) -> Result<bool, String> {
 }
 
 /// The route table. `issuers` are the configured issuers a rule's `issuers` may name.
+/// The `mcp` block; `None` when absent or bad (recorded).
+pub(super) fn parse_mcp(e: &mut Errors, file: Option<&FileMcp>) -> Option<McpSettings> {
+    let file = file?;
+    if file.endpoints.is_empty() {
+        e.push("mcp.endpoints", "at least one endpoint path is required");
+    }
+    let mut endpoints = Vec::new();
+    for (i, path) in file.endpoints.iter().enumerate() {
+        match PathPattern::parse_path(path) {
+            Ok(PathPattern::Exact(normal)) => endpoints.push(normal),
+            Ok(_) => e.push(&format!("mcp.endpoints[{i}]"), "an endpoint is one exact path"),
+            Err(why) => e.push(&format!("mcp.endpoints[{i}]"), why),
+        }
+    }
+    let body = match file.body.as_deref().unwrap_or("when_sent") {
+        "when_sent" => Some(BodyCheck::WhenSent),
+        "required" => Some(BodyCheck::Required),
+        other => {
+            e.push("mcp.body", format!("`{other}` is not when_sent or required"));
+            None
+        }
+    };
+    let max_body_bytes = usize::try_from(file.max_body_bytes.unwrap_or(defaults::MCP_MAX_BODY_BYTES))
+        .unwrap_or(usize::MAX);
+    if max_body_bytes == 0 {
+        e.push("mcp.max_body_bytes", "must be greater than 0");
+    }
+    Some(McpSettings {
+        endpoints,
+        body: body?,
+        max_body_bytes,
+    })
+}
+
 pub(super) fn parse_routes(
     e: &mut Errors,
     routes: Vec<FileRoute>,
     settings: PolicySettings,
     issuers: &[&str],
+    mcp: Option<&McpSettings>,
 ) -> Policy {
     let mut rules = Vec::new();
     for (i, route) in routes.into_iter().enumerate() {
@@ -145,6 +181,35 @@ pub(super) fn parse_routes(
         if rules.iter().any(|r: &Rule| r.name == name) {
             e.push(&field("name"), format!("`{name}` names two rules"));
         }
+        let mcp_match = route.mcp.as_ref().and_then(|m| {
+            let pattern_ok = |p: &str| {
+                !p.is_empty() && !p.contains("**") && p.bytes().all(|b| (0x21..0x7f).contains(&b))
+            };
+            if !pattern_ok(&m.method) || m.name.as_deref().is_some_and(|n| !pattern_ok(n)) {
+                e.push(&field("mcp"), "`method` and `name` are visible ASCII, with `*` as a wildcard");
+                return None;
+            }
+            let endpoint = match (&path, mcp) {
+                (Some(PathPattern::Exact(p)), Some(mcp)) => mcp.endpoints.contains(p),
+                _ => false,
+            };
+            if !endpoint {
+                e.push(
+                    &field("mcp"),
+                    "a rule on MCP operations needs `path` to be one of `mcp.endpoints`",
+                );
+            }
+            if methods.iter().any(|m| m != "POST") {
+                e.push(&field("methods"), "an `mcp` rule matches POST only");
+            }
+            Some(McpMatch {
+                method: m.method.clone(),
+                name: m.name.clone(),
+            })
+        });
+        if route.mcp.is_some() {
+            methods = vec!["POST".to_owned()];
+        }
         if let (Some(path), Some(action), Some(mode)) = (path, action, mode) {
             rules.push(Rule {
                 name,
@@ -155,10 +220,11 @@ pub(super) fn parse_routes(
                 mode,
                 cors_preflight,
                 path_utf8: route.path_utf8,
+                mcp: mcp_match,
             });
         }
     }
-    Policy::with_settings(rules, settings)
+    Policy::with_settings(rules, settings).with_mcp(mcp.cloned())
 }
 
 /// The token requirements of rule `i`: scopes, issuers, audiences and claim conditions.

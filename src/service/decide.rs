@@ -328,7 +328,7 @@ impl AuthzService {
 pub(super) const RESOURCE_METADATA_RULE: &str = "resource_metadata";
 
 /// The parts of the request that select a rule.
-pub(super) fn request_view<'a>(request: &Inbound<'a>) -> policy::Selector<'a> {
+pub(super) fn request_view<'a>(request: &'a Inbound<'a>) -> policy::Selector<'a> {
     let preflight_method = request
         .first("origin")
         .and_then(|_| request.first("access-control-request-method"));
@@ -344,5 +344,7 @@ pub(super) fn request_view<'a>(request: &Inbound<'a>) -> policy::Selector<'a> {
         path: request.path,
         preflight_method,
         overrides,
+        headers: &request.headers,
+        body: request.body,
     }
 }

@@ -62,7 +62,14 @@ impl CheckSettings {
             dpop_algs: dpop_accepted.then(|| config.settings.dpop.algs()),
             allow_room: allow_room(&config.settings.upstream),
             resource_metadata: config.settings.resource_metadata.clone(),
-            dotted_keys: config.settings.upstream.dotted_spelling_keys(),
+            dotted_keys: {
+                let mut keys = config.settings.upstream.dotted_spelling_keys();
+                // An MCP operation's headers, where it is read.
+                if config.settings.policy.mcp().is_some() {
+                    keys.extend(["mcp-method".to_owned(), "mcp-name".to_owned()]);
+                }
+                keys
+            },
         }
     }
 

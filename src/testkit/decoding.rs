@@ -23,6 +23,7 @@ pub struct Reading {
     pub map_headers: Vec<(String, Vec<u8>)>,
     /// The headers of `header_map`, in order.
     pub raw_headers: Vec<(String, Vec<u8>)>,
+    pub body: Option<Vec<u8>>,
 }
 
 impl Reading {
@@ -47,6 +48,7 @@ impl Reading {
             peer_certificate: inbound.peer_certificate.map(str::to_owned),
             map_headers,
             raw_headers: owned(raw),
+            body: inbound.body.map(<[u8]>::to_vec),
         }
     }
 }

@@ -67,6 +67,8 @@ pub async fn handle(service: &AuthzService, parts: &Parts) -> HttpResponse {
                 required_scopes: None,
                 scheme: original.scheme,
                 peer_certificate: None,
+                // The HTTP endpoint reads no body: MCP endpoints decide by their headers.
+                body: None,
             };
             service.authorize(&inbound, Wire::Http).await
         }

@@ -236,7 +236,7 @@ impl PathPattern {
 
 /// Whether `text` matches `pattern`, in which `*` stands for any run of characters
 /// (none included); with `fold`, ASCII case is ignored.
-fn glob(pattern: &str, text: &str, fold: bool) -> bool {
+pub(super) fn glob(pattern: &str, text: &str, fold: bool) -> bool {
     let eq = |a: &str, b: &str| {
         if fold {
             a.eq_ignore_ascii_case(b)

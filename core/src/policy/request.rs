@@ -93,6 +93,9 @@ pub enum Ambiguity {
     /// The request names no host (a proxyless gRPC server's Check, gRFC A92) and a rule
     /// is bound to a host: which rules apply cannot be known.
     NoHost,
+    /// A POST to an MCP endpoint whose operation cannot be read one way: its headers
+    /// missing, repeated or not canonical, or its body disagreeing with them.
+    Mcp(&'static str),
 }
 
 impl Ambiguity {
@@ -118,6 +121,7 @@ impl Ambiguity {
             Ambiguity::MethodOverride => "method override could select another rule",
             Ambiguity::Host => "host is not a plain name or address",
             Ambiguity::NoHost => "no host, and a rule is bound to one",
+            Ambiguity::Mcp(why) => why,
         }
     }
 }

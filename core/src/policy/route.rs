@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 
+use super::mcp::{McpMatch, McpOperation, McpSettings};
 use super::ScopeRule;
 use super::condition::ClaimCondition;
 pub use super::pattern::{HostPattern, PathPattern, Segment};
@@ -118,6 +119,9 @@ pub struct Rule {
     /// Whether paths with encoded UTF-8 letters and digits may be decided by this rule;
     /// `None` follows the policy's setting.
     pub path_utf8: Option<bool>,
+    /// The MCP operation the rule is for; it then matches only POSTs to an MCP endpoint
+    /// that name one like it.
+    pub mcp: Option<McpMatch>,
 }
 
 impl Rule {
@@ -132,6 +136,7 @@ impl Rule {
             mode: Mode::Enforce,
             cors_preflight: None,
             path_utf8: None,
+            mcp: None,
         }
     }
 }
@@ -168,6 +173,8 @@ pub struct Policy {
     override_methods: Vec<String>,
     /// Some rule lists methods: only then can an override select another rule.
     method_rules: bool,
+    /// MCP endpoints and how their POSTs are read; `None` when none is configured.
+    mcp: Option<McpSettings>,
 }
 
 impl Default for Policy {
@@ -188,6 +195,10 @@ pub struct Selector<'a> {
     pub preflight_method: Option<&'a str>,
     /// The methods the upstream could run instead of `method`.
     pub overrides: Overrides<'a>,
+    /// Every header, read only for a POST to an MCP endpoint.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The body, when the proxy sent it.
+    pub body: Option<&'a [u8]>,
 }
 
 /// What method overrides a request carries: a server behind the proxy may run one of them
@@ -210,6 +221,8 @@ struct Readings<'a> {
     path: &'a str,
     /// The path with its escapes kept, when it differs ([`PathGrammar::escaped_reading`]).
     escaped: Option<&'a str>,
+    /// The MCP operation of a POST to an MCP endpoint.
+    mcp: Option<&'a McpOperation<'a>>,
 }
 
 /// The outcome of matching a request.
@@ -255,8 +268,19 @@ impl Requirement<'_> {
 }
 
 impl Rule {
-    fn matches(&self, method: &str, host: &str, path: &str, fold: bool) -> bool {
-        self.host.as_ref().is_none_or(|h| h.matches(host))
+    fn matches(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        fold: bool,
+        mcp: Option<&McpOperation<'_>>,
+    ) -> bool {
+        // invariant: a rule on MCP operations never matches a request that names none.
+        self.mcp
+            .as_ref()
+            .is_none_or(|m| mcp.is_some_and(|op| m.matches(op)))
+            && self.host.as_ref().is_none_or(|h| h.matches(host))
             && (self.methods.is_empty()
                 || self.methods.iter().any(|m| {
                     m.eq_ignore_ascii_case(method)
@@ -313,7 +337,19 @@ impl Policy {
             grammar,
             override_methods,
             method_rules,
+            mcp: None,
         }
+    }
+
+    /// The policy with MCP endpoints: POSTs to them must name their operation one way
+    /// ([`super::mcp::read`]).
+    pub fn with_mcp(self, mcp: Option<McpSettings>) -> Policy {
+        Policy { mcp, ..self }
+    }
+
+    /// The MCP settings, when endpoints are configured.
+    pub fn mcp(&self) -> Option<&McpSettings> {
+        self.mcp.as_ref()
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -404,6 +440,18 @@ impl Policy {
         if host.is_empty() && self.rules.iter().any(|r| r.host.is_some()) {
             return Requirement::ambiguous(Ambiguity::NoHost);
         }
+        let mcp = match &self.mcp {
+            Some(settings)
+                if request.method.eq_ignore_ascii_case("POST")
+                    && settings.endpoints.iter().any(|e| *e == *path) =>
+            {
+                match self.mcp_operation(request, settings) {
+                    Ok(op) => Some(op),
+                    Err(why) => return Requirement::ambiguous(why),
+                }
+            }
+            _ => None,
+        };
         let escaped = if request.path.contains('%') {
             self.grammar.escaped_reading(request.path)
         } else {
@@ -413,6 +461,7 @@ impl Policy {
             host: &host,
             path: &path,
             escaped: escaped.as_deref(),
+            mcp: mcp.as_ref(),
         };
         // A preflight is matched as the request it announces; where that rule (or the
         // default) does not let preflights through, it is an ordinary OPTIONS request.
@@ -422,7 +471,7 @@ impl Policy {
         // `OPTIONS` that does not say `cors_preflight: allow` itself.
         // Worked out only for a preflight: a rule scan of its own.
         let announced_decides = || match self
-            .first_enforcing(request.method, &host, &path, false)
+            .first_enforcing(request.method, &host, &path, false, mcp.as_ref())
             .map(|i| &self.rules[i])
         {
             None => ordinary.ambiguity.is_none(),

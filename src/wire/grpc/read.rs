@@ -40,9 +40,12 @@ pub fn decode(buf: &[u8]) -> Result<Inbound<'_>, DecodeError> {
     let Reader {
         mut inbound,
         certificate,
+        body,
+        raw_body,
         ..
     } = reader;
     inbound.peer_certificate = Some(certificate).filter(|pem| !pem.is_empty());
+    inbound.body = super::respond::body_of(raw_body, body);
     inbound.scheme = inbound.scheme.filter(|scheme| !scheme.is_empty());
     Ok(inbound)
 }
@@ -185,6 +188,9 @@ struct Reader<'a> {
     /// Where each map key is, once there are [`INDEXED_MAP`] of them.
     map_index: Option<HashMap<&'a str, usize>>,
     certificate: &'a str,
+    /// `body` and `raw_body`, the last occurrence of each.
+    body: &'a [u8],
+    raw_body: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
@@ -203,6 +209,8 @@ impl<'a> Reader<'a> {
                     let bytes = length_delimited(wire, &mut buf)?;
                     if msg == Msg::HeaderValue {
                         entry.raw_value = bytes;
+                    } else if msg == Msg::HttpRequest {
+                        self.raw_body = bytes;
                     }
                 }
                 Field::Varint => {
@@ -261,6 +269,10 @@ impl<'a> Reader<'a> {
             (Msg::HttpRequest, 5) => inbound.host = text(bytes)?,
             (Msg::HttpRequest, 6) => inbound.scheme = Some(text(bytes)?),
             (Msg::Source, 5) => self.certificate = text(bytes)?,
+            (Msg::HttpRequest, 11) => {
+                utf8(bytes)?;
+                self.body = bytes;
+            }
             (Msg::HeaderEntry | Msg::ExtensionEntry | Msg::HeaderValue, 1) => {
                 entry.key = text(bytes)?;
             }

@@ -175,7 +175,14 @@ pub fn inbound(http: Option<&HttpRequest>) -> Inbound<'_> {
         required_scopes: None,
         scheme: Some(h.scheme.as_str()).filter(|s| !s.is_empty()),
         peer_certificate: None,
+        body: body_of(&h.raw_body, h.body.as_bytes()),
     }
+}
+
+/// The body the proxy sent: `raw_body` (Envoy's `pack_as_bytes`), else `body`; none
+/// when both are empty.
+pub(crate) fn body_of<'a>(raw_body: &'a [u8], body: &'a [u8]) -> Option<&'a [u8]> {
+    [raw_body, body].into_iter().find(|b| !b.is_empty())
 }
 
 /// A header option set the portable way: `append` unset, overwrite-or-add.

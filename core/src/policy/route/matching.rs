@@ -4,6 +4,33 @@
 use super::*;
 
 impl Policy {
+    /// The operation a POST to an MCP endpoint names, read one way or refused.
+    pub(super) fn mcp_operation<'a>(
+        &self,
+        request: &Selector<'a>,
+        settings: &McpSettings,
+    ) -> Result<McpOperation<'a>, Ambiguity> {
+        let values = |name: &str| -> Vec<&'a [u8]> {
+            request
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        // Envoy marks a body it cut at its bound (`allow_partial_message`).
+        let partial = request.headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("x-envoy-auth-partial-body") && v.eq_ignore_ascii_case(b"true")
+        });
+        crate::policy::mcp::read(
+            &values("mcp-method"),
+            &values("mcp-name"),
+            request.body,
+            partial,
+            settings,
+        )
+    }
+
     /// The requirement of the rule that `method`, `host` and `path` select, refused when
     /// another reading of the request selects another rule. With `preflight`, a rule that
     /// lets preflights through answers [`Action::Preflight`].
@@ -14,20 +41,20 @@ impl Policy {
         readings: &Readings<'_>,
         preflight: bool,
     ) -> Requirement<'p> {
-        let (host, path) = (readings.host, readings.path);
-        let deciding = self.first_enforcing(method, host, path, false);
+        let (host, path, mcp) = (readings.host, readings.path, readings.mcp);
+        let deciding = self.first_enforcing(method, host, path, false, mcp);
         if let Some(escaped) = readings.escaped
-            && self.first_enforcing(method, host, escaped, false) != deciding
+            && self.first_enforcing(method, host, escaped, false, mcp) != deciding
         {
             return Requirement::ambiguous(Ambiguity::EscapedReading);
         }
         if self.check_case
             && (self.upper_case_literals || path.bytes().any(|b| b.is_ascii_uppercase()))
-            && self.first_enforcing(method, host, path, true) != deciding
+            && self.first_enforcing(method, host, path, true, mcp) != deciding
         {
             return Requirement::ambiguous(Ambiguity::Case);
         }
-        if self.override_selects_another_rule(&request.overrides, method, host, path, deciding) {
+        if self.override_selects_another_rule(&request.overrides, method, readings, deciding) {
             return Requirement::ambiguous(Ambiguity::MethodOverride);
         }
         let utf8_allowed = match deciding {
@@ -40,7 +67,7 @@ impl Policy {
         let end = deciding.unwrap_or(self.rules.len());
         let shadows = self.rules[..end]
             .iter()
-            .filter(|r| r.mode == Mode::Shadow && r.matches(method, host, path, false))
+            .filter(|r| r.mode == Mode::Shadow && r.matches(method, host, path, false, mcp))
             .collect();
         let mut requirement = match deciding {
             Some(i) => {
@@ -82,10 +109,10 @@ impl Policy {
         &self,
         overrides: &Overrides<'_>,
         method: &str,
-        host: &str,
-        path: &str,
+        readings: &Readings<'_>,
         deciding: Option<usize>,
     ) -> bool {
+        let (host, path, mcp) = (readings.host, readings.path, readings.mcp);
         if !self.method_rules || *overrides == Overrides::None {
             return false;
         }
@@ -95,8 +122,8 @@ impl Policy {
             && (self.upper_case_literals || path.bytes().any(|b| b.is_ascii_uppercase()));
         let other = |m: &str| {
             !m.eq_ignore_ascii_case(method)
-                && (self.first_enforcing(m, host, path, false) != deciding
-                    || (fold && self.first_enforcing(m, host, path, true) != deciding))
+                && (self.first_enforcing(m, host, path, false, mcp) != deciding
+                    || (fold && self.first_enforcing(m, host, path, true, mcp) != deciding))
         };
         match overrides {
             Overrides::None => false,
@@ -112,9 +139,10 @@ impl Policy {
         host: &str,
         path: &str,
         fold: bool,
+        mcp: Option<&McpOperation<'_>>,
     ) -> Option<usize> {
         self.rules
             .iter()
-            .position(|r| r.mode == Mode::Enforce && r.matches(method, host, path, fold))
+            .position(|r| r.mode == Mode::Enforce && r.matches(method, host, path, fold, mcp))
     }
 }

@@ -1,0 +1,223 @@
+//! MCP operations (Streamable HTTP, MCP 2026-07-28, SEP-2243): which JSON-RPC method, and
+//! which tool, prompt or resource, a POST to an MCP endpoint names.
+//!
+//! The client names them twice: in the `Mcp-Method` and `Mcp-Name` headers, and in the
+//! JSON-RPC body. A rule on MCP operations is decided on one reading only:
+//! - `Mcp-Method` exactly once, a method name (`[A-Za-z0-9/_.-]`, at most 128 bytes);
+//! - `Mcp-Name` exactly once for the methods that name something (`tools/call`,
+//!   `prompts/get`: `params.name`; `resources/read`, `resources/subscribe`,
+//!   `resources/unsubscribe`: `params.uri`), and never for the others. Its value is
+//!   printable ASCII without leading or trailing space, or `=?base64?<base64 of
+//!   UTF-8>?=` (the markers exactly so), decoded;
+//! - when the proxy sent the body, it must be one JSON-RPC object (not a batch array),
+//!   without repeated members where the decision reads, whose `method` and name are
+//!   written without escapes and equal the headers; a body the proxy cut short, or
+//!   longer than the bound, is refused.
+//!
+//! Anything else is refused as ambiguous: the server behind the proxy reads the body, and
+//! a rule decided on headers that say something else would guard the wrong operation.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+use super::request::Ambiguity;
+
+/// The methods whose operation names something, and the member that names it.
+const NAMED: [(&str, &str); 5] = [
+    ("tools/call", "name"),
+    ("prompts/get", "name"),
+    ("resources/read", "uri"),
+    ("resources/subscribe", "uri"),
+    ("resources/unsubscribe", "uri"),
+];
+
+/// The longest `Mcp-Method` accepted.
+const MAX_METHOD: usize = 128;
+/// The longest `Mcp-Name` accepted, as sent.
+const MAX_NAME: usize = 2048;
+
+/// One MCP operation, as the request names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpOperation<'a> {
+    pub method: &'a str,
+    /// The tool, prompt or resource, decoded from its header.
+    pub name: Option<Cow<'a, str>>,
+}
+
+/// Whether the body must come with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyCheck {
+    /// Checked against the headers when the proxy sends it; the headers decide otherwise.
+    #[default]
+    WhenSent,
+    /// Refused without it.
+    Required,
+}
+
+/// The MCP settings of a policy: its endpoints and how their requests are read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct McpSettings {
+    /// Normal paths of the MCP endpoints.
+    pub endpoints: Vec<String>,
+    pub body: BodyCheck,
+    /// The longest body read.
+    pub max_body_bytes: usize,
+}
+
+/// A rule's condition on the operation: the method, and the name, each exact or a
+/// pattern with `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpMatch {
+    pub method: String,
+    pub name: Option<String>,
+}
+
+impl McpMatch {
+    pub fn matches(&self, op: &McpOperation<'_>) -> bool {
+        super::pattern::glob(&self.method, op.method, false)
+            && match (&self.name, &op.name) {
+                (None, _) => true,
+                (Some(pattern), Some(name)) => super::pattern::glob(pattern, name, false),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+fn refused(why: &'static str) -> Ambiguity {
+    Ambiguity::Mcp(why)
+}
+
+/// The member that names the operation of `method`, if it names one.
+fn named_by(method: &str) -> Option<&'static str> {
+    NAMED.iter().find(|(m, _)| *m == method).map(|(_, member)| *member)
+}
+
+/// Reads the operation of a POST to an MCP endpoint from its headers (every value of
+/// `Mcp-Method` and of `Mcp-Name`) and, when sent, its body.
+pub fn read<'a>(
+    methods: &[&'a [u8]],
+    names: &[&'a [u8]],
+    body: Option<&'a [u8]>,
+    partial_body: bool,
+    settings: &McpSettings,
+) -> Result<McpOperation<'a>, Ambiguity> {
+    let method = match methods {
+        [one] => std::str::from_utf8(one)
+            .ok()
+            .filter(|m| {
+                !m.is_empty()
+                    && m.len() <= MAX_METHOD
+                    && m.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b))
+            })
+            .ok_or(refused("Mcp-Method is not a method name"))?,
+        [] => return Err(refused("Mcp-Method is missing")),
+        _ => return Err(refused("Mcp-Method is sent more than once")),
+    };
+    let member = named_by(method);
+    let name = match (member, names) {
+        (Some(_), [one]) => Some(header_name(one)?),
+        (Some(_), []) => return Err(refused("Mcp-Name is missing")),
+        (None, []) => None,
+        (None, _) => return Err(refused("Mcp-Name is sent for a method that names nothing")),
+        (Some(_), _) => return Err(refused("Mcp-Name is sent more than once")),
+    };
+    let op = McpOperation { method, name };
+    if partial_body {
+        return Err(refused("the body was cut short by the proxy"));
+    }
+    match body {
+        Some(body) => check_body(body, &op, member, settings.max_body_bytes)?,
+        None if settings.body == BodyCheck::Required => {
+            return Err(refused("the body is required and was not sent"));
+        }
+        None => {}
+    }
+    Ok(op)
+}
+
+/// `Mcp-Name`: printable ASCII without leading or trailing space, or the Base64 sentinel.
+fn header_name(value: &[u8]) -> Result<Cow<'_, str>, Ambiguity> {
+    let bad = || refused("Mcp-Name is not a plain or =?base64?...?= value");
+    if value.is_empty() || value.len() > MAX_NAME {
+        return Err(bad());
+    }
+    let text = std::str::from_utf8(value).map_err(|_| bad())?;
+    if let Some(encoded) = text
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    {
+        let bytes = STANDARD.decode(encoded).map_err(|_| bad())?;
+        let decoded = String::from_utf8(bytes).map_err(|_| bad())?;
+        if decoded.is_empty() || decoded.chars().any(char::is_control) {
+            return Err(bad());
+        }
+        return Ok(Cow::Owned(decoded));
+    }
+    let printable = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable || text.starts_with(' ') || text.ends_with(' ') || text.starts_with("=?base64?") {
+        return Err(bad());
+    }
+    Ok(Cow::Borrowed(text))
+}
+
+/// The members of a JSON-RPC request the decision reads, borrowed from the body: a string
+/// with an escape cannot be borrowed, so it is refused (its decoded text could name
+/// another tool than its bytes to a reader that does not decode). A repeated member is
+/// refused by the derived reader.
+#[derive(Deserialize)]
+struct JsonRpc<'a> {
+    #[serde(borrow)]
+    method: &'a str,
+    #[serde(borrow, default)]
+    params: Option<Params<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Params<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a str>,
+    #[serde(borrow, default)]
+    uri: Option<&'a str>,
+}
+
+fn check_body(
+    body: &[u8],
+    op: &McpOperation<'_>,
+    member: Option<&str>,
+    max: usize,
+) -> Result<(), Ambiguity> {
+    if body.len() > max {
+        return Err(refused("the body is larger than the bound"));
+    }
+    // One object: a batch (an array) names several operations, and a struct would also
+    // read from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(refused("the body is not one JSON-RPC object"));
+    }
+    // No repeated member anywhere, as for tokens.
+    if crate::claims::parse_object(body).is_none() {
+        return Err(refused("the body is not one JSON object without repeated members"));
+    }
+    let rpc: JsonRpc<'_> = serde_json::from_slice(body)
+        .map_err(|_| refused("the body's method or name is missing, not a string, or escaped"))?;
+    if rpc.method != op.method {
+        return Err(refused("Mcp-Method and the body's method differ"));
+    }
+    let named = match (member, &rpc.params) {
+        (Some("name"), Some(params)) => params.name,
+        (Some(_), Some(params)) => params.uri,
+        (Some(_), None) => None,
+        (None, _) => return Ok(()),
+    };
+    match (named, &op.name) {
+        (Some(named), Some(header)) if named == header.as_ref() => Ok(()),
+        _ => Err(refused("Mcp-Name and the body's name differ")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
