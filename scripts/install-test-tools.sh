@@ -82,6 +82,7 @@ openssl version >&2
 # The real upstream servers of the path differential test (tests/upstreams/README.md):
 #   .tools/venv  Werkzeug, Starlette and uvicorn (with h11, its HTTP parser there), pinned
 #   tests/upstreams/express/node_modules  Express 4 and method-override, via npm ci
+#   tests/mcp/node_modules   the MCP TypeScript SDK 1.32.2, Express and zod, via npm ci
 #   /usr/bin/php  Debian's php-cli (its built-in server runs php_router.php), via apt-get
 #   (nginx, the fifth upstream, is installed above)
 upstream_pins="werkzeug==3.1.9 starlette==1.10.0 uvicorn==0.55.0 h11==0.16.0"
@@ -116,6 +117,18 @@ fi
 (cd "$upstream_express" && node -e 'require("express"); require("method-override")') \
   || { echo "express or method-override does not load from $upstream_express/node_modules" >&2; exit 1; }
 echo "express $(node -p 'require(process.argv[1]).version' "$upstream_express/node_modules/express/package.json"), method-override $(node -p 'require(process.argv[1]).version' "$upstream_express/node_modules/method-override/package.json")" >&2
+
+# The MCP server and client of the end-to-end test (tests/mcp), built with the official MCP
+# TypeScript SDK (pinned, as in its package-lock.json).
+mcp="$root/tests/mcp"
+if ! cmp -s "$mcp/package-lock.json" "$mcp/node_modules/.installed-package-lock.json"; then
+  echo "installing the MCP SDK into $mcp/node_modules" >&2
+  npm ci --prefix "$mcp" --no-audit --no-fund --loglevel=error
+  cp "$mcp/package-lock.json" "$mcp/node_modules/.installed-package-lock.json"
+fi
+(cd "$mcp" && node --input-type=module -e 'await import("@modelcontextprotocol/sdk/server/mcp.js"); await import("@modelcontextprotocol/sdk/client/index.js"); await import("express")') \
+  || { echo "the MCP SDK does not load from $mcp/node_modules" >&2; exit 1; }
+echo "@modelcontextprotocol/sdk $(node -p 'require(process.argv[1]).version' "$mcp/node_modules/@modelcontextprotocol/sdk/package.json")" >&2
 
 if ! command -v php >/dev/null; then
   echo "installing php-cli (Debian package) for the PHP upstream" >&2

@@ -46,7 +46,7 @@ pub use mint::{
     sign_raw,
 };
 pub use oidc::{
-    BEARER_CLIENT_ID, INTROSPECTION_CLIENT, OPAQUE_RESOURCE, OidcProvider, TokenResponse,
+    BEARER_CLIENT_ID, INTROSPECTION_CLIENT, OPAQUE_RESOURCE, OidcProvider, TokenResponse, node,
 };
 pub use redis::RedisServer;
 pub use request::{

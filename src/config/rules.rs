@@ -71,7 +71,10 @@ pub(super) fn parse_mcp(e: &mut Errors, file: Option<&FileMcp>) -> Option<McpSet
     for (i, path) in file.endpoints.iter().enumerate() {
         match PathPattern::parse_path(path) {
             Ok(PathPattern::Exact(normal)) => endpoints.push(normal),
-            Ok(_) => e.push(&format!("mcp.endpoints[{i}]"), "an endpoint is one exact path"),
+            Ok(_) => e.push(
+                &format!("mcp.endpoints[{i}]"),
+                "an endpoint is one exact path",
+            ),
             Err(why) => e.push(&format!("mcp.endpoints[{i}]"), why),
         }
     }
@@ -79,12 +82,16 @@ pub(super) fn parse_mcp(e: &mut Errors, file: Option<&FileMcp>) -> Option<McpSet
         "when_sent" => Some(BodyCheck::WhenSent),
         "required" => Some(BodyCheck::Required),
         other => {
-            e.push("mcp.body", format!("`{other}` is not when_sent or required"));
+            e.push(
+                "mcp.body",
+                format!("`{other}` is not when_sent or required"),
+            );
             None
         }
     };
-    let max_body_bytes = usize::try_from(file.max_body_bytes.unwrap_or(defaults::MCP_MAX_BODY_BYTES))
-        .unwrap_or(usize::MAX);
+    let max_body_bytes =
+        usize::try_from(file.max_body_bytes.unwrap_or(defaults::MCP_MAX_BODY_BYTES))
+            .unwrap_or(usize::MAX);
     if max_body_bytes == 0 {
         e.push("mcp.max_body_bytes", "must be greater than 0");
     }
@@ -186,7 +193,10 @@ pub(super) fn parse_routes(
                 !p.is_empty() && !p.contains("**") && p.bytes().all(|b| (0x21..0x7f).contains(&b))
             };
             if !pattern_ok(&m.method) || m.name.as_deref().is_some_and(|n| !pattern_ok(n)) {
-                e.push(&field("mcp"), "`method` and `name` are visible ASCII, with `*` as a wildcard");
+                e.push(
+                    &field("mcp"),
+                    "`method` and `name` are visible ASCII, with `*` as a wildcard",
+                );
                 return None;
             }
             let endpoint = match (&path, mcp) {

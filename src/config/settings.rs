@@ -67,13 +67,7 @@ pub(super) fn parse(
     let issuers = issuers::parse_issuers(e, args, file.issuers, leeway, allow_http);
     let issuer_names: Vec<&str> = issuers.iter().map(|i| i.issuer.as_str()).collect();
     let mcp = rules::parse_mcp(e, file.mcp.as_ref());
-    let policy = rules::parse_routes(
-        e,
-        file.routes,
-        policy_settings,
-        &issuer_names,
-        mcp.as_ref(),
-    );
+    let policy = rules::parse_routes(e, file.routes, policy_settings, &issuer_names, mcp.as_ref());
     let mut upstream = rules::parse_upstream(e, file.upstream.unwrap_or_default());
     // Every token header in every `-`/`_` spelling: removed upstream when stripped,
     // as identity headers are (CGI, WSGI and PHP read them all as one).

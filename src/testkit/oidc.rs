@@ -60,16 +60,24 @@ pub struct TokenResponse {
 impl OidcProvider {
     /// Starts the provider on a free loopback port and reads its discovery document.
     pub async fn start() -> OidcProvider {
-        OidcProvider::spawn(false).await
+        OidcProvider::spawn(false, None).await
     }
 
     /// Like [`OidcProvider::start`], but the token endpoint demands a DPoP nonce: a proof
     /// without one gets 400 `use_dpop_nonce` and a `DPoP-Nonce` header (RFC 9449 §8).
     pub async fn start_requiring_dpop_nonce() -> OidcProvider {
-        OidcProvider::spawn(true).await
+        OidcProvider::spawn(true, None).await
     }
 
-    async fn spawn(require_dpop_nonce: bool) -> OidcProvider {
+    /// [`OidcProvider::start`], also issuing JWT access tokens for the MCP server at
+    /// `resource` (its URL, the RFC 8707 resource indicator), with scopes out of `mcp
+    /// mcp:tools mcp:admin`; its client `mcp-client` (secret `mcp-secret`) may be granted
+    /// `mcp mcp:tools` only.
+    pub async fn start_for_mcp(resource: &str) -> OidcProvider {
+        OidcProvider::spawn(false, Some(resource)).await
+    }
+
+    async fn spawn(require_dpop_nonce: bool, mcp_resource: Option<&str>) -> OidcProvider {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = root.join("tests/oidc");
         assert!(
@@ -97,6 +105,7 @@ impl OidcProvider {
                 "OIDC_DPOP_REQUIRE_NONCE",
                 if require_dpop_nonce { "1" } else { "0" },
             )
+            .env("OIDC_MCP_RESOURCE", mcp_resource.unwrap_or(""))
             // The provider exits when its standard input closes, should this process die
             // without dropping it.
             .stdin(Stdio::piped())
@@ -394,6 +403,15 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// The `node` binary (`$NODE`, else on the `PATH`): a missing one fails the test.
+pub fn node() -> PathBuf {
+    installed(
+        "NODE",
+        "node",
+        "install Node.js 20 or later, then run scripts/install-test-tools.sh",
+    )
 }
 
 /// Path of a system program for tests: `$VAR` when set, else `name` on the `PATH`, else

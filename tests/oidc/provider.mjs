@@ -30,6 +30,9 @@
 //   - resource `https://opaque.example.com`: opaque access tokens (RFC 7662 introspection
 //     only), same scopes, whose introspection answer carries `sub` = the client id (as the
 //     provider's JWTs for client_credentials do);
+//   - with $OIDC_MCP_RESOURCE set, that resource (an MCP server's URL): JWT access tokens
+//     with `aud` the URL and scopes out of `mcp mcp:tools mcp:admin`; client `mcp-client`
+//     (client_secret_basic, secret `mcp-secret`) may be granted `mcp mcp:tools` only;
 //   - clients `jwt-authz` (client_secret_basic, secret `introspection-secret`) and
 //     `jwt-authz-post` (client_secret_post, same secret): the resource server, allowed to
 //     introspect and nothing else.
@@ -60,6 +63,10 @@ if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 655
   process.exit(64);
 }
 const requireDpopNonce = process.env.OIDC_DPOP_REQUIRE_NONCE === '1';
+// An MCP server's resource URL (RFC 8707), when a test fronts one: JWT access tokens for
+// it carry `aud` = the URL and scopes out of MCP_SCOPES.
+const mcpResource = process.env.OIDC_MCP_RESOURCE || undefined;
+const MCP_SCOPES = 'mcp mcp:tools mcp:admin';
 
 function signingKey(kid, alg, type, options) {
   const { privateKey } = crypto.generateKeyPairSync(type, options);
@@ -109,6 +116,14 @@ server.listen(requestedPort, '127.0.0.1', () => {
         response_types: [],
         redirect_uris: [],
         dpop_bound_access_tokens: false,
+      },
+      {
+        client_id: 'mcp-client',
+        client_secret: 'mcp-secret',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
       },
       {
         client_id: 'jwt-authz',
@@ -179,7 +194,17 @@ server.listen(requestedPort, '127.0.0.1', () => {
         enabled: true,
         defaultResource: () => RESOURCE,
         useGrantedResource: () => true,
-        getResourceServerInfo: (ctx, resourceIndicator) => {
+        getResourceServerInfo: (ctx, resourceIndicator, client) => {
+          if (mcpResource !== undefined && resourceIndicator === mcpResource) {
+            return {
+              audience: mcpResource,
+              // The MCP test client may hold the tools scopes, never the admin one.
+              scope: client?.clientId === 'mcp-client' ? 'mcp mcp:tools' : MCP_SCOPES,
+              accessTokenTTL: 600,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: 'RS256' } },
+            };
+          }
           if (resourceIndicator === OPAQUE_RESOURCE) {
             return {
               audience: OPAQUE_RESOURCE,

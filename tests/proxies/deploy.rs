@@ -189,6 +189,7 @@ fn shipped_envoy_bootstraps_pass_envoy_validate() {
         "envoy/envoy.yaml",
         "envoy/envoy-http-service.yaml",
         "envoy/envoy-grpc.yaml",
+        "envoy/envoy-mcp.yaml",
     ] {
         let (ok, text) = envoy_validate(&std::path::Path::new(ROOT).join(file));
         assert!(ok, "{file}: {text}");

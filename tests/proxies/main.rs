@@ -13,6 +13,7 @@ mod envoy;
 mod grpc_services;
 mod grpcurl;
 mod http_endpoint;
+mod mcp;
 mod mtls;
 mod proofs;
 mod signals;

@@ -11,6 +11,7 @@ mod issuers;
 mod jwks;
 mod listener;
 mod logging;
+mod mcp;
 mod metrics;
 mod proxyless;
 mod reload;

@@ -92,7 +92,10 @@ fn refused(why: &'static str) -> Ambiguity {
 
 /// The member that names the operation of `method`, if it names one.
 fn named_by(method: &str) -> Option<&'static str> {
-    NAMED.iter().find(|(m, _)| *m == method).map(|(_, member)| *member)
+    NAMED
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, member)| *member)
 }
 
 /// Reads the operation of a POST to an MCP endpoint from its headers (every value of
@@ -200,7 +203,9 @@ fn check_body(
     }
     // No repeated member anywhere, as for tokens.
     if crate::claims::parse_object(body).is_none() {
-        return Err(refused("the body is not one JSON object without repeated members"));
+        return Err(refused(
+            "the body is not one JSON object without repeated members",
+        ));
     }
     let rpc: JsonRpc<'_> = serde_json::from_slice(body)
         .map_err(|_| refused("the body's method or name is missing, not a string, or escaped"))?;

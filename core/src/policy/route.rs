@@ -12,9 +12,9 @@
 
 use std::borrow::Cow;
 
-use super::mcp::{McpMatch, McpOperation, McpSettings};
 use super::ScopeRule;
 use super::condition::ClaimCondition;
+use super::mcp::{McpMatch, McpOperation, McpSettings};
 pub use super::pattern::{HostPattern, PathPattern, Segment};
 use super::request::{Ambiguity, PathGrammar, PathParameters, has_utf8, normalize_host};
 

@@ -32,7 +32,10 @@ fn headers_and_body_name_one_operation() {
     assert_eq!(op.method, "tools/call");
     assert_eq!(op.name.as_deref(), Some("admin_reset"));
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
-    assert_eq!(read_with(&["tools/list"], &[], Some(list)).unwrap().name, None);
+    assert_eq!(
+        read_with(&["tools/list"], &[], Some(list)).unwrap().name,
+        None
+    );
     let read_resource =
         r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///a b"}}"#;
     let op = read_with(&["resources/read"], &["file:///a b"], Some(read_resource)).unwrap();
@@ -77,7 +80,9 @@ fn every_other_reading_is_refused() {
         (
             &["tools/call"],
             &["admin_reset"],
-            Some(r#"{"method":"tools/call","method":"tools/list","params":{"name":"admin_reset"}}"#),
+            Some(
+                r#"{"method":"tools/call","method":"tools/list","params":{"name":"admin_reset"}}"#,
+            ),
         ),
         (
             &["tools/call"],
@@ -126,7 +131,13 @@ fn a_cut_body_or_a_missing_required_one_is_refused() {
         &settings(BodyCheck::WhenSent),
     );
     assert!(partial.is_err());
-    let missing = read(&methods, &names, None, false, &settings(BodyCheck::Required));
+    let missing = read(
+        &methods,
+        &names,
+        None,
+        false,
+        &settings(BodyCheck::Required),
+    );
     assert!(missing.is_err());
 }
 
