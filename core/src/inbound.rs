@@ -46,18 +46,15 @@ impl<'a> Inbound<'a> {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// Whether the request is a gRPC call: its one `content-type` is `application/grpc`,
-    /// alone or followed by `+` (a codec) or `;` (parameters), in any case (gRPC over
-    /// HTTP/2, "Requests").
+    /// Whether the request is a gRPC call, as Envoy tells one (`Grpc::Common::
+    /// isGrpcRequestHeaders`): its one `content-type` is `application/grpc` exactly, or
+    /// `application/grpc+` and a codec.
     pub fn is_grpc(&self) -> bool {
         let mut types = self.values("content-type");
         let (Some(value), None) = (types.next(), types.next()) else {
             return false;
         };
-        let prefix = b"application/grpc";
-        value.len() >= prefix.len()
-            && value[..prefix.len()].eq_ignore_ascii_case(prefix)
-            && matches!(value.get(prefix.len()), None | Some(b'+' | b';'))
+        value == b"application/grpc" || value.starts_with(b"application/grpc+")
     }
 
     /// The query string: what follows the first `?` of the path, up to a `#`.

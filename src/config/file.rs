@@ -273,7 +273,7 @@ pub struct FileMcp {
     /// Paths of the MCP endpoints (exact).
     #[serde(default)]
     pub endpoints: Vec<String>,
-    /// `when_sent` (default) or `required`.
+    /// `required` (default) or `when_sent`.
     pub body: Option<String>,
     #[serde(default, deserialize_with = "bytes")]
     pub max_body_bytes: Option<u64>,

@@ -78,7 +78,7 @@ pub(super) fn parse_mcp(e: &mut Errors, file: Option<&FileMcp>) -> Option<McpSet
             Err(why) => e.push(&format!("mcp.endpoints[{i}]"), why),
         }
     }
-    let body = match file.body.as_deref().unwrap_or("when_sent") {
+    let body = match file.body.as_deref().unwrap_or("required") {
         "when_sent" => Some(BodyCheck::WhenSent),
         "required" => Some(BodyCheck::Required),
         other => {
@@ -134,11 +134,14 @@ pub(super) fn parse_routes(
             (Some(p), None, None) => e.check(&field("path"), PathPattern::parse_path(p)),
             (None, Some(p), None) => e.check(&field("path_prefix"), PathPattern::parse_prefix(p)),
             (None, None, Some(g)) => {
-                // Every gRPC call is a POST; a rule for one names no other method.
-                if methods.iter().any(|m| m != "POST") {
-                    e.push(&field("methods"), "a `grpc` rule matches POST only");
+                // A gRPC server dispatches on the path whatever the method (tonic; grpc-node
+                // accepts any): the rule takes every method, so none slips past it.
+                if !methods.is_empty() {
+                    e.push(
+                        &field("methods"),
+                        "a `grpc` rule matches every method: leave `methods` out",
+                    );
                 }
-                methods = vec!["POST".to_owned()];
                 e.check(&field("grpc"), PathPattern::parse_grpc(g))
             }
             (None, None, None) => Some(PathPattern::Any),

@@ -149,6 +149,25 @@ fn check_config_reports_every_problem_at_once() {
     assert_eq!(err.lines().count(), 9, "{err}");
 }
 
+/// The shipped example configurations pass `check-config` as they are.
+#[test]
+fn shipped_examples_pass_check_config() {
+    for (file, rules) in [("examples/mcp.yaml", 4), ("examples/grpc.yaml", 5)] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let out = bin().arg("check-config").arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("{rules} route rule(s)")),
+            "{file}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn check_config_accepts_a_good_file() {
     let path = temp_file(

@@ -16,9 +16,14 @@ routes:
   - {path: /mcp, scopes: {all_of: [\"mcp\"]}}
 ";
 
-async fn serve(idp: &Idp, extra: &str) -> (Authz, TempFile) {
+/// The service with `CONFIG`, `mcp_extra` added to its `mcp` block.
+async fn serve(idp: &Idp, mcp_extra: &str) -> (Authz, TempFile) {
+    let config = CONFIG.replace(
+        "  endpoints: [/mcp]\n",
+        &format!("  endpoints: [/mcp]\n{mcp_extra}"),
+    );
     let text = format!(
-        "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\n{CONFIG}{extra}",
+        "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\n{config}",
         idp.issuer(),
         idp.jwks_uri()
     );
@@ -90,9 +95,18 @@ async fn tools_are_authorized_one_by_one() {
             .check(call(&admin, &headers("admin_reset"), Some(&reset)))
             .await,
     );
-    // Without the body the headers decide.
-    assert_allowed(
+    // Without the body: refused by default (`body: required`); with `body: when_sent`
+    // the headers decide.
+    assert_denied(
         &authz
+            .check(call(&admin, &headers("admin_reset"), None))
+            .await,
+        403,
+        "access_denied",
+    );
+    let (lenient, _c) = serve(&idp, "  body: when_sent\n").await;
+    assert_allowed(
+        &lenient
             .check(call(&admin, &headers("admin_reset"), None))
             .await,
     );
@@ -147,7 +161,9 @@ async fn headers_and_body_that_disagree_are_refused() {
     let safe = tool_call("search");
     let admin = tool_call("admin_reset");
     let raw = |text: &str| Value::String(text.to_owned());
-    let cases: Vec<(&str, Vec<(&str, &str)>, Option<Value>)> = vec![
+    // What, the headers, the body.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<Value>);
+    let cases: Vec<Case> = vec![
         (
             "no Mcp-Method",
             vec![("mcp-name", "search")],
@@ -212,6 +228,32 @@ async fn headers_and_body_that_disagree_are_refused() {
             Some(safe.clone()),
         ),
         (
+            "a body the server would decode as UTF-7",
+            vec![
+                ("mcp-method", "tools/list"),
+                ("content-type", "application/json; charset=utf-7"),
+            ],
+            Some(raw(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","+AG0-ethod":"tools/call","params":{"name":"admin_reset"}}"#,
+            )),
+        ),
+        (
+            "a gzip body",
+            vec![
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "search"),
+                ("content-encoding", "gzip"),
+            ],
+            Some(safe.clone()),
+        ),
+        (
+            "members a case-insensitive reader takes for one",
+            vec![("mcp-method", "tools/call"), ("mcp-name", "search")],
+            Some(raw(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","NAME":"admin_reset"}}"#,
+            )),
+        ),
+        (
             "a body Envoy cut short",
             vec![
                 ("mcp-method", "tools/call"),
@@ -257,4 +299,24 @@ async fn headers_and_body_that_disagree_are_refused() {
         ))
         .await;
     assert_denied(&response, 403, "access_denied");
+}
+
+/// The endpoint in another case is the endpoint to a server that ignores case: refused,
+/// since its operation would go unread.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_endpoint_in_another_case_is_refused() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let (authz, _config) = serve(&idp, "").await;
+    let everything = bearer(&idp, "mcp mcp:tools mcp:admin");
+    for path in ["/MCP", "/Mcp/"] {
+        let mut request = call(
+            &everything,
+            &[("mcp-method", "tools/call"), ("mcp-name", "admin_reset")],
+            Some(&tool_call("admin_reset")),
+        );
+        let http = http_mut(&mut request);
+        http.path = path.into();
+        http.headers.insert(":path".into(), path.into());
+        assert_denied(&authz.check(request).await, 403, "access_denied");
+    }
 }

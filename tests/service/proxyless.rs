@@ -8,7 +8,7 @@ use serde_json::json;
 
 const ORDERS_GET: &str = "/shop.v1.Orders/GetOrder";
 
-fn metadata<'a>(authorization: &'a str) -> Vec<(&'a str, &'a str)> {
+fn metadata(authorization: &str) -> Vec<(&str, &str)> {
     vec![
         ("content-type", "application/grpc"),
         ("te", "trailers"),
@@ -88,6 +88,19 @@ async fn proxyless_calls_are_decided_by_grpc_rules() {
         unreachable!()
     };
     assert_eq!(body, json!("Authorization header is expected"));
+    // A `grpc` rule takes every method: a server dispatches on the path alone.
+    let mut put = proxyless_request("/shop.v1.Orders/CancelOrder", &metadata(&reader), None);
+    put.attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap()
+        .method = "PUT".into();
+    assert_denied(&authz.check(put).await, 403, "insufficient_scope");
     // Methods only case tells apart, and paths outside the canonical grammar, are refused
     // (an escape of an unreserved character reads as the character, as for any path).
     for path in [

@@ -51,9 +51,9 @@ pub struct McpOperation<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyCheck {
     /// Checked against the headers when the proxy sends it; the headers decide otherwise.
-    #[default]
     WhenSent,
     /// Refused without it.
+    #[default]
     Required,
 }
 
@@ -98,15 +98,71 @@ fn named_by(method: &str) -> Option<&'static str> {
         .map(|(_, member)| *member)
 }
 
-/// Reads the operation of a POST to an MCP endpoint from its headers (every value of
-/// `Mcp-Method` and of `Mcp-Name`) and, when sent, its body.
+/// The headers of a POST to an MCP endpoint the operation is read from: every value of
+/// each.
+#[derive(Debug, Clone, Default)]
+pub struct McpHeaders<'a> {
+    pub methods: Vec<&'a [u8]>,
+    pub names: Vec<&'a [u8]>,
+    pub content_types: Vec<&'a [u8]>,
+    pub content_encodings: Vec<&'a [u8]>,
+    /// Envoy marked the body it sent as cut at its bound.
+    pub partial_body: bool,
+}
+
+/// `application/json`, alone or with `charset=utf-8` (any case, quoted or not): the one
+/// encoding the body is read in. Another charset (`utf-7`, which body-parser decodes)
+/// would let the server read other member names than these bytes spell.
+fn json_utf8(value: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let mut parts = text.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) => true,
+        (Some(param), None) => {
+            let Some((name, value)) = param.trim().split_once('=') else {
+                return false;
+            };
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            name.trim().eq_ignore_ascii_case("charset") && value.eq_ignore_ascii_case("utf-8")
+        }
+        _ => false,
+    }
+}
+
+/// Reads the operation of a POST to an MCP endpoint from its headers and, when sent, its
+/// body.
 pub fn read<'a>(
-    methods: &[&'a [u8]],
-    names: &[&'a [u8]],
+    headers: &McpHeaders<'a>,
     body: Option<&'a [u8]>,
-    partial_body: bool,
     settings: &McpSettings,
 ) -> Result<McpOperation<'a>, Ambiguity> {
+    let (methods, names) = (&headers.methods[..], &headers.names[..]);
+    match &headers.content_types[..] {
+        [one] if json_utf8(one) => {}
+        _ => {
+            return Err(refused(
+                "the content type is not one application/json in UTF-8",
+            ));
+        }
+    }
+    if !headers
+        .content_encodings
+        .iter()
+        .all(|e| e.eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(refused("the body has a content encoding"));
+    }
+    let partial_body = headers.partial_body;
     let method = match methods {
         [one] => std::str::from_utf8(one)
             .ok()
@@ -122,7 +178,7 @@ pub fn read<'a>(
     };
     let member = named_by(method);
     let name = match (member, names) {
-        (Some(_), [one]) => Some(header_name(one)?),
+        (Some(member), [one]) => Some(header_name(one, member == "uri")?),
         (Some(_), []) => return Err(refused("Mcp-Name is missing")),
         (None, []) => None,
         (None, _) => return Err(refused("Mcp-Name is sent for a method that names nothing")),
@@ -143,7 +199,38 @@ pub fn read<'a>(
 }
 
 /// `Mcp-Name`: printable ASCII without leading or trailing space, or the Base64 sentinel.
-fn header_name(value: &[u8]) -> Result<Cow<'_, str>, Ambiguity> {
+/// A resource URI must be in the one spelling servers resolve it to.
+fn header_name(value: &[u8], uri: bool) -> Result<Cow<'_, str>, Ambiguity> {
+    let name = plain_or_base64(value)?;
+    if uri && !canonical_uri(&name) {
+        return Err(refused(
+            "the resource URI is not in its one spelling (WHATWG-serialised, no dot segment, no escape of an unreserved character)",
+        ));
+    }
+    Ok(name)
+}
+
+/// Whether `uri` is a URL exactly as the WHATWG serialisation writes it (so `FILE:`,
+/// `file:/x`, `file://localhost/x` and `a/../b` are refused: servers resolve them to
+/// another name), without an escape of an unreserved character, `.` or `/`.
+fn canonical_uri(uri: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(uri) else {
+        return false;
+    };
+    if parsed.as_str() != uri {
+        return false;
+    }
+    let bytes = uri.as_bytes();
+    !bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    })
+}
+
+fn plain_or_base64(value: &[u8]) -> Result<Cow<'_, str>, Ambiguity> {
     let bad = || refused("Mcp-Name is not a plain or =?base64?...?= value");
     if value.is_empty() || value.len() > MAX_NAME {
         return Err(bad());
@@ -202,10 +289,32 @@ fn check_body(
         return Err(refused("the body is not one JSON-RPC object"));
     }
     // No repeated member anywhere, as for tokens.
-    if crate::claims::parse_object(body).is_none() {
+    let Some(object) = crate::claims::parse_object(body) else {
         return Err(refused(
             "the body is not one JSON object without repeated members",
         ));
+    };
+    // Nor two members that are one to a reader that ignores case (Go's encoding/json):
+    // `method` and `Method`, `name` and `NAME`, `params` and `paramſ`.
+    let folds_apart = |members: &serde_json::Map<String, serde_json::Value>| {
+        let mut folded: Vec<String> = members
+            .keys()
+            .map(|k| k.to_uppercase().to_lowercase())
+            .collect();
+        folded.sort();
+        folded.windows(2).all(|w| w[0] != w[1])
+    };
+    if !folds_apart(&object) {
+        return Err(refused("two members of the body differ only by case"));
+    }
+    match object.get("params") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(params)) if folds_apart(params) => {}
+        Some(_) => {
+            return Err(refused(
+                "the body's params are not one object whose members differ beyond case",
+            ));
+        }
     }
     let rpc: JsonRpc<'_> = serde_json::from_slice(body)
         .map_err(|_| refused("the body's method or name is missing, not a string, or escaped"))?;

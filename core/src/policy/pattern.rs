@@ -244,34 +244,37 @@ pub(super) fn glob(pattern: &str, text: &str, fold: bool) -> bool {
             a == b
         }
     };
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    if !pattern.contains('*') {
+    let Some((first, rest_pattern)) = pattern.split_once('*') else {
         return eq(pattern, text);
-    }
-    if text.len() < first.len()
-        || !text.is_char_boundary(first.len())
-        || !eq(&text[..first.len()], first)
-    {
+    };
+    // The literal before the first `*` starts the text, the one after the last ends it,
+    // and those between are found in order, each as early as it can be.
+    let (middle, last) = rest_pattern.rsplit_once('*').unwrap_or(("", rest_pattern));
+    let Some(rest) = text
+        .get(..first.len())
+        .filter(|head| eq(head, first))
+        .map(|_| &text[first.len()..])
+    else {
         return false;
-    }
-    let mut rest = &text[first.len()..];
-    let pieces: Vec<&str> = parts.collect();
-    let (last, middle) = pieces.split_last().unwrap_or((&"", &[]));
-    for piece in middle {
+    };
+    let Some(mut rest) = rest.len().checked_sub(last.len()).and_then(|cut| {
+        rest.get(cut..)
+            .filter(|tail| eq(tail, last))
+            .map(|_| &rest[..cut])
+    }) else {
+        return false;
+    };
+    for piece in middle.split('*').filter(|p| !p.is_empty()) {
         let found = (0..=rest.len().saturating_sub(piece.len())).find(|&i| {
-            rest.is_char_boundary(i)
-                && rest.is_char_boundary(i + piece.len())
-                && eq(&rest[i..i + piece.len()], piece)
+            rest.get(i..i + piece.len())
+                .is_some_and(|window| eq(window, piece))
         });
         match found {
             Some(i) => rest = &rest[i + piece.len()..],
             None => return false,
         }
     }
-    rest.len() >= last.len()
-        && rest.is_char_boundary(rest.len() - last.len())
-        && eq(&rest[rest.len() - last.len()..], last)
+    true
 }
 
 /// Whether two normal paths read alike to a server that ignores case beyond ASCII

@@ -440,6 +440,16 @@ impl Policy {
         if host.is_empty() && self.rules.iter().any(|r| r.host.is_some()) {
             return Requirement::ambiguous(Ambiguity::NoHost);
         }
+        // An endpoint in another case reads, to a server that ignores case (Express), as
+        // the endpoint: its operation would go unread.
+        if let Some(settings) = &self.mcp
+            && settings
+                .endpoints
+                .iter()
+                .any(|e| *e != *path && e.eq_ignore_ascii_case(&path))
+        {
+            return Requirement::ambiguous(Ambiguity::Case);
+        }
         let mcp = match &self.mcp {
             Some(settings)
                 if request.method.eq_ignore_ascii_case("POST")

@@ -13,15 +13,20 @@ fn read_with<'a>(
     names: &[&'a str],
     body: Option<&'a str>,
 ) -> Result<McpOperation<'a>, Ambiguity> {
-    let methods: Vec<&[u8]> = methods.iter().map(|m| m.as_bytes()).collect();
-    let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     read(
-        &methods,
-        &names,
+        &headers(methods, names),
         body.map(str::as_bytes),
-        false,
         &settings(BodyCheck::WhenSent),
     )
+}
+
+fn headers<'a>(methods: &[&'a str], names: &[&'a str]) -> McpHeaders<'a> {
+    McpHeaders {
+        methods: methods.iter().map(|m| m.as_bytes()).collect(),
+        names: names.iter().map(|n| n.as_bytes()).collect(),
+        content_types: vec![b"application/json"],
+        ..McpHeaders::default()
+    }
 }
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset","arguments":{"a":1}}}"#;
@@ -37,9 +42,9 @@ fn headers_and_body_name_one_operation() {
         None
     );
     let read_resource =
-        r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///a b"}}"#;
-    let op = read_with(&["resources/read"], &["file:///a b"], Some(read_resource)).unwrap();
-    assert_eq!(op.name.as_deref(), Some("file:///a b"));
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///a%20b"}}"#;
+    let op = read_with(&["resources/read"], &["file:///a%20b"], Some(read_resource)).unwrap();
+    assert_eq!(op.name.as_deref(), Some("file:///a%20b"));
     // Without a body the headers decide.
     assert!(read_with(&["tools/call"], &["admin_reset"], None).is_ok());
     // A non-ASCII name comes Base64-wrapped.
@@ -121,21 +126,19 @@ fn every_other_reading_is_refused() {
 
 #[test]
 fn a_cut_body_or_a_missing_required_one_is_refused() {
-    let methods: [&[u8]; 1] = [b"tools/call"];
-    let names: [&[u8]; 1] = [b"admin_reset"];
-    let partial = read(
-        &methods,
-        &names,
+    let partial = McpHeaders {
+        partial_body: true,
+        ..headers(&["tools/call"], &["admin_reset"])
+    };
+    let cut = read(
+        &partial,
         Some(CALL.as_bytes()),
-        true,
         &settings(BodyCheck::WhenSent),
     );
-    assert!(partial.is_err());
+    assert!(cut.is_err());
     let missing = read(
-        &methods,
-        &names,
+        &headers(&["tools/call"], &["admin_reset"]),
         None,
-        false,
         &settings(BodyCheck::Required),
     );
     assert!(missing.is_err());
@@ -161,4 +164,95 @@ fn rules_match_methods_and_names_by_pattern() {
     };
     assert!(any_tool.matches(&op("tools/list", None)));
     assert!(any_tool.matches(&op("tools/call", Some("x"))));
+}
+
+/// The body is read in one encoding: JSON in UTF-8, not compressed. `+AG0-ethod` is
+/// `method` to a server that decodes UTF-7.
+#[test]
+fn the_body_is_json_in_utf8_only() {
+    let smuggled = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","+AG0-ethod":"tools/call","params":{"name":"admin_reset"}}"#;
+    for (content_type, ok) in [
+        ("application/json", true),
+        ("application/json; charset=utf-8", true),
+        ("Application/JSON;charset=\"UTF-8\"", true),
+        ("application/json; charset=utf-7", false),
+        ("application/json; charset=utf-7-imap", false),
+        ("application/json; charset=utf-8; x=y", false),
+        ("text/plain", false),
+        ("application/json-patch+json", false),
+    ] {
+        let h = McpHeaders {
+            content_types: vec![content_type.as_bytes()],
+            ..headers(&["tools/list"], &[])
+        };
+        assert_eq!(
+            read(
+                &h,
+                Some(smuggled.as_bytes()),
+                &settings(BodyCheck::WhenSent)
+            )
+            .is_ok(),
+            ok,
+            "{content_type}"
+        );
+    }
+    let two = McpHeaders {
+        content_types: vec![b"application/json", b"application/json"],
+        ..headers(&["tools/list"], &[])
+    };
+    assert!(read(&two, None, &settings(BodyCheck::WhenSent)).is_err());
+    let gzip = McpHeaders {
+        content_encodings: vec![b"gzip"],
+        ..headers(&["tools/list"], &[])
+    };
+    assert!(read(&gzip, None, &settings(BodyCheck::WhenSent)).is_err());
+}
+
+/// Members a case-insensitive reader takes for one (Go's encoding/json), `params` that is
+/// not an object, and resource URIs outside their one spelling are refused.
+#[test]
+fn case_twins_and_uri_spellings_are_refused() {
+    for (method, names, body) in [
+        (
+            "tools/list",
+            &[][..],
+            r#"{"method":"tools/list","Method":"tools/call","params":{"name":"admin_reset"}}"#,
+        ),
+        (
+            "tools/call",
+            &["search"][..],
+            r#"{"method":"tools/call","params":{"name":"search","NAME":"admin_reset"}}"#,
+        ),
+        (
+            "tools/call",
+            &["search"][..],
+            r#"{"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"admin_reset"}}"#,
+        ),
+        (
+            "tools/call",
+            &["search"][..],
+            r#"{"method":"tools/call","params":["search"]}"#,
+        ),
+    ] {
+        assert!(read_with(&[method], names, Some(body)).is_err(), "{body}");
+    }
+    let read_uri = |uri: &str| {
+        let body = format!(r#"{{"method":"resources/read","params":{{"uri":"{uri}"}}}}"#);
+        read_with(&["resources/read"], &[uri], Some(&body)).map(|op| op.name.map(Cow::into_owned))
+    };
+    assert_eq!(
+        read_uri("file:///secrets/key"),
+        Ok(Some("file:///secrets/key".to_owned()))
+    );
+    for uri in [
+        "file:///public/../secrets/key",
+        "FILE:///secrets/key",
+        "file://localhost/secrets/key",
+        "file:/secrets/key",
+        "file:///%73ecrets/key",
+        "file:///secrets%2fkey",
+        "not a uri",
+    ] {
+        assert!(read_uri(uri).is_err(), "{uri}");
+    }
 }

@@ -3,6 +3,8 @@
 
 use super::*;
 
+use crate::policy::mcp::McpHeaders;
+
 impl Policy {
     /// The operation a POST to an MCP endpoint names, read one way or refused.
     pub(super) fn mcp_operation<'a>(
@@ -18,17 +20,17 @@ impl Policy {
                 .map(|(_, v)| *v)
                 .collect()
         };
-        // Envoy marks a body it cut at its bound (`allow_partial_message`).
-        let partial = request.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("x-envoy-auth-partial-body") && v.eq_ignore_ascii_case(b"true")
-        });
-        crate::policy::mcp::read(
-            &values("mcp-method"),
-            &values("mcp-name"),
-            request.body,
-            partial,
-            settings,
-        )
+        let headers = McpHeaders {
+            methods: values("mcp-method"),
+            names: values("mcp-name"),
+            content_types: values("content-type"),
+            content_encodings: values("content-encoding"),
+            // Envoy marks a body it cut at its bound (`allow_partial_message`).
+            partial_body: values("x-envoy-auth-partial-body")
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(b"true")),
+        };
+        crate::policy::mcp::read(&headers, request.body, settings)
     }
 
     /// The requirement of the rule that `method`, `host` and `path` select, refused when
