@@ -79,10 +79,10 @@ fn operations_table() -> Policy {
             scopes(scope),
         );
         rule.methods = vec!["POST".into()];
-        rule.mcp = Some(McpMatch {
+        rule.mcp = Some(Box::new(McpMatch {
             method: method.into(),
             name: tool.map(str::to_owned),
-        });
+        }));
         rule
     };
     let rules = vec![

@@ -215,10 +215,10 @@ pub(super) fn parse_routes(
             if methods.iter().any(|m| m != "POST") {
                 e.push(&field("methods"), "an `mcp` rule matches POST only");
             }
-            Some(McpMatch {
+            Some(Box::new(McpMatch {
                 method: m.method.clone(),
                 name: m.name.clone(),
-            })
+            }))
         });
         if route.mcp.is_some() {
             methods = vec!["POST".to_owned()];

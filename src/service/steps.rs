@@ -79,7 +79,7 @@ fn matcher(methods: &[String], host: Option<&HostPattern>, path: &PathPattern) -
         PathPattern::Any => "any path".to_owned(),
         PathPattern::Exact(p) => format!("path {p}"),
         PathPattern::Prefix(p) => format!("path_prefix {p}"),
-        PathPattern::Grpc { service, method } => format!("grpc {service}/{method}"),
+        PathPattern::Grpc(grpc) => format!("grpc {}/{}", grpc.service, grpc.method),
         PathPattern::Segments(segments) => {
             let text: Vec<&str> = segments
                 .iter()

@@ -86,8 +86,69 @@ impl McpMatch {
     }
 }
 
-fn refused(why: &'static str) -> Ambiguity {
+fn refused(why: McpRefusal) -> Ambiguity {
     Ambiguity::Mcp(why)
+}
+
+/// Why a POST to an MCP endpoint names no one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpRefusal {
+    MethodMissing,
+    MethodRepeated,
+    MethodNotName,
+    NameMissing,
+    NameRepeated,
+    NameUnexpected,
+    NameNotCanonical,
+    UriNotCanonical,
+    ContentType,
+    ContentEncoding,
+    BodyCut,
+    BodyMissing,
+    BodyTooLarge,
+    BodyNotObject,
+    BodyRepeatedMember,
+    BodyCaseTwins,
+    BodyParams,
+    BodyMembers,
+    MethodDiffers,
+    NameDiffers,
+}
+
+impl McpRefusal {
+    /// A short reason for the decision log.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            McpRefusal::MethodMissing => "Mcp-Method is missing",
+            McpRefusal::MethodRepeated => "Mcp-Method is sent more than once",
+            McpRefusal::MethodNotName => "Mcp-Method is not a method name",
+            McpRefusal::NameMissing => "Mcp-Name is missing",
+            McpRefusal::NameRepeated => "Mcp-Name is sent more than once",
+            McpRefusal::NameUnexpected => "Mcp-Name is sent for a method that names nothing",
+            McpRefusal::NameNotCanonical => "Mcp-Name is not a plain or =?base64?...?= value",
+            McpRefusal::UriNotCanonical => {
+                "the resource URI is not in its one spelling (WHATWG-serialised, no dot segment, no escape of an unreserved character)"
+            }
+            McpRefusal::ContentType => "the content type is not one application/json in UTF-8",
+            McpRefusal::ContentEncoding => "the body has a content encoding",
+            McpRefusal::BodyCut => "the body was cut short by the proxy",
+            McpRefusal::BodyMissing => "the body is required and was not sent",
+            McpRefusal::BodyTooLarge => "the body is larger than the bound",
+            McpRefusal::BodyNotObject => "the body is not one JSON-RPC object",
+            McpRefusal::BodyRepeatedMember => {
+                "the body is not one JSON object without repeated members"
+            }
+            McpRefusal::BodyCaseTwins => "two members of the body differ only by case",
+            McpRefusal::BodyParams => {
+                "the body's params are not one object whose members differ beyond case"
+            }
+            McpRefusal::BodyMembers => {
+                "the body's method or name is missing, not a string, or escaped"
+            }
+            McpRefusal::MethodDiffers => "Mcp-Method and the body's method differ",
+            McpRefusal::NameDiffers => "Mcp-Name and the body's name differ",
+        }
+    }
 }
 
 /// The member that names the operation of `method`, if it names one.
@@ -150,9 +211,7 @@ pub fn read<'a>(
     match &headers.content_types[..] {
         [one] if json_utf8(one) => {}
         _ => {
-            return Err(refused(
-                "the content type is not one application/json in UTF-8",
-            ));
+            return Err(refused(McpRefusal::ContentType));
         }
     }
     if !headers
@@ -160,7 +219,7 @@ pub fn read<'a>(
         .iter()
         .all(|e| e.eq_ignore_ascii_case(b"identity"))
     {
-        return Err(refused("the body has a content encoding"));
+        return Err(refused(McpRefusal::ContentEncoding));
     }
     let partial_body = headers.partial_body;
     let method = match methods {
@@ -172,26 +231,26 @@ pub fn read<'a>(
                     && m.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b))
             })
-            .ok_or(refused("Mcp-Method is not a method name"))?,
-        [] => return Err(refused("Mcp-Method is missing")),
-        _ => return Err(refused("Mcp-Method is sent more than once")),
+            .ok_or(refused(McpRefusal::MethodNotName))?,
+        [] => return Err(refused(McpRefusal::MethodMissing)),
+        _ => return Err(refused(McpRefusal::MethodRepeated)),
     };
     let member = named_by(method);
     let name = match (member, names) {
         (Some(member), [one]) => Some(header_name(one, member == "uri")?),
-        (Some(_), []) => return Err(refused("Mcp-Name is missing")),
+        (Some(_), []) => return Err(refused(McpRefusal::NameMissing)),
         (None, []) => None,
-        (None, _) => return Err(refused("Mcp-Name is sent for a method that names nothing")),
-        (Some(_), _) => return Err(refused("Mcp-Name is sent more than once")),
+        (None, _) => return Err(refused(McpRefusal::NameUnexpected)),
+        (Some(_), _) => return Err(refused(McpRefusal::NameRepeated)),
     };
     let op = McpOperation { method, name };
     if partial_body {
-        return Err(refused("the body was cut short by the proxy"));
+        return Err(refused(McpRefusal::BodyCut));
     }
     match body {
         Some(body) => check_body(body, &op, member, settings.max_body_bytes)?,
         None if settings.body == BodyCheck::Required => {
-            return Err(refused("the body is required and was not sent"));
+            return Err(refused(McpRefusal::BodyMissing));
         }
         None => {}
     }
@@ -203,9 +262,7 @@ pub fn read<'a>(
 fn header_name(value: &[u8], uri: bool) -> Result<Cow<'_, str>, Ambiguity> {
     let name = plain_or_base64(value)?;
     if uri && !canonical_uri(&name) {
-        return Err(refused(
-            "the resource URI is not in its one spelling (WHATWG-serialised, no dot segment, no escape of an unreserved character)",
-        ));
+        return Err(refused(McpRefusal::UriNotCanonical));
     }
     Ok(name)
 }
@@ -231,7 +288,7 @@ fn canonical_uri(uri: &str) -> bool {
 }
 
 fn plain_or_base64(value: &[u8]) -> Result<Cow<'_, str>, Ambiguity> {
-    let bad = || refused("Mcp-Name is not a plain or =?base64?...?= value");
+    let bad = || refused(McpRefusal::NameNotCanonical);
     if value.is_empty() || value.len() > MAX_NAME {
         return Err(bad());
     }
@@ -281,18 +338,16 @@ fn check_body(
     max: usize,
 ) -> Result<(), Ambiguity> {
     if body.len() > max {
-        return Err(refused("the body is larger than the bound"));
+        return Err(refused(McpRefusal::BodyTooLarge));
     }
     // One object: a batch (an array) names several operations, and a struct would also
     // read from an array.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(refused("the body is not one JSON-RPC object"));
+        return Err(refused(McpRefusal::BodyNotObject));
     }
     // No repeated member anywhere, as for tokens.
     let Some(object) = crate::claims::parse_object(body) else {
-        return Err(refused(
-            "the body is not one JSON object without repeated members",
-        ));
+        return Err(refused(McpRefusal::BodyRepeatedMember));
     };
     // Nor two members that are one to a reader that ignores case (Go's encoding/json):
     // `method` and `Method`, `name` and `NAME`, `params` and `paramſ`.
@@ -305,21 +360,19 @@ fn check_body(
         folded.windows(2).all(|w| w[0] != w[1])
     };
     if !folds_apart(&object) {
-        return Err(refused("two members of the body differ only by case"));
+        return Err(refused(McpRefusal::BodyCaseTwins));
     }
     match object.get("params") {
         None | Some(serde_json::Value::Null) => {}
         Some(serde_json::Value::Object(params)) if folds_apart(params) => {}
         Some(_) => {
-            return Err(refused(
-                "the body's params are not one object whose members differ beyond case",
-            ));
+            return Err(refused(McpRefusal::BodyParams));
         }
     }
-    let rpc: JsonRpc<'_> = serde_json::from_slice(body)
-        .map_err(|_| refused("the body's method or name is missing, not a string, or escaped"))?;
+    let rpc: JsonRpc<'_> =
+        serde_json::from_slice(body).map_err(|_| refused(McpRefusal::BodyMembers))?;
     if rpc.method != op.method {
-        return Err(refused("Mcp-Method and the body's method differ"));
+        return Err(refused(McpRefusal::MethodDiffers));
     }
     let named = match (member, &rpc.params) {
         (Some("name"), Some(params)) => params.name,
@@ -329,7 +382,7 @@ fn check_body(
     };
     match (named, &op.name) {
         (Some(named), Some(header)) if named == header.as_ref() => Ok(()),
-        _ => Err(refused("Mcp-Name and the body's name differ")),
+        _ => Err(refused(McpRefusal::NameDiffers)),
     }
 }
 

@@ -34,11 +34,15 @@ pub enum PathPattern {
     Segments(Vec<Segment>),
     /// A gRPC method, `/package.Service/Method` (gRPC over HTTP/2, "Path"): the service
     /// exactly, the method by a pattern where `*` stands for any run of name characters
-    /// (`Get*`, `*`).
-    Grpc {
-        service: String,
-        method: String,
-    },
+    /// (`Get*`, `*`). Boxed: most rules are paths, which stay small.
+    Grpc(Box<GrpcMethod>),
+}
+
+/// The service and method pattern of a [`PathPattern::Grpc`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcMethod {
+    pub service: String,
+    pub method: String,
 }
 
 impl HostPattern {
@@ -158,10 +162,10 @@ impl PathPattern {
         if !method_ok {
             return Err(form());
         }
-        Ok(PathPattern::Grpc {
+        Ok(PathPattern::Grpc(Box::new(GrpcMethod {
             service: service.to_owned(),
             method: method.to_owned(),
-        })
+        })))
     }
 
     /// Whether the pattern matches `path`, literals compared exactly.
@@ -211,7 +215,8 @@ impl PathPattern {
                 }
                 parts.next().is_none()
             }
-            PathPattern::Grpc { service, method } => {
+            PathPattern::Grpc(grpc) => {
+                let GrpcMethod { service, method } = grpc.as_ref();
                 let Some((s, m)) = path.strip_prefix('/').and_then(|rest| rest.split_once('/'))
                 else {
                     return false;
@@ -229,7 +234,7 @@ impl PathPattern {
             PathPattern::Segments(s) => s
                 .iter()
                 .any(|s| matches!(s, Segment::Literal(l) if upper(l))),
-            PathPattern::Grpc { service, method } => upper(service) || upper(method),
+            PathPattern::Grpc(grpc) => upper(&grpc.service) || upper(&grpc.method),
         }
     }
 }

@@ -95,7 +95,7 @@ pub enum Ambiguity {
     NoHost,
     /// A POST to an MCP endpoint whose operation cannot be read one way: its headers
     /// missing, repeated or not canonical, or its body disagreeing with them.
-    Mcp(&'static str),
+    Mcp(super::mcp::McpRefusal),
 }
 
 impl Ambiguity {
@@ -121,7 +121,7 @@ impl Ambiguity {
             Ambiguity::MethodOverride => "method override could select another rule",
             Ambiguity::Host => "host is not a plain name or address",
             Ambiguity::NoHost => "no host, and a rule is bound to one",
-            Ambiguity::Mcp(why) => why,
+            Ambiguity::Mcp(why) => why.reason(),
         }
     }
 }

@@ -120,8 +120,8 @@ pub struct Rule {
     /// `None` follows the policy's setting.
     pub path_utf8: Option<bool>,
     /// The MCP operation the rule is for; it then matches only POSTs to an MCP endpoint
-    /// that name one like it.
-    pub mcp: Option<McpMatch>,
+    /// that name one like it. Boxed: most rules have none.
+    pub mcp: Option<Box<McpMatch>>,
 }
 
 impl Rule {
@@ -276,17 +276,18 @@ impl Rule {
         fold: bool,
         mcp: Option<&McpOperation<'_>>,
     ) -> bool {
-        // invariant: a rule on MCP operations never matches a request that names none.
-        self.mcp
-            .as_ref()
-            .is_none_or(|m| mcp.is_some_and(|op| m.matches(op)))
-            && self.host.as_ref().is_none_or(|h| h.matches(host))
+        self.host.as_ref().is_none_or(|h| h.matches(host))
             && (self.methods.is_empty()
                 || self.methods.iter().any(|m| {
                     m.eq_ignore_ascii_case(method)
                         || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
                 }))
             && self.path.matches_with(path, fold)
+            // invariant: a rule on MCP operations never matches a request that names none.
+            && self
+                .mcp
+                .as_ref()
+                .is_none_or(|m| mcp.is_some_and(|op| m.matches(op)))
     }
 
     /// Whether CORS preflights for this rule pass without a token.
