@@ -212,7 +212,7 @@ routes:
     let errors = from(&[], yaml).unwrap_err().lines();
     assert_eq!(errors.len(), 5, "{errors:?}");
     assert!(errors[0].starts_with("routes[0].path: `api/x` must start with `/`"));
-    assert!(errors[1].starts_with("routes[1].path: give `path` or `path_prefix`"));
+    assert!(errors[1].starts_with("routes[1].path: give one of `path`, `path_prefix` and `grpc`"));
     assert!(errors[2].starts_with("routes[2].allow_anonymous:"));
     assert!(errors[3].starts_with("routes[3].scopes:"));
     assert!(errors[4].starts_with("routes[4].host:"));
