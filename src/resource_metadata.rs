@@ -7,6 +7,8 @@
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::policy::{HostPattern, PathGrammar, PathPattern};
+
 /// The metadata of one configuration: where it lives and what it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceMetadata {
@@ -97,6 +99,60 @@ impl ResourceMetadata {
     /// document.
     pub fn is_request(&self, method: &str, target: &str) -> bool {
         matches!(method, "GET" | "HEAD") && target.split(['?', '#']).next() == Some(&self.path)
+    }
+}
+
+/// One protected resource of a deployment: its document, which requests it is for, and
+/// the tokens it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    pub metadata: ResourceMetadata,
+    /// The host requests for it name; `None`: any.
+    pub host: Option<HostPattern>,
+    /// The paths it covers (segment-aware prefix, or any).
+    pub prefix: PathPattern,
+    /// Audiences its tokens must name one of (RFC 8707); empty: the route's or issuer's.
+    pub audiences: Vec<String>,
+    /// Issuers its tokens may come from; empty: every configured one.
+    pub issuers: Vec<String>,
+}
+
+/// Every protected resource, in the order configured: a request is for the first whose
+/// host and path prefix it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resources(pub Vec<ProtectedResource>);
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The resource whose document a request for `method` and `target` asks for.
+    pub fn document(&self, method: &str, target: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|r| r.metadata.is_request(method, target))
+    }
+
+    /// The resource a request for `host` and `path` (as sent) is for. One resource covers
+    /// every request; with several, the path is read in the policy's grammar, and a path
+    /// that does not read is for none.
+    pub fn for_request(&self, host: &str, path: &str, grammar: PathGrammar) -> Option<usize> {
+        match self.0.as_slice() {
+            [] => None,
+            [_] => Some(0),
+            many => {
+                let normal = grammar.normalize(path).ok()?;
+                let host = crate::policy::normalize_host(host).ok()?;
+                many.iter().position(|r| {
+                    r.host.as_ref().is_none_or(|h| h.matches(&host)) && r.prefix.matches(&normal)
+                })
+            }
+        }
+    }
+
+    pub fn get(&self, index: usize) -> Option<&ProtectedResource> {
+        self.0.get(index)
     }
 }
 

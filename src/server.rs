@@ -228,8 +228,9 @@ fn admin_endpoint(
     ready: bool,
     request: &http::request::Parts,
 ) -> httpd::HttpResponse {
-    if let Some(metadata) = service.resource_metadata()
-        && metadata.is_request(request.method.as_str(), request.uri.path())
+    if let Some(metadata) = service
+        .resource_metadata()
+        .find(|m| m.is_request(request.method.as_str(), request.uri.path()))
     {
         return httpd::respond(StatusCode::OK, "application/json", metadata.body.clone());
     }

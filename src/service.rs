@@ -121,7 +121,9 @@ enum Allowed {
     /// A CORS preflight let through without a token.
     Preflight,
     /// A request for the RFC 9728 metadata, answered by the service itself.
-    ResourceMetadata,
+    /// A request for the RFC 9728 metadata of resource `.0`, answered by the service
+    /// itself.
+    ResourceMetadata(usize),
 }
 
 impl AuthzService {
@@ -213,8 +215,8 @@ impl AuthzService {
     }
 
     /// The RFC 9728 metadata of this configuration, when it publishes one.
-    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
-        self.settings.resource_metadata.as_ref()
+    pub fn resource_metadata(&self) -> impl Iterator<Item = &ResourceMetadata> {
+        self.settings.resources.0.iter().map(|r| &r.metadata)
     }
 
     /// The settings this service decides with.
@@ -300,7 +302,7 @@ impl AuthzService {
     ) -> Verdict {
         if let Some(trace) = &mut fields.trace {
             let answer = match &outcome {
-                Ok(Allowed::ResourceMetadata) => "the RFC 9728 metadata document".to_owned(),
+                Ok(Allowed::ResourceMetadata(_)) => "the RFC 9728 metadata document".to_owned(),
                 Ok(_) => "allow".to_owned(),
                 Err(error) => format!(
                     "deny: {} {}",
@@ -311,12 +313,17 @@ impl AuthzService {
             trace.info(step::ANSWER, trace::label(step::ANSWER), answer);
         }
         let verdict = match &outcome {
-            Ok(Allowed::ResourceMetadata) => Verdict::ResourceMetadata,
+            Ok(Allowed::ResourceMetadata(index)) => Verdict::ResourceMetadata(*index),
             Ok(allowed) => Verdict::Allow(self.allow(allowed, request)),
             Err(error) => Verdict::Deny(Denial {
                 error: error.clone(),
                 dpop_request: self.settings.is_dpop_request(request),
                 grpc_request: request.is_grpc(),
+                resource: self.settings.resources.for_request(
+                    request.host,
+                    request.path,
+                    self.settings.policy.grammar(),
+                ),
             }),
         };
         let elapsed = started.elapsed();

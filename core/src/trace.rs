@@ -114,6 +114,7 @@ pub mod step {
     pub const INTROSPECTED_CLAIMS: &str = "introspected_claims";
     pub const CONFIRMATION: &str = "cnf";
     pub const REVOCATION: &str = "revocation";
+    pub const RESOURCE: &str = "protected_resource";
     pub const CERTIFICATE: &str = "certificate_binding";
     pub const DPOP: &str = "dpop_binding";
     pub const ROUTE_ISSUERS: &str = "route_issuers";
@@ -296,6 +297,7 @@ pub fn label(step: &'static str) -> &'static str {
         step::INTROSPECTED_CLAIMS => "introspection answer: iss, exp, nbf, aud",
         step::CONFIRMATION => "cnf (a supported confirmation method)",
         step::REVOCATION => "not revoked",
+        step::RESOURCE => "for the protected resource (its audiences and issuers)",
         step::CERTIFICATE => "certificate binding (RFC 8705)",
         step::DPOP => "DPoP proof (RFC 9449)",
         step::ROUTE_ISSUERS => "route issuers",

@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub dpop: Option<FileDpop>,
     /// RFC 9728 protected-resource metadata.
     pub protected_resource: Option<FileProtectedResource>,
+    /// Several RFC 9728 protected resources, each for its host and path prefix.
+    pub protected_resources: Option<Vec<FileProtectedResource>>,
     /// MCP endpoints: their POSTs name one operation, read one way.
     pub mcp: Option<FileMcp>,
     /// Revocations checked on every token.
@@ -99,6 +101,15 @@ pub struct FileProtectedResource {
     pub resource: String,
     pub resource_name: Option<String>,
     pub resource_documentation: Option<String>,
+    /// `protected_resources` only: the host its requests name (default any).
+    pub host: Option<String>,
+    /// `protected_resources` only: the paths it covers (default the resource URL's path).
+    pub path_prefix: Option<String>,
+    /// `protected_resources` only: the issuers of its tokens (default every one).
+    pub authorization_servers: Option<Vec<String>>,
+    /// `protected_resources` only: audiences its tokens must name one of (default the
+    /// resource URL).
+    pub audiences: Option<Vec<String>>,
 }
 
 /// One token source: exactly one of `header`, `cookie`, `query`; `scheme` with `header`.

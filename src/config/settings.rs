@@ -8,7 +8,10 @@ use super::values::parse_algorithms;
 use super::{Errors, ServeArgs, defaults, issuers, rules, token_sources, trimmed};
 use crate::binding::dpop::{DpopMode, DpopSettings};
 use crate::policy::{Action, Policy, ScopeRule};
-use crate::resource_metadata::{ResourceFacts, ResourceMetadata, parse_resource};
+use crate::policy::{HostPattern, PathPattern};
+use crate::resource_metadata::{
+    ProtectedResource, ResourceFacts, ResourceMetadata, Resources, parse_resource,
+};
 use crate::token_source::TokenSource;
 use crate::upstream::{IdentityHeader, UpstreamConfig};
 use crate::verify::IssuerConfig;
@@ -26,8 +29,9 @@ pub struct Settings {
     pub upstream: UpstreamConfig,
     /// How DPoP proofs are checked.
     pub dpop: DpopSettings,
-    /// RFC 9728 metadata, when a resource identifier is configured.
-    pub resource_metadata: Option<ResourceMetadata>,
+    /// The protected resources (RFC 9728), each with its metadata: none, the one of
+    /// `protected_resource`, or those of `protected_resources`.
+    pub resources: Resources,
 }
 
 /// The reloadable settings of `args` over `file`; `None` when one is bad (and recorded).
@@ -97,17 +101,54 @@ pub(super) fn parse(
         }
     }
     let dpop = dpop(e, &file.dpop.unwrap_or_default(), allow_http);
-    let resource_metadata = match (&file.protected_resource, &dpop) {
-        (Some(resource), Some(dpop)) => resource_metadata(
-            e,
-            resource,
-            allow_http,
-            &issuers,
-            &policy,
-            &token_sources,
-            dpop,
-        ),
-        _ => None,
+    let resources = match (&file.protected_resource, &file.protected_resources, &dpop) {
+        (Some(_), Some(_), _) => {
+            e.push(
+                "protected_resources",
+                "give `protected_resource` (one) or `protected_resources` (several), not both",
+            );
+            Resources::default()
+        }
+        (Some(resource), None, Some(dpop)) => {
+            if resource.host.is_some()
+                || resource.path_prefix.is_some()
+                || resource.authorization_servers.is_some()
+                || resource.audiences.is_some()
+            {
+                e.push(
+                    "protected_resource",
+                    "`host`, `path_prefix`, `authorization_servers` and `audiences` belong to entries of `protected_resources`",
+                );
+            }
+            let facts = MetadataFacts {
+                allow_http,
+                issuers: &issuers,
+                policy: &policy,
+                token_sources: &token_sources,
+                dpop,
+            };
+            match resource_metadata(e, "protected_resource", resource, &facts) {
+                Some(metadata) => Resources(vec![ProtectedResource {
+                    metadata,
+                    host: None,
+                    prefix: PathPattern::Any,
+                    audiences: Vec::new(),
+                    issuers: Vec::new(),
+                }]),
+                None => Resources::default(),
+            }
+        }
+        (None, Some(list), Some(dpop)) => {
+            let facts = MetadataFacts {
+                allow_http,
+                issuers: &issuers,
+                policy: &policy,
+                token_sources: &token_sources,
+                dpop,
+            };
+            protected_resources(e, list, &facts)
+        }
+        _ => Resources::default(),
     };
     Some(Settings {
         token_sources,
@@ -118,7 +159,7 @@ pub(super) fn parse(
         policy,
         upstream,
         dpop: dpop?,
-        resource_metadata,
+        resources,
     })
 }
 
@@ -164,19 +205,106 @@ fn dpop(e: &mut Errors, file: &FileDpop, allow_http: bool) -> Option<DpopSetting
     })
 }
 
+/// What a resource's document is built from besides its own entry.
+struct MetadataFacts<'a> {
+    allow_http: bool,
+    issuers: &'a [IssuerConfig],
+    policy: &'a Policy,
+    token_sources: &'a [TokenSource],
+    dpop: &'a DpopSettings,
+}
+
+/// Each entry of `protected_resources`: its document (its authorization servers only), the
+/// requests it is for (`host`, `path_prefix`, by default the resource URL's path) and the
+/// tokens it accepts (`audiences`, by default the resource URL itself; its issuers).
+fn protected_resources(
+    e: &mut Errors,
+    list: &[FileProtectedResource],
+    facts: &MetadataFacts<'_>,
+) -> Resources {
+    if list.is_empty() {
+        e.push("protected_resources", "at least one resource is required");
+    }
+    let mut resources = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let field = format!("protected_resources[{i}]");
+        let servers: Vec<String> = entry.authorization_servers.clone().unwrap_or_default();
+        for server in &servers {
+            if !facts.issuers.iter().any(|c| &c.issuer == server) {
+                e.push(
+                    &format!("{field}.authorization_servers"),
+                    format!(
+                        "`{}` is not a configured issuer",
+                        crate::fetch_url::redact_str(server)
+                    ),
+                );
+            }
+        }
+        let issuers: Vec<IssuerConfig> = facts
+            .issuers
+            .iter()
+            .filter(|c| servers.is_empty() || servers.contains(&c.issuer))
+            .cloned()
+            .collect();
+        let own = MetadataFacts {
+            issuers: &issuers,
+            ..*facts
+        };
+        let Some(metadata) = resource_metadata(e, &field, entry, &own) else {
+            continue;
+        };
+        let host = entry
+            .host
+            .as_deref()
+            .and_then(|h| e.check(&format!("{field}.host"), HostPattern::parse(h)));
+        let prefix_text = match &entry.path_prefix {
+            Some(prefix) => prefix.clone(),
+            None => url::Url::parse(entry.resource.trim())
+                .map(|u| u.path().to_owned())
+                .unwrap_or_else(|_| "/".to_owned()),
+        };
+        let prefix = if prefix_text.trim_end_matches('/').is_empty() {
+            Some(PathPattern::Any)
+        } else {
+            e.check(
+                &format!("{field}.path_prefix"),
+                PathPattern::parse_prefix(&prefix_text),
+            )
+        };
+        let audiences = entry
+            .audiences
+            .clone()
+            .unwrap_or_else(|| vec![entry.resource.trim().to_owned()]);
+        if let Some(prefix) = prefix {
+            resources.push(ProtectedResource {
+                metadata,
+                host,
+                prefix,
+                audiences,
+                issuers: servers,
+            });
+        }
+    }
+    Resources(resources)
+}
+
 /// RFC 9728 metadata from the resource identifier and what the rest of the configuration
 /// says (issuers, route scopes, token sources, DPoP).
 fn resource_metadata(
     e: &mut Errors,
+    field: &str,
     file: &FileProtectedResource,
-    allow_http: bool,
-    issuers: &[IssuerConfig],
-    policy: &Policy,
-    token_sources: &[TokenSource],
-    dpop: &DpopSettings,
+    facts: &MetadataFacts<'_>,
 ) -> Option<ResourceMetadata> {
+    let MetadataFacts {
+        allow_http,
+        issuers,
+        policy,
+        token_sources,
+        dpop,
+    } = *facts;
     let resource = e.check(
-        "protected_resource.resource",
+        &format!("{field}.resource"),
         parse_resource(file.resource.trim(), allow_http),
     )?;
     let scopes = policy

@@ -543,7 +543,7 @@ fn dpop_and_resource_metadata_defaults() {
             max_entries: 1_000_000
         }
     );
-    assert_eq!(config.settings.resource_metadata, None);
+    assert!(config.settings.resources.is_empty());
 }
 
 #[test]
@@ -595,7 +595,7 @@ routes:
         panic!("a token rule")
     };
     assert!(rule.dpop_required);
-    let metadata = config.settings.resource_metadata.unwrap();
+    let metadata = config.settings.resources.get(0).unwrap().metadata.clone();
     assert_eq!(metadata.path, "/.well-known/oauth-protected-resource/v1");
     let doc: serde_json::Value = serde_json::from_str(&metadata.body).unwrap();
     assert_eq!(doc["resource"], "https://api.example.com/v1");

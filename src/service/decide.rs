@@ -22,14 +22,16 @@ impl AuthzService {
         // Envoy sends the Check's answer as the response; the HTTP endpoint can only allow
         // or deny, so there the document comes from the admin port.
         if wire == Wire::Grpc
-            && let Some(metadata) = &self.settings.resource_metadata
-            && metadata.is_request(request.method, request.path)
+            && let Some(document) = self
+                .settings
+                .resources
+                .document(request.method, request.path)
         {
             log.rule = Some(RESOURCE_METADATA_RULE);
             if let Some(trace) = &mut log.trace {
                 trace.info(step::RULE, "rule", RESOURCE_METADATA_RULE.to_owned());
             }
-            return Ok(Allowed::ResourceMetadata);
+            return Ok(Allowed::ResourceMetadata(document));
         }
         let view = request_view(request);
         let requirement = self
@@ -216,10 +218,15 @@ impl AuthzService {
         };
         let Role::Deciding { context_scopes } = role else {
             self.check_route(&entry, rule, None)?;
+            self.check_resource(&entry, request)?;
             dpop_required?;
             return Ok(Allowed::Token(entry));
         };
         self.check_route(&entry, rule, Some(log))?;
+        let resource = self.check_resource(&entry, request);
+        if self.settings.resources.0.len() > 1 {
+            log.step(step::RESOURCE, resource, |()| String::new())?;
+        }
         if let Some(value) = context_scopes {
             let checked = ScopeRule::check_context_extension(value, entry.scopes());
             log.step(step::CONTEXT_SCOPES, checked, |()| {
@@ -258,6 +265,35 @@ impl AuthzService {
                 Err(AuthError::ReplayStoreUnavailable)
             }
         }
+    }
+
+    /// A token used on one of several protected resources is for that resource: one of its
+    /// audiences (RFC 8707), from one of its authorization servers. A request for none of
+    /// them is refused: its resource cannot be told.
+    pub(super) fn check_resource(
+        &self,
+        entry: &CachedToken,
+        request: &Inbound<'_>,
+    ) -> Result<(), AuthError> {
+        let resources = &self.settings.resources;
+        if resources.0.len() <= 1 {
+            return Ok(());
+        }
+        let index = resources
+            .for_request(request.host, request.path, self.settings.policy.grammar())
+            .ok_or(AuthError::AmbiguousRequest(
+                "the request is for no protected resource",
+            ))?;
+        let Some(resource) = resources.get(index) else {
+            return Ok(());
+        };
+        if !resource.issuers.is_empty() && !resource.issuers.iter().any(|i| i == entry.iss()) {
+            return Err(AuthError::WrongIssuer);
+        }
+        if !resource.audiences.is_empty() {
+            accept_audience(entry.audiences(), &resource.audiences)?;
+        }
+        Ok(())
     }
 
     /// Checks a verified token against the route it is used on, whether it verified now or

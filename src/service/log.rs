@@ -60,7 +60,7 @@ pub(super) fn log_decision(
                 latency_us
             );
         }
-        Ok(Allowed::ResourceMetadata) => {
+        Ok(Allowed::ResourceMetadata(_)) => {
             tracing::debug!(decision = "answer", method, path, rule, latency_us);
         }
         Ok(Allowed::Preflight) => {

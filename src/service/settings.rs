@@ -4,7 +4,7 @@ use crate::binding::dpop::{DpopMode, DpopSettings};
 use crate::config::Config;
 use crate::inbound::{Inbound, spelled_as};
 use crate::policy::Policy;
-use crate::resource_metadata::ResourceMetadata;
+use crate::resource_metadata::Resources;
 use crate::token_source::TokenSource;
 use crate::upstream::UpstreamConfig;
 use crate::verify::IssuerConfig;
@@ -35,7 +35,7 @@ pub struct CheckSettings {
     /// token is stripped): made once per allow, worked out once here.
     pub allow_room: (usize, usize),
     /// RFC 9728 metadata, served by the Check and named in challenges.
-    pub resource_metadata: Option<ResourceMetadata>,
+    pub resources: Resources,
     /// [`UpstreamConfig::dotted_spelling_keys`], worked out once.
     pub dotted_keys: Vec<String>,
 }
@@ -61,7 +61,7 @@ impl CheckSettings {
             dpop: config.settings.dpop.clone(),
             dpop_algs: dpop_accepted.then(|| config.settings.dpop.algs()),
             allow_room: allow_room(&config.settings.upstream),
-            resource_metadata: config.settings.resource_metadata.clone(),
+            resources: config.settings.resources.clone(),
             dotted_keys: {
                 let mut keys = config.settings.upstream.dotted_spelling_keys();
                 // An MCP operation's headers, where it is read.

@@ -21,9 +21,9 @@ pub enum Wire {
 pub enum Verdict {
     Allow(Allow),
     Deny(Denial),
-    /// The RFC 9728 metadata, which the service answers itself in place of the
-    /// upstream: sent by Envoy as a local reply.
-    ResourceMetadata,
+    /// The RFC 9728 metadata of resource `.0`, which the service answers itself in place
+    /// of the upstream: sent by Envoy as a local reply.
+    ResourceMetadata(usize),
 }
 
 /// An allowed request's changes upstream.
@@ -58,6 +58,8 @@ pub struct Denial {
     /// The request is a gRPC call (`content-type: application/grpc...`): the proxy turns
     /// the refusal into a gRPC status, whose message is the body.
     pub grpc_request: bool,
+    /// The protected resource the request is for, whose metadata the challenge names.
+    pub resource: Option<usize>,
 }
 
 impl AuthzService {
@@ -76,7 +78,7 @@ impl AuthzService {
                 upstream.mutations_into(|i| entry.header_value(i), entry.payload(), &mut allow);
                 allow.metadata = entry.metadata.as_deref().cloned();
             }
-            Allowed::Anonymous | Allowed::Preflight | Allowed::ResourceMetadata => {
+            Allowed::Anonymous | Allowed::Preflight | Allowed::ResourceMetadata(_) => {
                 upstream.anonymous_into(&mut allow);
             }
         }

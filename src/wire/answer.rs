@@ -38,7 +38,10 @@ pub fn denial(service: &AuthzService, denial: &Denial) -> Reply {
         realm: &settings.realm,
         dpop_algs: settings.dpop_algs.as_deref(),
         dpop_request: denial.dpop_request,
-        resource_metadata: settings.resource_metadata.as_ref().map(|m| m.url.as_str()),
+        resource_metadata: denial
+            .resource
+            .and_then(|i| settings.resources.get(i))
+            .map(|r| r.metadata.url.as_str()),
     };
     for challenge in error.www_authenticate(&to) {
         headers.push(("www-authenticate", challenge));
@@ -62,12 +65,12 @@ pub fn denial(service: &AuthzService, denial: &Denial) -> Reply {
 }
 
 /// The RFC 9728 document, as a `200` the proxy sends itself.
-pub fn resource_metadata(service: &AuthzService) -> Reply {
+pub fn resource_metadata(service: &AuthzService, index: usize) -> Reply {
     let body = service
         .settings()
-        .resource_metadata
-        .as_ref()
-        .map(|m| m.body.clone())
+        .resources
+        .get(index)
+        .map(|r| r.metadata.body.clone())
         .unwrap_or_default();
     Reply {
         http_status: 200,

@@ -222,7 +222,9 @@ pub fn response(service: &AuthzService, verdict: Verdict) -> HttpResponse {
             response
         }
         // Never produced for this endpoint, whose 200 means "allow": refused, to fail closed.
-        Verdict::ResourceMetadata => httpd::respond(StatusCode::FORBIDDEN, "application/json", ""),
+        Verdict::ResourceMetadata(_) => {
+            httpd::respond(StatusCode::FORBIDDEN, "application/json", "")
+        }
     }
 }
 

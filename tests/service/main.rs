@@ -15,5 +15,6 @@ mod mcp;
 mod metrics;
 mod proxyless;
 mod reload;
+mod resources;
 mod routes;
 mod ssf;

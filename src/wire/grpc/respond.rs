@@ -41,7 +41,7 @@ pub fn check_response(service: &AuthzService, verdict: Verdict) -> CheckResponse
             }
         }
         Verdict::Deny(denial) => reply(answer::denial(service, &denial)),
-        Verdict::ResourceMetadata => reply(answer::resource_metadata(service)),
+        Verdict::ResourceMetadata(index) => reply(answer::resource_metadata(service, index)),
     }
 }
 
