@@ -129,7 +129,7 @@ fn state() -> &'static State {
                 },
                 dpop_algs: Some("ES256 EdDSA RS256".into()),
                 allow_room: jwt_authz::service::allow_room(&UpstreamConfig::default()),
-                resource_metadata: None,
+                resources: Default::default(),
                 dotted_keys: UpstreamConfig::default().dotted_spelling_keys(),
             },
             Some(Arc::new(TokenCache::new(1024))),
