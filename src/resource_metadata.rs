@@ -118,41 +118,72 @@ pub struct ProtectedResource {
 }
 
 /// Every protected resource, in the order configured: a request is for the first whose
-/// host and path prefix it matches.
+/// host and path prefix it matches. `enforced` for `protected_resources` (each request
+/// must be for one, with a token for it); the one `protected_resource` covers every
+/// request and checks nothing more.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Resources(pub Vec<ProtectedResource>);
+pub struct Resources {
+    pub list: Vec<ProtectedResource>,
+    pub enforced: bool,
+}
 
 impl Resources {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
-    /// The resource whose document a request for `method` and `target` asks for.
-    pub fn document(&self, method: &str, target: &str) -> Option<usize> {
-        self.0
-            .iter()
-            .position(|r| r.metadata.is_request(method, target))
+    /// The resource whose document a request for `method`, `target` and `host` asks for:
+    /// of several, the one whose host the request names.
+    pub fn document(&self, method: &str, target: &str, host: &str) -> Option<usize> {
+        let host = crate::policy::normalize_host(host).ok();
+        self.list.iter().position(|r| {
+            r.metadata.is_request(method, target)
+                && (!self.enforced
+                    || r.host
+                        .as_ref()
+                        .is_none_or(|h| host.as_deref().is_some_and(|host| h.matches(host))))
+        })
     }
 
     /// The resource a request for `host` and `path` (as sent) is for. One resource covers
     /// every request; with several, the path is read in the policy's grammar, and a path
     /// that does not read is for none.
     pub fn for_request(&self, host: &str, path: &str, grammar: PathGrammar) -> Option<usize> {
-        match self.0.as_slice() {
-            [] => None,
-            [_] => Some(0),
-            many => {
-                let normal = grammar.normalize(path).ok()?;
-                let host = crate::policy::normalize_host(host).ok()?;
-                many.iter().position(|r| {
-                    r.host.as_ref().is_none_or(|h| h.matches(&host)) && r.prefix.matches(&normal)
-                })
-            }
+        if !self.enforced {
+            return (!self.list.is_empty()).then_some(0);
         }
+        let normal = grammar.normalize(path).ok()?;
+        let host = crate::policy::normalize_host(host).ok()?;
+        // No host: a resource bound to one could neither be chosen nor passed over.
+        if host.is_empty() && self.list.iter().any(|r| r.host.is_some()) {
+            return None;
+        }
+        let find = |path: &str, fold: bool| {
+            self.list.iter().position(|r| {
+                r.host.as_ref().is_none_or(|h| h.matches(&host))
+                    && if fold {
+                        r.prefix.matches_ignoring_case(path)
+                    } else {
+                        r.prefix.matches(path)
+                    }
+            })
+        };
+        let chosen = find(&normal, false);
+        // Every reading a server behind the proxy could make picks the same resource:
+        // the path with its escapes kept, and the path in any case.
+        let escaped = grammar.escaped_reading(path);
+        if escaped
+            .as_deref()
+            .is_some_and(|escaped| find(escaped, false) != chosen)
+            || find(&normal, true) != chosen
+        {
+            return None;
+        }
+        chosen
     }
 
     pub fn get(&self, index: usize) -> Option<&ProtectedResource> {
-        self.0.get(index)
+        self.list.get(index)
     }
 }
 

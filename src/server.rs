@@ -228,11 +228,21 @@ fn admin_endpoint(
     ready: bool,
     request: &http::request::Parts,
 ) -> httpd::HttpResponse {
-    if let Some(metadata) = service
-        .resource_metadata()
-        .find(|m| m.is_request(request.method.as_str(), request.uri.path()))
+    let host = request
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let resources = &service.settings().resources;
+    if let Some(resource) = resources
+        .document(request.method.as_str(), request.uri.path(), host)
+        .and_then(|i| resources.get(i))
     {
-        return httpd::respond(StatusCode::OK, "application/json", metadata.body.clone());
+        return httpd::respond(
+            StatusCode::OK,
+            "application/json",
+            resource.metadata.body.clone(),
+        );
     }
     match request.uri.path() {
         "/metrics" => httpd::respond(

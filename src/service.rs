@@ -216,7 +216,7 @@ impl AuthzService {
 
     /// The RFC 9728 metadata of this configuration, when it publishes one.
     pub fn resource_metadata(&self) -> impl Iterator<Item = &ResourceMetadata> {
-        self.settings.resources.0.iter().map(|r| &r.metadata)
+        self.settings.resources.list.iter().map(|r| &r.metadata)
     }
 
     /// The settings this service decides with.

@@ -128,13 +128,16 @@ pub(super) fn parse(
                 dpop,
             };
             match resource_metadata(e, "protected_resource", resource, &facts) {
-                Some(metadata) => Resources(vec![ProtectedResource {
-                    metadata,
-                    host: None,
-                    prefix: PathPattern::Any,
-                    audiences: Vec::new(),
-                    issuers: Vec::new(),
-                }]),
+                Some(metadata) => Resources {
+                    list: vec![ProtectedResource {
+                        metadata,
+                        host: None,
+                        prefix: PathPattern::Any,
+                        audiences: Vec::new(),
+                        issuers: Vec::new(),
+                    }],
+                    enforced: false,
+                },
                 None => Resources::default(),
             }
         }
@@ -253,10 +256,30 @@ fn protected_resources(
         let Some(metadata) = resource_metadata(e, &field, entry, &own) else {
             continue;
         };
+        // The host its requests name: by default the resource URL's (ports are not told
+        // apart, so two resources differing only by port are refused below).
+        let url_host = url::Url::parse(entry.resource.trim())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
         let host = entry
             .host
-            .as_deref()
-            .and_then(|h| e.check(&format!("{field}.host"), HostPattern::parse(h)));
+            .clone()
+            .or(url_host)
+            .and_then(|h| e.check(&format!("{field}.host"), HostPattern::parse(&h)));
+        for (name, list) in [
+            ("audiences", entry.audiences.as_ref()),
+            (
+                "authorization_servers",
+                entry.authorization_servers.as_ref(),
+            ),
+        ] {
+            if list.is_some_and(Vec::is_empty) {
+                e.push(
+                    &format!("{field}.{name}"),
+                    "must not be empty: leave it out for the default",
+                );
+            }
+        }
         let prefix_text = match &entry.path_prefix {
             Some(prefix) => prefix.clone(),
             None => url::Url::parse(entry.resource.trim())
@@ -275,6 +298,15 @@ fn protected_resources(
             .audiences
             .clone()
             .unwrap_or_else(|| vec![entry.resource.trim().to_owned()]);
+        if resources
+            .iter()
+            .any(|r: &ProtectedResource| r.host == host && r.metadata.path == metadata.path)
+        {
+            e.push(
+                &format!("{field}.resource"),
+                "another resource has the same host and document path: requests could not tell them apart",
+            );
+        }
         if let Some(prefix) = prefix {
             resources.push(ProtectedResource {
                 metadata,
@@ -285,7 +317,10 @@ fn protected_resources(
             });
         }
     }
-    Resources(resources)
+    Resources {
+        list: resources,
+        enforced: true,
+    }
 }
 
 /// RFC 9728 metadata from the resource identifier and what the rest of the configuration

@@ -22,10 +22,10 @@ impl AuthzService {
         // Envoy sends the Check's answer as the response; the HTTP endpoint can only allow
         // or deny, so there the document comes from the admin port.
         if wire == Wire::Grpc
-            && let Some(document) = self
-                .settings
-                .resources
-                .document(request.method, request.path)
+            && let Some(document) =
+                self.settings
+                    .resources
+                    .document(request.method, request.path, request.host)
         {
             log.rule = Some(RESOURCE_METADATA_RULE);
             if let Some(trace) = &mut log.trace {
@@ -224,7 +224,7 @@ impl AuthzService {
         };
         self.check_route(&entry, rule, Some(log))?;
         let resource = self.check_resource(&entry, request);
-        if self.settings.resources.0.len() > 1 {
+        if self.settings.resources.enforced {
             log.step(step::RESOURCE, resource, |()| String::new())?;
         }
         if let Some(value) = context_scopes {
@@ -276,7 +276,7 @@ impl AuthzService {
         request: &Inbound<'_>,
     ) -> Result<(), AuthError> {
         let resources = &self.settings.resources;
-        if resources.0.len() <= 1 {
+        if !resources.enforced {
             return Ok(());
         }
         let index = resources

@@ -164,3 +164,105 @@ fn resource_settings_are_checked() {
     .join("\n");
     assert!(errors.contains("protected_resources: give `protected_resource` (one) or `protected_resources` (several), not both"), "{errors}");
 }
+
+/// One entry is enforced as several are; the host defaults to the resource URL's; a
+/// request whose readings could pick two resources, or with no host where resources have
+/// one, is for none; each document is served on its own host.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_resource_is_enforced_and_its_readings_are_one() {
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let text = format!(
+        "issuers:\n  - {{issuer: \"{}\", audiences: [\"{MCP}\", \"{API}\"], jwks_uri: \"{}\"}}\n\
+         protected_resources:\n  - {{resource: \"{MCP}\"}}\n",
+        idp.issuer(),
+        idp.jwks_uri()
+    );
+    let config = TempFile::new("one-resource.yaml", text);
+    let authz = Authz::start(&["--config", config.as_str()]).await;
+    authz.wait_serving().await;
+    let for_mcp = token_for(&idp, MCP);
+    let for_api = token_for(&idp, API);
+    assert_allowed(
+        &authz
+            .check(at("a.example.com", "/mcp", Some(&for_mcp)))
+            .await,
+    );
+    // The audience of the one resource is enforced.
+    assert_denied(
+        &authz
+            .check(at("a.example.com", "/mcp", Some(&for_api)))
+            .await,
+        401,
+        "invalid_claims",
+    );
+    // Its host defaults to the URL's: another host is for no resource.
+    assert_denied(
+        &authz
+            .check(at("evil.example.com", "/mcp", Some(&for_mcp)))
+            .await,
+        403,
+        "access_denied",
+    );
+    assert_denied(
+        &authz.check(at("", "/mcp", Some(&for_mcp))).await,
+        403,
+        "access_denied",
+    );
+
+    // Two resources on one host, one inside the other's path: a spelling that one reading
+    // puts under /mcp and another not is for none.
+    let text = format!(
+        "issuers:\n  - {{issuer: \"{}\", audiences: [\"{MCP}\", \"https://a.example.com/\"], jwks_uri: \"{}\"}}\n\
+         protected_resources:\n  - {{resource: \"{MCP}\"}}\n  - {{resource: \"https://a.example.com/\"}}\n",
+        idp.issuer(),
+        idp.jwks_uri()
+    );
+    let config = TempFile::new("nested-resources.yaml", text);
+    let nested = Authz::start(&["--config", config.as_str()]).await;
+    nested.wait_serving().await;
+    let for_root = token_for(&idp, "https://a.example.com/");
+    assert_allowed(
+        &nested
+            .check(at("a.example.com", "/mcp", Some(&for_mcp)))
+            .await,
+    );
+    assert_allowed(
+        &nested
+            .check(at("a.example.com", "/other", Some(&for_root)))
+            .await,
+    );
+    for path in ["/MCP", "/%6dcp"] {
+        let response = nested
+            .check(at("a.example.com", path, Some(&for_root)))
+            .await;
+        assert!(!allows(&response), "{path} allowed");
+    }
+}
+
+/// Empty lists are refused (they would turn a check off), and two resources one request
+/// could not tell apart.
+#[test]
+fn resource_lists_are_refused_empty_and_twins_refused() {
+    let text = format!(
+        "issuers:\n  - {{issuer: \"https://idp.example/\", audiences: [\"{MCP}\"]}}\n\
+         protected_resources:\n  - {{resource: \"{MCP}\", audiences: []}}\n  - {{resource: \"https://a.example.com:8443/mcp\"}}\n"
+    );
+    let config = TempFile::new("resources-empty.yaml", text);
+    let errors = jwt_authz::config::Config::load(&jwt_authz::config::ServeArgs {
+        config: Some(config.path().to_owned()),
+        ..Default::default()
+    })
+    .expect_err("refused")
+    .lines()
+    .join("\n");
+    assert!(
+        errors.contains("protected_resources[0].audiences: must not be empty"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(
+            "protected_resources[1].resource: another resource has the same host and document path"
+        ),
+        "{errors}"
+    );
+}

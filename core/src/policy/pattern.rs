@@ -173,6 +173,11 @@ impl PathPattern {
         self.matches_with(path, false)
     }
 
+    /// Whether the pattern matches `path` read by a server that ignores case.
+    pub fn matches_ignoring_case(&self, path: &str) -> bool {
+        self.matches_with(path, true)
+    }
+
     /// Whether the pattern matches `path`; with `fold`, literals are compared
     /// case-insensitively (the reading of a server that ignores case).
     pub(super) fn matches_with(&self, path: &str, fold: bool) -> bool {
