@@ -8,6 +8,7 @@
 #   tests/oidc/node_modules  oidc-provider (the version pinned in tests/oidc/package.json,
 #                          exactly as in its package-lock.json), via npm ci; needs Node.js 20+
 #   /usr/bin/redis-server  Debian's redis-server (the replay store's tests), via apt-get
+#   /usr/bin/promtool      Debian's prometheus package (the rules in monitoring/), via apt-get
 #   openssl              the mTLS tests' certificates (Debian package), via apt-get
 # Only package registries are used. Fails loudly if anything cannot be installed.
 set -euo pipefail
@@ -129,6 +130,15 @@ fi
 (cd "$mcp" && node --input-type=module -e 'await import("@modelcontextprotocol/sdk/server/mcp.js"); await import("@modelcontextprotocol/sdk/client/index.js"); await import("express")') \
   || { echo "the MCP SDK does not load from $mcp/node_modules" >&2; exit 1; }
 echo "@modelcontextprotocol/sdk $(node -p 'require(process.argv[1]).version' "$mcp/node_modules/@modelcontextprotocol/sdk/package.json")" >&2
+
+# promtool checks and unit-tests the shipped Prometheus rules (monitoring/).
+if [ ! -x /usr/bin/promtool ]; then
+  echo "installing prometheus (Debian package) for promtool" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq prometheus >/dev/null
+fi
+/usr/bin/promtool --version 2>&1 | head -1 >&2
 
 if ! command -v php >/dev/null; then
   echo "installing php-cli (Debian package) for the PHP upstream" >&2

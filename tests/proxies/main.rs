@@ -14,6 +14,7 @@ mod grpc_services;
 mod grpcurl;
 mod http_endpoint;
 mod mcp;
+mod monitoring;
 mod mtls;
 mod proofs;
 mod signals;
