@@ -136,7 +136,7 @@ if [ ! -x /usr/bin/promtool ]; then
   echo "installing prometheus (Debian package) for promtool" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq prometheus >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 /usr/bin/promtool --version 2>&1 | head -1 >&2
 

@@ -90,3 +90,52 @@ async fn every_metric_the_rules_read_is_exposed() {
         );
     }
 }
+
+/// Every query of the shipped Grafana dashboard is valid PromQL for the real `promtool`,
+/// reads only recording rules `rules.yml` defines and metrics the service exposes.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_dashboard_query_is_valid_and_reads_what_exists() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap())
+            .unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(queries.len() >= 13, "{queries:?}");
+    // As recording rules, the queries are parsed and checked by promtool.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, query) in queries.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::to_string(query).unwrap()
+        ));
+    }
+    let file = TempFile::new("dashboard-rules.yml", rules);
+    let output = Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rules_text = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
+    for query in &queries {
+        for word in query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+            if word.starts_with("jwt_authz:") {
+                assert!(
+                    rules_text.contains(&format!("record: {word}")),
+                    "{word} is no recording rule of rules.yml"
+                );
+            }
+        }
+    }
+}
