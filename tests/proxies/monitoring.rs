@@ -139,3 +139,151 @@ async fn every_dashboard_query_is_valid_and_reads_what_exists() {
         }
     }
 }
+
+/// A real Prometheus scraping a running service with the shipped rules (evaluated every
+/// second here): every recording rule gives series, and a JWKS outage and a refused
+/// reload raise their alerts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_prometheus_evaluates_the_rules_on_the_service() {
+    let prometheus_bin = PathBuf::from("/usr/bin/prometheus");
+    assert!(
+        prometheus_bin.is_file(),
+        "/usr/bin/prometheus is missing: install Debian's prometheus package"
+    );
+    let idp = Idp::start(vec![key("rsa-1").jwk]).await;
+    let good = format!(
+        "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\njwks: {{refresh: 1s, cooldown: 1s, timeout: 1s}}\n",
+        idp.issuer(),
+        idp.jwks_uri()
+    );
+    let config = TempFile::new("prometheus-service.yaml", &good);
+    let authz = Authz::start(&[
+        "--config",
+        config.as_str(),
+        "--config-poll",
+        "200ms",
+        "--config-settle",
+        "200ms",
+    ])
+    .await;
+    authz.wait_serving().await;
+
+    let dir = std::env::temp_dir().join(format!(
+        "jwt-authz-prometheus-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/rules.yml"))
+            .unwrap()
+            .replace("interval: 30s", "interval: 1s");
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: jwt-authz\n    static_configs:\n      - targets: [\"{}\"]\n",
+            authz.admin
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut prometheus = Command::new(&prometheus_bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("start prometheus");
+    struct Stop(std::process::Child, PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let _ = prometheus.stdin.take();
+    let guard = Stop(prometheus, dir.clone());
+    let log = || std::fs::read_to_string(guard.1.join("prometheus.log")).unwrap_or_default();
+    let client = reqwest::Client::new();
+    let query = |expr: &str| {
+        let url = format!(
+            "http://127.0.0.1:{port}/api/v1/query?query={}",
+            url::form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()
+        );
+        let client = client.clone();
+        async move {
+            let response = client.get(url).send().await.ok()?;
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+            body["data"]["result"].as_array().cloned()
+        }
+    };
+
+    // Traffic: allows and denials.
+    let token = mint(&key("rsa-1"), &claims(&idp.issuer()));
+    for _ in 0..20 {
+        assert_allowed(&authz.check_token(&token).await);
+        assert_denied(
+            &authz.check(request(None, None)).await,
+            401,
+            "authorization_header_missing",
+        );
+    }
+    // Prometheus has the counters before they move: an increase needs a sample before it.
+    let started = std::time::Instant::now();
+    while query("jwt_authz_config_reloads_total{result=\"failure\"}")
+        .await
+        .is_none_or(|r| r.is_empty())
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "prometheus never scraped the service\n{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // A refused reload, and an identity provider that stops answering.
+    config.write("issuers: [not, a, list, of, issuers]\n");
+    idp.update(|s| s.status = 500);
+
+    let started = std::time::Instant::now();
+    let mut missing: Vec<&str> = Vec::new();
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        missing.clear();
+        for expr in [
+            "jwt_authz:decisions:rate5m{decision=\"deny\",code=\"authorization_header_missing\"}",
+            "jwt_authz:decisions:rate5m{decision=\"allow\",code=\"ok\"}",
+            "jwt_authz:deny_ratio:rate5m",
+            "jwt_authz:check_duration_seconds:p50",
+            "jwt_authz:check_duration_seconds:p99",
+            "jwt_authz:token_cache_hit_ratio:rate5m",
+            "jwt_authz:check_within_5ms_ratio:rate5m",
+            "ALERTS{alertname=\"JwtAuthzJwksFetchFailing\",alertstate=\"firing\"}",
+            "ALERTS{alertname=\"JwtAuthzConfigReloadFailed\",alertstate=\"firing\"}",
+        ] {
+            if query(expr).await.is_none_or(|r| r.is_empty()) {
+                missing.push(expr);
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (_, metrics) = scrape(&authz, "/metrics").await;
+    assert!(
+        missing.is_empty(),
+        "no series for {missing:?}\n{}\n{metrics}",
+        log()
+    );
+}
