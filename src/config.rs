@@ -153,6 +153,40 @@ fn under(field: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
+/// A secret given as `<name>_file` (its content, a trailing newline dropped) or
+/// `<name>_env` (an environment variable), exactly one of them; `None` when neither or
+/// both, or it cannot be read (recorded, with `why` saying why it is needed). The value is
+/// never part of an error.
+fn read_secret(
+    e: &mut Errors,
+    field: &str,
+    name: &str,
+    (file, env): (&Option<String>, &Option<String>),
+    why: &str,
+) -> Option<String> {
+    let key = |suffix: &str| format!("{field}{name}_{suffix}");
+    match (file, env) {
+        (Some(path), None) => e.check(
+            &key("file"),
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|err| format!("cannot read `{path}`: {}", err.kind())),
+        ),
+        (None, Some(variable)) => e.check(
+            &key("env"),
+            std::env::var(variable)
+                .map_err(|_| format!("the environment variable `{variable}` is not set")),
+        ),
+        _ => {
+            e.push(
+                &key("file"),
+                format!("exactly one of {name}_file and {name}_env is required{why}"),
+            );
+            None
+        }
+    }
+}
+
 fn pick(flag: &Option<String>, file: &Option<String>, default: &str) -> String {
     flag.clone()
         .or_else(|| file.clone())

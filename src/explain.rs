@@ -125,18 +125,9 @@ async fn verifier(
         };
         // An opaque token is explained as the service decides it: by asking the issuer's
         // introspection endpoint.
-        let introspector = match &issuer.introspection {
-            Some(introspection) => Some(
-                crate::introspection::Introspector::new(
-                    &issuer.issuer,
-                    &issuer.issuer_url,
-                    introspection,
-                    config.startup.jwks.insecure_allow_http,
-                )
-                .map_err(|e| named(&e))?,
-            ),
-            None => None,
-        };
+        let introspector = issuer
+            .introspector(config.startup.jwks.insecure_allow_http)
+            .map_err(|e| named(&e))?;
         issuers.push(Issuer {
             config: issuer.clone(),
             jwks,

@@ -96,6 +96,44 @@ pub(crate) async fn bounded_body(
     Ok(body)
 }
 
+/// The URL member `member` of `issuer`'s `/.well-known/<document>` (RFC 8414 placement),
+/// fetched with `client` (at most `max` bytes of a 200): the document must name `issuer`
+/// exactly, and the URL obey the scheme rule of configured URLs, never downgrade an https
+/// issuer to http, and carry no credentials.
+pub(crate) async fn discovered_url(
+    client: &reqwest::Client,
+    (issuer, issuer_url): (&str, &Url),
+    document: &str,
+    member: &str,
+    max: usize,
+    allow_http: bool,
+) -> Result<Url, String> {
+    let response = client
+        .get(crate::jwks::well_known(issuer_url, document))
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let body = bounded_body(response, max).await?;
+    let doc = crate::claims::parse_object(&body)
+        .ok_or_else(|| format!("{document} is not a JSON object"))?;
+    if doc.get("issuer").and_then(serde_json::Value::as_str) != Some(issuer) {
+        return Err(format!("{document} names another issuer"));
+    }
+    let url = doc
+        .get(member)
+        .and_then(serde_json::Value::as_str)
+        .and_then(|u| Url::parse(u).ok())
+        .ok_or_else(|| format!("{document} has no {member} URL"))?;
+    if issuer_url.scheme() == "https" && url.scheme() != "https" {
+        return Err(format!("{member} is not https"));
+    }
+    check_scheme(&url, allow_http)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{member} carries credentials"));
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,6 @@ use url::Url;
 
 use crate::claims::{self, Claims};
 use crate::error::AuthError;
-use crate::fetch_url::check_scheme;
 
 /// The largest introspection answer read.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -346,32 +345,15 @@ impl Introspector {
         if let Some(url) = &self.config.endpoint {
             return Ok(url.clone());
         }
-        let discovery = crate::jwks::well_known(&self.issuer_url, "openid-configuration");
-        let response = self
-            .client
-            .get(discovery)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let body = crate::fetch_url::bounded_body(response, MAX_DISCOVERY_BYTES).await?;
-        let doc =
-            claims::parse_object(&body).ok_or("the discovery document is not a JSON object")?;
-        if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err("the discovery document names another issuer".to_owned());
-        }
-        let url = doc
-            .get("introspection_endpoint")
-            .and_then(Value::as_str)
-            .and_then(|u| Url::parse(u).ok())
-            .ok_or("the discovery document has no introspection_endpoint URL")?;
-        if self.issuer_url.scheme() == "https" && url.scheme() != "https" {
-            return Err("introspection_endpoint is not https".to_owned());
-        }
-        check_scheme(&url, self.allow_http)?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("introspection_endpoint carries credentials".to_owned());
-        }
-        Ok(url)
+        crate::fetch_url::discovered_url(
+            &self.client,
+            (&self.issuer, &self.issuer_url),
+            "openid-configuration",
+            "introspection_endpoint",
+            MAX_DISCOVERY_BYTES,
+            self.allow_http,
+        )
+        .await
     }
 }
 

@@ -139,16 +139,16 @@ impl IssuerKeys {
                 });
             let introspector = match kept {
                 Some(kept) => kept,
-                None => Introspector::new(
-                    &issuer.issuer,
-                    &issuer.issuer_url,
-                    introspection,
-                    config.startup.jwks.insecure_allow_http,
-                )
-                .map_err(|error| KeysError {
-                    issuer: crate::fetch_url::redact_str(&issuer.issuer).to_string(),
-                    error,
-                })?,
+                None => match issuer.introspector(config.startup.jwks.insecure_allow_http) {
+                    Ok(Some(made)) => made,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        return Err(KeysError {
+                            issuer: crate::fetch_url::redact_str(&issuer.issuer).to_string(),
+                            error,
+                        });
+                    }
+                },
             };
             introspectors.insert(issuer.issuer.clone(), introspector);
         }

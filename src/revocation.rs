@@ -376,8 +376,15 @@ impl RevocationStore {
 
     /// How long a cut-off revocation made at `cutoff_ms` is kept.
     pub fn cutoff_expiry(&self, cutoff_ms: u64) -> u64 {
-        let lifetime =
-            u64::try_from(self.settings.max_token_lifetime.as_millis()).unwrap_or(u64::MAX);
+        self.settings.cutoff_expiry(cutoff_ms)
+    }
+}
+
+impl RevocationSettings {
+    /// Until when a cut-off revocation made at `cutoff_ms` is kept: no token it covers can
+    /// be valid after.
+    pub fn cutoff_expiry(&self, cutoff_ms: u64) -> u64 {
+        let lifetime = u64::try_from(self.max_token_lifetime.as_millis()).unwrap_or(u64::MAX);
         cutoff_ms.saturating_add(lifetime)
     }
 }

@@ -311,14 +311,8 @@ pub fn revocation_store(config: &Config) -> anyhow::Result<Option<Arc<Revocation
     let store = match &revocation.store {
         RevocationStoreConfig::Memory => RevocationStore::memory(revocation.settings.clone()),
         RevocationStoreConfig::Redis { url } => {
-            let shared = RedisRevocations::new(
-                url,
-                &revocation.key_prefix,
-                revocation.timeout,
-                revocation.max_lag,
-                revocation.settings.max_entries,
-            )
-            .map_err(|e| anyhow::anyhow!("revocation.store: {e}"))?;
+            let shared = RedisRevocations::new(url, revocation)
+                .map_err(|e| anyhow::anyhow!("revocation.store: {e}"))?;
             RevocationStore::redis(revocation.settings.clone(), shared)
         }
     };

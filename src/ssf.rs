@@ -300,32 +300,20 @@ impl Receiver {
 
     /// `jwks_uri` of the transmitter's `/.well-known/ssf-configuration`.
     async fn discover(&self, t: &TransmitterConfig) -> Result<url::Url, String> {
-        let url = crate::jwks::well_known(&t.issuer_url, "ssf-configuration");
         let client = reqwest::Client::builder()
             .timeout(self.jwks_settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
-        let response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let body = crate::fetch_url::bounded_body(response, self.jwks_settings.max_bytes).await?;
-        let doc = claims::parse_object(&body).ok_or("not a JSON object")?;
-        if doc.get("issuer").and_then(Value::as_str) != Some(t.issuer.as_str()) {
-            return Err("the document names another issuer".to_owned());
-        }
-        let uri = doc
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .and_then(|u| url::Url::parse(u).ok())
-            .ok_or("no jwks_uri URL")?;
-        crate::fetch_url::check_scheme(&uri, self.jwks_settings.insecure_allow_http)?;
-        if t.issuer_url.scheme() == "https" && uri.scheme() != "https" {
-            return Err("jwks_uri is not https".to_owned());
-        }
-        Ok(uri)
+        crate::fetch_url::discovered_url(
+            &client,
+            (&t.issuer, &t.issuer_url),
+            "ssf-configuration",
+            "jwks_uri",
+            self.jwks_settings.max_bytes,
+            self.jwks_settings.insecure_allow_http,
+        )
+        .await
     }
 
     /// Verifies `set` as `transmitter`'s: header, key, signature, then claims.

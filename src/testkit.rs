@@ -37,7 +37,7 @@ pub use dpop::{
     ProofKey, ath, certificate_thumbprint, jwk_thumbprint, proof_claims, proof_key, unique_jti,
 };
 pub use encoded::EncodedCheck;
-pub use harness::{Authz, config, scrape, wait_serving};
+pub use harness::{Authz, config, config_errors, scrape, wait_serving};
 pub use idp::{Idp, IdpState, StreamingServer};
 pub use keys::{FIXTURES, TestKey, fixed_verifier, fixture_jwks, key};
 pub use logs::{Captured, capture};

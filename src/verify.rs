@@ -62,6 +62,14 @@ impl IssuerConfig {
         JwksCache::with_fixed_keys(&self.issuer, &self.issuer_url, settings, keys)
     }
 
+    /// The introspection client of this issuer, when it introspects.
+    pub fn introspector(&self, allow_http: bool) -> Result<Option<Arc<Introspector>>, String> {
+        self.introspection
+            .as_ref()
+            .map(|x| Introspector::new(&self.issuer, &self.issuer_url, x, allow_http))
+            .transpose()
+    }
+
     fn leeway_millis(&self) -> u64 {
         u64::try_from(self.leeway.as_millis()).unwrap_or(u64::MAX)
     }

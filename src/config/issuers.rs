@@ -111,26 +111,13 @@ fn parse_introspection(
     if file.client_id.trim().is_empty() {
         e.push(&f("client_id"), "must not be empty");
     }
-    let secret = match (&file.client_secret_file, &file.client_secret_env) {
-        (Some(path), None) => e.check(
-            &f("client_secret_file"),
-            std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|err| format!("cannot read `{path}`: {}", err.kind())),
-        ),
-        (None, Some(name)) => e.check(
-            &f("client_secret_env"),
-            std::env::var(name)
-                .map_err(|_| format!("the environment variable `{name}` is not set")),
-        ),
-        _ => {
-            e.push(
-                &f("client_secret_file"),
-                "exactly one of client_secret_file and client_secret_env is required",
-            );
-            None
-        }
-    };
+    let secret = super::read_secret(
+        e,
+        &format!("{field}introspection."),
+        "client_secret",
+        (&file.client_secret_file, &file.client_secret_env),
+        "",
+    );
     let secret = secret.and_then(|s| {
         if s.is_empty() {
             e.push(&f("client_secret_file"), "the client secret is empty");

@@ -256,26 +256,13 @@ fn parse_transmitter(
     if t.audience.trim().is_empty() {
         e.push(&f("audience"), "must not be empty");
     }
-    let authorization = match (&t.authorization_file, &t.authorization_env) {
-        (Some(path), None) => e.check(
-            &f("authorization_file"),
-            std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|err| format!("cannot read `{path}`: {}", err.kind())),
-        ),
-        (None, Some(name)) => e.check(
-            &f("authorization_env"),
-            std::env::var(name)
-                .map_err(|_| format!("the environment variable `{name}` is not set")),
-        ),
-        _ => {
-            e.push(
-                &f("authorization_file"),
-                "exactly one of authorization_file and authorization_env is required: pushes must be authorised",
-            );
-            None
-        }
-    };
+    let authorization = super::read_secret(
+        e,
+        &format!("{field}."),
+        "authorization",
+        (&t.authorization_file, &t.authorization_env),
+        ": pushes must be authorised",
+    );
     let authorization = authorization.and_then(|value| {
         if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             e.push(

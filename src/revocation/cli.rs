@@ -2,7 +2,7 @@
 //! the configuration names.
 
 use super::redis::RedisRevocations;
-use super::{Kind, Revocation, RevocationStore};
+use super::{Kind, Revocation};
 use crate::config::{Config, RevocationStoreConfig, RevokeArgs, ServeArgs};
 
 /// Why the command failed.
@@ -38,14 +38,7 @@ async fn run_usage(args: &RevokeArgs) -> Result<String, Failure> {
                 .to_owned(),
         ));
     };
-    let store = RedisRevocations::new(
-        url,
-        &revocation.key_prefix,
-        revocation.timeout,
-        revocation.max_lag,
-        revocation.settings.max_entries,
-    )
-    .map_err(Usage)?;
+    let store = RedisRevocations::new(url, revocation).map_err(Usage)?;
     let now_ms = config.clock.now_millis();
     if args.list {
         let set = store
@@ -78,13 +71,12 @@ async fn run_usage(args: &RevokeArgs) -> Result<String, Failure> {
             crate::fetch_url::redact_str(&issuer)
         )));
     }
-    let shared = RevocationStore::with(revocation.settings.clone(), None);
     let r = Revocation {
         kind,
         issuer,
         value,
         cutoff_ms: now_ms,
-        expires_ms: shared.cutoff_expiry(now_ms),
+        expires_ms: revocation.settings.cutoff_expiry(now_ms),
     };
     let r = super::normalized(r);
     super::validate(&r).map_err(|e| Usage(e.to_string()))?;

@@ -115,14 +115,11 @@ struct Inner {
 }
 
 impl RedisRevocations {
-    /// A store at `url` (redis:// or rediss://) under `prefix`.
-    pub fn new(
-        url: &str,
-        prefix: &str,
-        timeout: Duration,
-        max_lag: Duration,
-        max_entries: usize,
-    ) -> Result<Self, String> {
+    /// The store at `url` (redis:// or rediss://) with the settings of `config`.
+    pub fn new(url: &str, config: &crate::config::RevocationConfig) -> Result<Self, String> {
+        let prefix = &config.key_prefix;
+        let (timeout, max_lag) = (config.timeout, config.max_lag);
+        let max_entries = config.settings.max_entries;
         let (client, description) = crate::replay::parse_redis_url(url)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))

@@ -45,6 +45,20 @@ pub fn config(flags: &[&str]) -> Config {
     Config::load(&args).unwrap()
 }
 
+/// Every problem `Config::load` reports for a configuration file of `text`, one a line;
+/// panics when the file is accepted.
+pub fn config_errors(text: &str) -> String {
+    let file = super::TempFile::new("refused.yaml", text);
+    let args = crate::config::ServeArgs {
+        config: Some(file.path().to_owned()),
+        ..Default::default()
+    };
+    Config::load(&args)
+        .expect_err("the configuration is refused")
+        .lines()
+        .join("\n")
+}
+
 impl Authz {
     /// Starts the server with `flags` and connects; does not wait for keys.
     pub async fn start(flags: &[&str]) -> Authz {

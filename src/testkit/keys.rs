@@ -85,15 +85,7 @@ pub fn fixture_jwks() -> Vec<u8> {
 pub fn fixed_verifier(issuer: &IssuerConfig, settings: &JwksSettings) -> Arc<Verifier> {
     let (keys, _) = KeySet::parse(&fixture_jwks()).expect("the fixture JWKS parses");
     let jwks = issuer.fixed_jwks_cache(settings, keys).expect("fixed keys");
-    let introspector = issuer.introspection.as_ref().map(|introspection| {
-        crate::introspection::Introspector::new(
-            &issuer.issuer,
-            &issuer.issuer_url,
-            introspection,
-            true,
-        )
-        .expect("an introspection client")
-    });
+    let introspector = issuer.introspector(true).expect("an introspection client");
     Arc::new(Verifier::new(vec![Issuer {
         config: issuer.clone(),
         jwks,

@@ -86,16 +86,6 @@ pub fn browser_request(path: &str, required_scopes: Option<&str>, shape: Shape) 
         headers,
         ..http_request(path, "https")
     };
-    let peer = |ip: &str, port: u32| Peer {
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: ip.into(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    };
     let mut request = wrap(
         http,
         required_scopes,
@@ -205,6 +195,20 @@ const BROWSER_HEADERS: &[(&str, &str)] = &[
     ("x-envoy-expected-rq-timeout-ms", "15000"),
 ];
 
+/// A peer at `ip:port`.
+fn peer(ip: &str, port: u32) -> Peer {
+    Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
 /// A Check as a proxyless gRPC server sends it (gRFC A92, "Communication With the
 /// ext_authz Server"): `source` (the peer's address, `principal` its first URI SAN, and
 /// `certificate` when given), `destination`, the RPC's start time, and `http` with only
@@ -215,16 +219,6 @@ pub fn proxyless_request(
     metadata: &[(&str, &str)],
     certificate: Option<&str>,
 ) -> CheckRequest {
-    let peer = |ip: &str, port: u32| Peer {
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: ip.into(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    };
     let http = HttpRequest {
         method: "POST".into(),
         header_map: Some(HeaderMap {

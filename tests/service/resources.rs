@@ -154,14 +154,7 @@ fn resource_settings_are_checked() {
          protected_resources:\n  - {{resource: \"{MCP}\", authorization_servers: [\"https://other.example/\"]}}\n\
          protected_resource: {{resource: \"{MCP}\"}}\n"
     );
-    let config = TempFile::new("resources-bad.yaml", text);
-    let errors = jwt_authz::config::Config::load(&jwt_authz::config::ServeArgs {
-        config: Some(config.path().to_owned()),
-        ..Default::default()
-    })
-    .expect_err("refused")
-    .lines()
-    .join("\n");
+    let errors = config_errors(&text);
     assert!(errors.contains("protected_resources: give `protected_resource` (one) or `protected_resources` (several), not both"), "{errors}");
 }
 
@@ -247,14 +240,7 @@ fn resource_lists_are_refused_empty_and_twins_refused() {
         "issuers:\n  - {{issuer: \"https://idp.example/\", audiences: [\"{MCP}\"]}}\n\
          protected_resources:\n  - {{resource: \"{MCP}\", audiences: []}}\n  - {{resource: \"https://a.example.com:8443/mcp\"}}\n"
     );
-    let config = TempFile::new("resources-empty.yaml", text);
-    let errors = jwt_authz::config::Config::load(&jwt_authz::config::ServeArgs {
-        config: Some(config.path().to_owned()),
-        ..Default::default()
-    })
-    .expect_err("refused")
-    .lines()
-    .join("\n");
+    let errors = config_errors(&text);
     assert!(
         errors.contains("protected_resources[0].audiences: must not be empty"),
         "{errors}"

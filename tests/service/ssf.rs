@@ -526,14 +526,7 @@ fn transmitter_settings_are_checked_against_the_issuers() {
          \x20   - {{issuer: \"https://tx2.example/\", audience: a, authorization_file: \"{auth}\", token_issuers: [\"https://idp.example/\"]}}\n",
         auth = auth.as_str(),
     );
-    let config = TempFile::new("ssf-bad.yaml", text);
-    let errors = jwt_authz::config::Config::load(&jwt_authz::config::ServeArgs {
-        config: Some(config.path().to_owned()),
-        ..Default::default()
-    })
-    .expect_err("refused")
-    .lines()
-    .join("\n");
+    let errors = config_errors(&text);
     assert!(
         errors.contains("ssf.transmitters[0].token_issuers: `https://elsewhere.example/` is not a configured issuer"),
         "{errors}"
