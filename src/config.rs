@@ -17,6 +17,7 @@ mod signals;
 pub mod source;
 mod startup;
 mod token_sources;
+mod traces;
 pub mod values;
 
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use file::FileConfig;
 pub use settings::Settings;
 pub use signals::{RevocationConfig, RevocationStoreConfig, SsfConfig, TransmitterConfig};
 pub use startup::{HttpLimits, LogFormat, ReplayStoreConfig, Startup, TokenCacheConfig};
+pub use traces::{BatchSettings, TraceSampler, TracesConfig};
 pub use values::{parse_algorithms, parse_duration};
 
 /// The whole, checked configuration of a running service: what is bound at start-up and

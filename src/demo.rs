@@ -90,6 +90,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     admin: args.envoy_admin_port,
                     authz: grpc_addr.port(),
                     upstream: upstream_addr.port(),
+                    // No collector runs in the demo: Envoy's spans are dropped.
+                    collector: EnvoyPorts::SHIPPED.collector,
                 };
                 envoy_child = Some(start_envoy(&binary, &args, ports, &scratch).await?);
                 listener_port = Some(ports.listener);

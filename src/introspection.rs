@@ -262,6 +262,12 @@ impl Introspector {
 
     /// One call to the endpoint, within the bound on calls at once and the timeout.
     async fn ask(&self, token: &str) -> Result<Answer, AuthError> {
+        let span = crate::otel::ClientSpan::start("introspection", || {
+            vec![opentelemetry::KeyValue::new(
+                "jwt_authz.issuer",
+                crate::fetch_url::redact_str(&self.issuer),
+            )]
+        });
         let asked = tokio::time::timeout(self.config.timeout, async {
             let _permit = self
                 .permits
@@ -280,6 +286,15 @@ impl Introspector {
             Err(_) => &self.stats.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let failed = asked.as_ref().err();
+        span.end(failed.map(|e| e as &dyn std::fmt::Display), || {
+            let result = match &asked {
+                Ok(Answer::Active(_)) => "active",
+                Ok(Answer::Inactive) => "inactive",
+                Err(_) => "failed",
+            };
+            vec![opentelemetry::KeyValue::new("jwt_authz.result", result)]
+        });
         if let Err(AuthError::IntrospectionUnavailable(why)) = &asked {
             tracing::warn!(issuer = %crate::fetch_url::redact_str(&self.issuer), reason = why, "introspection failed");
         }

@@ -5,9 +5,10 @@
 //! configured issuer), never from the request.
 
 use std::fmt::Write;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
+use opentelemetry::trace::{SpanId, TraceId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -28,10 +29,52 @@ const BUCKETS: [f64; 14] = [
     0.25, 1.0,
 ];
 
+/// The two expositions: Prometheus text 0.0.4, and OpenMetrics 1.0 (what Prometheus asks
+/// for first), which adds the latency histogram's exemplars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    Text,
+    OpenMetrics,
+}
+
+impl Exposition {
+    /// The exposition an HTTP `Accept` header asks for: OpenMetrics when it names it.
+    pub fn for_accept(accept: Option<&str>) -> Exposition {
+        match accept {
+            Some(a)
+                if a.to_ascii_lowercase()
+                    .contains("application/openmetrics-text") =>
+            {
+                Exposition::OpenMetrics
+            }
+            _ => Exposition::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The last sampled Check of a latency bucket: its trace, for the bucket's exemplar.
+#[derive(Debug, Clone, Copy)]
+struct Exemplar {
+    trace_id: TraceId,
+    span_id: SpanId,
+    seconds: f64,
+    /// Unix seconds.
+    at: f64,
+}
+
 /// The service's metrics.
 pub struct Metrics {
     decisions: [AtomicU64; DECISIONS],
     buckets: [AtomicU64; BUCKETS.len() + 1],
+    /// Per bucket, the last sampled Check's trace (written only with traces on).
+    exemplars: [Mutex<Option<Exemplar>>; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     /// The current issuers' key caches; replaced when the configuration is reloaded.
     caches: ArcSwap<Vec<Arc<JwksCache>>>,
@@ -61,6 +104,7 @@ impl Metrics {
         let metrics = Metrics {
             decisions: Default::default(),
             buckets: Default::default(),
+            exemplars: Default::default(),
             latency_sum_ns: AtomicU64::new(0),
             caches: ArcSwap::from_pointee(caches),
             token_cache,
@@ -124,7 +168,13 @@ impl Metrics {
     }
 
     /// Records one Check: its outcome (`None` for an allow) and how long it took.
-    pub fn record(&self, error: Option<&AuthError>, elapsed: Duration) {
+    /// `trace` is the Check's sampled span, kept as its bucket's exemplar.
+    pub fn record(
+        &self,
+        error: Option<&AuthError>,
+        elapsed: Duration,
+        trace: Option<(TraceId, SpanId)>,
+    ) {
         let index = error.map_or(0, |e| 1 + e.code().index());
         self.decisions[index].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
@@ -133,6 +183,19 @@ impl Metrics {
             .position(|b| secs <= *b)
             .unwrap_or(BUCKETS.len());
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        if let Some((trace_id, span_id)) = trace {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            *self.exemplars[bucket]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Exemplar {
+                trace_id,
+                span_id,
+                seconds: secs,
+                at,
+            });
+        }
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
     }
@@ -146,8 +209,8 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The exposition `format`.
+    pub fn render(&self, format: Exposition) -> String {
         let caches = self.caches.load();
         let mut out = String::with_capacity(4096);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -234,18 +297,30 @@ impl Metrics {
             "Time to answer a Check, in seconds.",
         );
         let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+        let bounds = BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_owned()]);
+        for (i, (bound, count)) in bounds.zip(&self.buckets).enumerate() {
             cumulative += load(count);
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "jwt_authz_check_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
+            if format == Exposition::OpenMetrics {
+                let exemplar = *self.exemplars[i]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(e) = exemplar {
+                    let _ = write!(
+                        out,
+                        " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {:.3}",
+                        e.trace_id, e.span_id, e.seconds, e.at
+                    );
+                }
+            }
+            out.push('\n');
         }
-        cumulative += load(&self.buckets[BUCKETS.len()]);
-        let _ = writeln!(
-            out,
-            "jwt_authz_check_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-        );
         let sum = load(&self.latency_sum_ns) as f64 / 1e9;
         let _ = writeln!(out, "jwt_authz_check_duration_seconds_sum {sum}");
         let _ = writeln!(out, "jwt_authz_check_duration_seconds_count {cumulative}");
@@ -352,7 +427,11 @@ impl Metrics {
                 );
             }
         }
-        out
+        render_traces(&mut out, crate::otel::export_counts());
+        match format {
+            Exposition::Text => out,
+            Exposition::OpenMetrics => openmetrics(&out),
+        }
     }
 }
 
@@ -436,6 +515,28 @@ fn render_revocations(out: &mut String, store: &RevocationStore) {
     );
 }
 
+/// The trace exporter: `(batches sent, batches failed, spans sent)`, 0 while traces are off.
+fn render_traces(out: &mut String, (ok, failed, spans): (u64, u64, u64)) {
+    header(
+        out,
+        "jwt_authz_trace_exports_total",
+        "counter",
+        "Span batches sent to the OTLP collector, by result (failed: not accepted, the spans are lost).",
+    );
+    let _ = writeln!(out, "jwt_authz_trace_exports_total{{result=\"ok\"}} {ok}");
+    let _ = writeln!(
+        out,
+        "jwt_authz_trace_exports_total{{result=\"failed\"}} {failed}"
+    );
+    header(
+        out,
+        "jwt_authz_trace_spans_exported_total",
+        "counter",
+        "Spans the OTLP collector accepted.",
+    );
+    let _ = writeln!(out, "jwt_authz_trace_spans_exported_total {spans}");
+}
+
 /// The DPoP replay store: whether it answers, what its operations gave, its size.
 fn render_replay(out: &mut String, replay: &ReplayStore) {
     let stats = replay.stats();
@@ -497,6 +598,37 @@ fn render_replay(out: &mut String, replay: &ReplayStore) {
         "jwt_authz_dpop_replay_store_entries{{store=\"{store}\"}} {}",
         stats.entries
     );
+}
+
+/// The text exposition `text` as OpenMetrics: a counter family is named without its
+/// `_total` (its samples keep it), and the exposition ends with `# EOF`. Every counter
+/// here is named `..._total` (a unit test checks it).
+fn openmetrics(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let family = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let name = rest.split(' ').next()?;
+            counters
+                .contains(&name)
+                .then_some((*p, name, &rest[name.len()..]))
+        });
+        match family {
+            Some((prefix, name, rest)) => {
+                out.push_str(prefix);
+                out.push_str(name.strip_suffix("_total").unwrap_or(name));
+                out.push_str(rest);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -13,7 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use http::StatusCode;
 
 use crate::config::{Config, ReplayStoreConfig, RevocationStoreConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics};
 use crate::readiness::Readiness;
 use crate::reload::{IssuerKeys, LiveAuthz, Reloader};
 use crate::replay::ReplayStore;
@@ -60,7 +60,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http,
         ssf,
     };
-    serve_all(config, listeners, shutdown).await
+    let exporter = match &config.startup.tracing {
+        Some(traces) => Some(crate::otel::start(traces).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let served = serve_all(config, listeners, shutdown).await;
+    if let Some(exporter) = exporter {
+        exporter.shutdown().await;
+    }
+    served
 }
 
 /// The sockets a service answers on, bound before it starts.
@@ -245,11 +253,19 @@ fn admin_endpoint(
         );
     }
     match request.uri.path() {
-        "/metrics" => httpd::respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
+        "/metrics" => {
+            let format = Exposition::for_accept(
+                request
+                    .headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|h| h.to_str().ok()),
+            );
+            httpd::respond(
+                StatusCode::OK,
+                format.content_type(),
+                metrics.render(format),
+            )
+        }
         "/healthz" => httpd::respond(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" if ready => httpd::respond(StatusCode::OK, "text/plain", "ready\n"),
         "/readyz" => httpd::respond(

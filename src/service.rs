@@ -30,6 +30,7 @@ use crate::deny_log::DenyLog;
 use crate::error::AuthError;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
+use crate::otel::{CheckSpan, Decided};
 use crate::replay::ReplayStore;
 use crate::resource_metadata::ResourceMetadata;
 use crate::revocation::RevocationStore;
@@ -258,11 +259,19 @@ impl AuthzService {
 
     /// The decision for `request`, from whichever wire: decided, counted and logged once.
     /// Both adapters call this, so gRPC and HTTP answer alike.
-    pub async fn authorize(&self, request: &Inbound<'_>, wire: Wire) -> Verdict {
+    /// `call` is the call's own headers (gRPC metadata, the HTTP endpoint's request), which
+    /// may carry the caller's trace context ([`crate::otel`]).
+    pub async fn authorize(
+        &self,
+        request: &Inbound<'_>,
+        wire: Wire,
+        call: Option<&http::HeaderMap>,
+    ) -> Verdict {
+        let span = CheckSpan::start(wire, call, request);
         let started = Instant::now();
         let mut fields = LogFields::default();
-        let outcome = self.decide(request, wire, &mut fields).await;
-        self.finish(request, outcome, &mut fields, started)
+        let outcome = span.run(self.decide(request, wire, &mut fields)).await;
+        self.finish(request, outcome, &mut fields, started, &span)
     }
 
     /// [`AuthzService::authorize`], recording each step of the decision (`explain`).
@@ -273,7 +282,7 @@ impl AuthzService {
             ..LogFields::default()
         };
         let outcome = self.decide(request, wire, &mut fields).await;
-        let verdict = self.finish(request, outcome, &mut fields, started);
+        let verdict = self.finish(request, outcome, &mut fields, started, &CheckSpan::off());
         let mut trace = fields.trace.map(|t| *t).unwrap_or_default();
         trace.close();
         (verdict, trace)
@@ -281,7 +290,13 @@ impl AuthzService {
 
     /// Refuses `request` before any rule is read (the HTTP endpoint's forwarded headers
     /// were missing or contradictory): counted and logged like any decision.
-    pub fn refuse(&self, request: &Inbound<'_>, error: AuthError) -> Verdict {
+    pub fn refuse(
+        &self,
+        request: &Inbound<'_>,
+        error: AuthError,
+        call: Option<&http::HeaderMap>,
+    ) -> Verdict {
+        let span = CheckSpan::start(Wire::Http, call, request);
         self.finish(
             request,
             Err(error),
@@ -290,6 +305,7 @@ impl AuthzService {
                 ..LogFields::default()
             },
             Instant::now(),
+            &span,
         )
     }
 
@@ -299,6 +315,7 @@ impl AuthzService {
         outcome: Result<Allowed, AuthError>,
         fields: &mut LogFields<'_>,
         started: Instant,
+        span: &CheckSpan,
     ) -> Verdict {
         if let Some(trace) = &mut fields.trace {
             let answer = match &outcome {
@@ -327,8 +344,37 @@ impl AuthzService {
             }),
         };
         let elapsed = started.elapsed();
-        self.metrics.record(outcome.as_ref().err(), elapsed);
-        log_decision(request, &outcome, fields, elapsed, &self.deny_log);
+        self.metrics
+            .record(outcome.as_ref().err(), elapsed, span.sampled_ids());
+        span.end(|| Decided {
+            decision: match &outcome {
+                Ok(Allowed::ResourceMetadata(_)) => "answer",
+                Ok(_) => "allow",
+                Err(_) => "deny",
+            },
+            code: outcome.as_ref().err().map(|e| e.code().as_str()),
+            status: outcome
+                .as_ref()
+                .err()
+                .map_or(200, |e| e.code().http_status()),
+            step: fields.at,
+            rule: fields.rule.unwrap_or(log::DEFAULT_RULE),
+            // The issuer's label, as its metrics name it (redacted once, at start-up).
+            issuer: fields
+                .entry
+                .as_ref()
+                .and_then(|e| self.verifier.issuer(e.iss()))
+                .map(|issuer| issuer.jwks.label()),
+            method: request.method,
+        });
+        log_decision(
+            request,
+            &outcome,
+            fields,
+            elapsed,
+            &self.deny_log,
+            span.ids(),
+        );
         verdict
     }
 }

@@ -60,7 +60,7 @@ impl Steps<'_> {
 
     fn bytes_check(&self, request: &Bytes) -> CheckResponse {
         self.rt
-            .block_on(self.service.check_encoded(request))
+            .block_on(self.service.check_encoded(request, None))
             .expect("Check answers")
     }
 
@@ -270,14 +270,16 @@ fn cache_bytes(rt: &tokio::runtime::Runtime) {
                 let region = Region::new(GLOBAL);
                 for request in &requests {
                     let response = rt
-                        .block_on(service.check_encoded(request))
+                        .block_on(service.check_encoded(request, None))
                         .expect("Check answers");
                     assert!(allows(&response));
                 }
                 let stats = region.change();
                 heap[i] = stats.bytes_allocated as f64 - stats.bytes_deallocated as f64
                     + stats.bytes_reallocated as f64;
-                let metrics = service.metrics().render();
+                let metrics = service
+                    .metrics()
+                    .render(jwt_authz::metrics::Exposition::Text);
                 let gauge = |name: &str| {
                     metrics
                         .lines()

@@ -66,12 +66,12 @@ fn check(c: &mut Criterion) {
     let service = AuthzService::from_config(&config, std::sync::Arc::clone(&verifier), replay);
     let encoded = common::encoded_request(&token, Shape::Full);
     let first = rt
-        .block_on(service.check_encoded(&encoded))
+        .block_on(service.check_encoded(&encoded, None))
         .expect("Check answers");
     assert!(allows(&first), "rs256_cache_off_encoded");
     group.bench_function("rs256_cache_off_encoded", |b| {
         b.iter(|| {
-            rt.block_on(service.check_encoded(black_box(&encoded)))
+            rt.block_on(service.check_encoded(black_box(&encoded), None))
                 .map(|r| allows(&r))
         })
     });
@@ -140,7 +140,7 @@ fn envoy_request(c: &mut Criterion) {
         assert!(allows(&prost()), "{name}: allowed, and now cached");
         println!("envoy_request/{name}: {} bytes", request.len());
         let lean = || {
-            rt.block_on(service.check_encoded(&request))
+            rt.block_on(service.check_encoded(&request, None))
                 .expect("Check answers")
         };
         assert_eq!(lean(), prost(), "{name}: the same answer both ways");

@@ -62,6 +62,22 @@ pub struct FileConfig {
     pub revocation: Option<FileRevocation>,
     /// The OpenID Shared Signals receiver.
     pub ssf: Option<FileSsf>,
+    /// OpenTelemetry traces over OTLP/gRPC; off without this block.
+    pub tracing: Option<FileTracing>,
+}
+
+/// Traces (`tracing`): where spans go and which are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTracing {
+    /// The OTLP/gRPC collector, `http://host:4317`.
+    pub endpoint: Option<String>,
+    /// Of the requests that arrive without a sampled trace, the share traced.
+    pub sampling_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    /// How long one export may take.
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -111,6 +111,8 @@ pub struct Startup {
     pub revocation: Option<RevocationConfig>,
     /// The Shared Signals receiver; `None` when there is no `ssf` block.
     pub ssf: Option<SsfConfig>,
+    /// Traces; `None` when off.
+    pub tracing: Option<super::TracesConfig>,
 }
 
 impl Startup {
@@ -133,6 +135,7 @@ impl Startup {
             replay_max_per_key,
             revocation,
             ssf,
+            tracing,
         } = self;
         let mut changed = Vec::new();
         let mut differs = |same: bool, name| {
@@ -158,6 +161,7 @@ impl Startup {
         );
         differs(*revocation == new.revocation, "revocation");
         differs(*ssf == new.ssf, "ssf");
+        differs(*tracing == new.tracing, "tracing");
         changed
     }
 }
@@ -263,6 +267,7 @@ pub(super) fn parse(
         revocation.as_ref().and_then(Option::as_ref),
         allow_http,
     );
+    let tracing = super::traces::parse(e, file.tracing.as_ref(), &|name| std::env::var(name).ok());
     Some(Startup {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -286,6 +291,7 @@ pub(super) fn parse(
         replay_max_per_key,
         revocation: revocation?,
         ssf: ssf?,
+        tracing: tracing?,
     })
 }
 

@@ -10,6 +10,8 @@ pub struct EnvoyPorts {
     pub admin: u16,
     pub authz: u16,
     pub upstream: u16,
+    /// The OTLP collector Envoy sends its spans to.
+    pub collector: u16,
 }
 
 impl EnvoyPorts {
@@ -19,6 +21,7 @@ impl EnvoyPorts {
         admin: 9901,
         authz: 9191,
         upstream: 8000,
+        collector: 4317,
     };
 }
 
@@ -32,6 +35,7 @@ pub fn bootstrap_with_ports(text: &str, ports: EnvoyPorts) -> Result<String, Str
         (shipped.admin, ports.admin),
         (shipped.authz, ports.authz),
         (shipped.upstream, ports.upstream),
+        (shipped.collector, ports.collector),
     ] {
         let needle = format!("port_value: {from} ");
         let count = out.matches(&needle).count();
@@ -84,9 +88,10 @@ mod tests {
             admin: 19901,
             authz: 19191,
             upstream: 18000,
+            collector: 14317,
         };
         let out = bootstrap_with_ports(text, ports).unwrap();
-        for port in [18080, 19901, 19191, 18000] {
+        for port in [18080, 19901, 19191, 18000, 14317] {
             assert_eq!(out.matches(&format!("port_value: {port} ")).count(), 1);
         }
         assert!(!out.contains("0.0.0.0"));

@@ -257,11 +257,12 @@ impl JwksCache {
         refetch.inflight = Some(done.clone());
         let cache = Arc::clone(self);
         // The fetch belongs to this task, not to any Check: no caller can cancel it.
-        tokio::spawn(async move {
+        // Its span is a child of the Check that started it.
+        tokio::spawn(crate::otel::in_current_context(async move {
             cache.refetch_unknown_kid(seen).await;
             lock(&cache.refetch).inflight = None;
             finished.send_replace(true);
-        });
+        }));
         Some(done)
     }
 
@@ -298,7 +299,25 @@ impl JwksCache {
 
     async fn fetch_locked(&self, state: &mut FetchState) -> Result<usize, JwksError> {
         lock(&self.refetch).last_started = Some(Instant::now());
-        match self.download(state).await {
+        let span = crate::otel::ClientSpan::start("jwks.fetch", || {
+            vec![opentelemetry::KeyValue::new(
+                "jwt_authz.issuer",
+                self.label.to_string(),
+            )]
+        });
+        let downloaded = self.download(state).await;
+        let failed = downloaded.as_ref().err();
+        span.end(
+            failed.map(|e| e as &dyn std::fmt::Display),
+            || match &downloaded {
+                Ok((set, _)) => vec![opentelemetry::KeyValue::new(
+                    "jwt_authz.keys",
+                    set.len() as i64,
+                )],
+                Err(_) => Vec::new(),
+            },
+        );
+        match downloaded {
             Ok((set, skipped)) => {
                 for reason in skipped {
                     tracing::warn!(issuer = %self.label, "JWKS key skipped: {reason}");

@@ -146,6 +146,28 @@ impl RedisStore {
     }
 
     pub(super) async fn first_use(&self, key: &[u8; 32], ttl_ms: u64) -> Result<bool, ReplayError> {
+        use opentelemetry::KeyValue;
+        let span = crate::otel::ClientSpan::start("redis SET", || {
+            vec![
+                KeyValue::new("db.system.name", "redis"),
+                KeyValue::new("db.operation.name", "SET"),
+                KeyValue::new("jwt_authz.store", "dpop_replay"),
+            ]
+        });
+        let result = self.first_use_once(key, ttl_ms).await;
+        let failed = result.as_ref().err();
+        span.end(failed.map(|e| e as &dyn std::fmt::Display), || {
+            let seen = match &result {
+                Ok(true) => "first_use",
+                Ok(false) => "replay",
+                Err(_) => "failed",
+            };
+            vec![KeyValue::new("jwt_authz.result", seen)]
+        });
+        result
+    }
+
+    async fn first_use_once(&self, key: &[u8; 32], ttl_ms: u64) -> Result<bool, ReplayError> {
         let name = self.key_name(key);
         let mut pipe = ::redis::pipe();
         pipe.cmd("SET")

@@ -2,6 +2,8 @@
 //! decisions of shadow rules. Never the token, the header or the signature: only the route
 //! (without its query string), rule, code, `kid`, `iss`, `sub` and latency.
 
+use opentelemetry::trace::{SpanId, TraceId};
+
 use super::{Allowed, LogFields};
 use crate::deny_log::DenyLog;
 use crate::error::AuthError;
@@ -17,6 +19,7 @@ pub(super) fn log_decision(
     fields: &LogFields<'_>,
     elapsed: std::time::Duration,
     deny_log: &DenyLog,
+    trace: Option<(TraceId, SpanId)>,
 ) {
     if let Err(error) = outcome
         && !deny_log.admit(error.code())
@@ -37,6 +40,9 @@ pub(super) fn log_decision(
     let (kid, iss) = (kid.map(clip), iss.map(clip));
     let sub = fields.entry.as_ref().and_then(|e| e.sub()).map(clip);
     let (method, path) = (clip(method), clip(path));
+    // With traces on, the line names its Check's span.
+    let trace_id = trace.map(|(t, _)| tracing::field::display(t));
+    let span_id = trace.map(|(_, s)| tracing::field::display(s));
     match outcome {
         Ok(Allowed::Token(_)) => {
             tracing::debug!(
@@ -47,6 +53,8 @@ pub(super) fn log_decision(
                 kid,
                 iss,
                 sub,
+                trace_id,
+                span_id,
                 latency_us
             );
         }
@@ -57,11 +65,21 @@ pub(super) fn log_decision(
                 path,
                 rule,
                 anonymous = true,
+                trace_id,
+                span_id,
                 latency_us
             );
         }
         Ok(Allowed::ResourceMetadata(_)) => {
-            tracing::debug!(decision = "answer", method, path, rule, latency_us);
+            tracing::debug!(
+                decision = "answer",
+                method,
+                path,
+                rule,
+                trace_id,
+                span_id,
+                latency_us
+            );
         }
         Ok(Allowed::Preflight) => {
             tracing::debug!(
@@ -70,19 +88,21 @@ pub(super) fn log_decision(
                 path,
                 rule,
                 preflight = true,
+                trace_id,
+                span_id,
                 latency_us
             );
         }
         Err(error) => {
             let code = error.code().as_str();
             let step = fields.at;
-            tracing::info!(decision = "deny", code, step, reason = %error, method, path, rule, kid, iss, sub, latency_us);
+            tracing::info!(decision = "deny", code, step, reason = %error, method, path, rule, kid, iss, sub, trace_id, span_id, latency_us);
         }
     }
 }
 
 /// The rule name logged for a request that matched no rule.
-const DEFAULT_RULE: &str = "default";
+pub(super) const DEFAULT_RULE: &str = "default";
 
 /// The would-be decision of a shadow rule: logged, never sent.
 pub(super) fn log_shadow(rule: &str, outcome: &Result<Allowed, AuthError>) {

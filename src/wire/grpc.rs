@@ -78,7 +78,9 @@ impl UnaryService<Bytes> for Check {
         // invariant: the whole Check runs on one configuration, loaded once here.
         let service = self.0.current();
         Box::pin(async move {
-            let response = service.check_encoded(request.get_ref()).await?;
+            let response = service
+                .check_encoded(request.get_ref(), Some(request.metadata().as_ref()))
+                .await?;
             Ok(Response::new(response))
         })
     }

@@ -70,7 +70,9 @@ pub async fn handle(service: &AuthzService, parts: &Parts) -> HttpResponse {
                 // The HTTP endpoint reads no body: MCP endpoints decide by their headers.
                 body: None,
             };
-            service.authorize(&inbound, Wire::Http).await
+            service
+                .authorize(&inbound, Wire::Http, Some(&parts.headers))
+                .await
         }
         Err(why) => {
             // Logged with the path this listener was called on, never the token.
@@ -79,7 +81,11 @@ pub async fn handle(service: &AuthzService, parts: &Parts) -> HttpResponse {
                 path: target,
                 ..Inbound::default()
             };
-            service.refuse(&inbound, AuthError::AmbiguousRequest(why))
+            service.refuse(
+                &inbound,
+                AuthError::AmbiguousRequest(why),
+                Some(&parts.headers),
+            )
         }
     };
     response(service, verdict)

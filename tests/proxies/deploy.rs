@@ -309,6 +309,11 @@ fn bench_ext_authz_bootstrap_is_the_shipped_one() {
         .unwrap()
         .remove("access_log")
         .expect("the shipped listener logs access");
+    // Nor does it trace: the peers it is compared with are measured without tracing.
+    hcm.as_mapping_mut()
+        .unwrap()
+        .remove("tracing")
+        .expect("the shipped listener traces");
     let routes = &mut hcm["route_config"]["virtual_hosts"][0]["routes"];
     let scoped = routes
         .as_sequence()

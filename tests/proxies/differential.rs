@@ -65,7 +65,7 @@ const DEFAULT_CASES: usize = 1600;
 const DEFAULT_SEED: u64 = 0x5eed_0019;
 
 /// A child process stopped by its own PID.
-pub(super) struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {

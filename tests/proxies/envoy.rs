@@ -67,11 +67,21 @@ impl Envoy {
     /// `authz_port` and forwarding to `upstream_port`; returns once Envoy's gRPC health
     /// check saw the service SERVING.
     pub async fn start(authz_port: u16, upstream_port: u16) -> Envoy {
+        Envoy::start_with_collector(authz_port, upstream_port, free_port()).await
+    }
+
+    /// [`Envoy::start`], sending Envoy's spans to the OTLP collector on `collector_port`.
+    pub async fn start_with_collector(
+        authz_port: u16,
+        upstream_port: u16,
+        collector_port: u16,
+    ) -> Envoy {
         let ports = EnvoyPorts {
             listener: free_port(),
             admin: free_port(),
             authz: authz_port,
             upstream: upstream_port,
+            collector: collector_port,
         };
         let bootstrap = bootstrap_with_ports(SHIPPED, ports).unwrap();
         let envoy = Envoy::run(&bootstrap, ports.listener, ports.admin, TempDir::new("e2e")).await;

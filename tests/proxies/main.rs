@@ -18,3 +18,4 @@ mod monitoring;
 mod mtls;
 mod proofs;
 mod signals;
+mod traces;

@@ -39,7 +39,7 @@ fn run(args: &[&str]) -> (bool, String) {
 fn the_rules_pass_promtool_and_their_unit_tests() {
     let (ok, text) = run(&["check", "rules", "rules.yml"]);
     assert!(ok, "{text}");
-    assert!(text.contains("SUCCESS: 15 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 16 rules found"), "{text}");
     let (ok, text) = run(&["test", "rules", "rules_test.yml"]);
     assert!(ok, "{text}");
 }
@@ -145,11 +145,6 @@ async fn every_dashboard_query_is_valid_and_reads_what_exists() {
 /// reload raise their alerts.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_prometheus_evaluates_the_rules_on_the_service() {
-    let prometheus_bin = PathBuf::from("/usr/bin/prometheus");
-    assert!(
-        prometheus_bin.is_file(),
-        "/usr/bin/prometheus is missing: install Debian's prometheus package"
-    );
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
     let good = format!(
         "issuers:\n  - {{issuer: \"{}\", audiences: [\"{AUDIENCE}\"], jwks_uri: \"{}\"}}\njwks: {{refresh: 1s, cooldown: 1s, timeout: 1s}}\n",
@@ -168,65 +163,12 @@ async fn a_real_prometheus_evaluates_the_rules_on_the_service() {
     .await;
     authz.wait_serving().await;
 
-    let dir = std::env::temp_dir().join(format!(
-        "jwt-authz-prometheus-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
     let rules =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/rules.yml"))
             .unwrap()
             .replace("interval: 30s", "interval: 1s");
-    std::fs::write(dir.join("rules.yml"), rules).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: jwt-authz\n    static_configs:\n      - targets: [\"{}\"]\n",
-            authz.admin
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut prometheus = Command::new(&prometheus_bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("start prometheus");
-    struct Stop(std::process::Child, PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-    let _ = prometheus.stdin.take();
-    let guard = Stop(prometheus, dir.clone());
-    let log = || std::fs::read_to_string(guard.1.join("prometheus.log")).unwrap_or_default();
-    let client = reqwest::Client::new();
-    let query = |expr: &str| {
-        let url = format!(
-            "http://127.0.0.1:{port}/api/v1/query?query={}",
-            url::form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()
-        );
-        let client = client.clone();
-        async move {
-            let response = client.get(url).send().await.ok()?;
-            let body: serde_json::Value =
-                serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-            body["data"]["result"].as_array().cloned()
-        }
-    };
+    let prometheus = Prometheus::start(&authz.admin.to_string(), Some(&rules), &[]);
+    let log = || prometheus.log();
 
     // Traffic: allows and denials.
     let token = mint(&key("rsa-1"), &claims(&idp.issuer()));
@@ -240,7 +182,8 @@ async fn a_real_prometheus_evaluates_the_rules_on_the_service() {
     }
     // Prometheus has the counters before they move: an increase needs a sample before it.
     let started = std::time::Instant::now();
-    while query("jwt_authz_config_reloads_total{result=\"failure\"}")
+    while prometheus
+        .query("jwt_authz_config_reloads_total{result=\"failure\"}")
         .await
         .is_none_or(|r| r.is_empty())
     {
@@ -271,7 +214,7 @@ async fn a_real_prometheus_evaluates_the_rules_on_the_service() {
             "ALERTS{alertname=\"JwtAuthzJwksFetchFailing\",alertstate=\"firing\"}",
             "ALERTS{alertname=\"JwtAuthzConfigReloadFailed\",alertstate=\"firing\"}",
         ] {
-            if query(expr).await.is_none_or(|r| r.is_empty()) {
+            if prometheus.query(expr).await.is_none_or(|r| r.is_empty()) {
                 missing.push(expr);
             }
         }
@@ -286,4 +229,95 @@ async fn a_real_prometheus_evaluates_the_rules_on_the_service() {
         "no series for {missing:?}\n{}\n{metrics}",
         log()
     );
+}
+
+/// A real Prometheus (Debian's, 2.42) on a free loopback port, scraping one target every
+/// second; stopped by its PID and its directory removed on drop.
+pub(super) struct Prometheus {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+    client: reqwest::Client,
+}
+
+impl Prometheus {
+    /// Scrapes `target` (`host:port`) with `rules` (a rule file's text) evaluated every
+    /// second, and `flags` (`--enable-feature=...`).
+    pub(super) fn start(target: &str, rules: Option<&str>, flags: &[&str]) -> Prometheus {
+        let binary = PathBuf::from("/usr/bin/prometheus");
+        assert!(
+            binary.is_file(),
+            "/usr/bin/prometheus is missing: install Debian's prometheus package"
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "jwt-authz-prometheus-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rule_files = match rules {
+            Some(rules) => {
+                std::fs::write(dir.join("rules.yml"), rules).unwrap();
+                "rule_files: [rules.yml]\n"
+            }
+            None => "",
+        };
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n{rule_files}scrape_configs:\n  - job_name: jwt-authz\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(&binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            child,
+            dir,
+            port,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub(super) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// `data` of an HTTP API answer to `path` (with its query), `None` until it answers.
+    pub(super) async fn api(&self, path: &str) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let response = self.client.get(url).send().await.ok()?;
+        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+        Some(body["data"].clone())
+    }
+
+    /// The result of an instant query.
+    pub(super) async fn query(&self, expr: &str) -> Option<Vec<serde_json::Value>> {
+        let expr = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>();
+        self.api(&format!("/api/v1/query?query={expr}")).await?["result"]
+            .as_array()
+            .cloned()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

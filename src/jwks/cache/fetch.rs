@@ -59,9 +59,12 @@ impl JwksCache {
                 if doc.issuer != self.issuer {
                     return Err(JwksError::Discovery {
                         url: discovery_url,
+                        // Both redacted (a URL's userinfo and query never shown) and
+                        // clipped: the document's value is the provider's to choose.
                         reason: format!(
                             "document names issuer {:?}, expected {:?}",
-                            doc.issuer, self.issuer
+                            clipped(&crate::fetch_url::redact_str(&doc.issuer)),
+                            crate::fetch_url::redact_str(&self.issuer)
                         ),
                     });
                 }
@@ -130,4 +133,13 @@ impl JwksCache {
         }
         Ok(body)
     }
+}
+
+/// At most 200 bytes of `text`, cut at a character boundary.
+fn clipped(text: &str) -> &str {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

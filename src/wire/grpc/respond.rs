@@ -94,10 +94,14 @@ impl AuthzService {
     /// the answer [`Authorization::check`] gives for prost's decoding of the same bytes. A
     /// request that cannot be read is refused with the status tonic gives a message it
     /// cannot decode (INTERNAL).
-    pub async fn check_encoded(&self, request: &[u8]) -> Result<CheckResponse, Status> {
+    pub async fn check_encoded(
+        &self,
+        request: &[u8],
+        call: Option<&http::HeaderMap>,
+    ) -> Result<CheckResponse, Status> {
         let inbound =
             super::read::decode(request).map_err(|error| Status::internal(error.to_string()))?;
-        let verdict = self.authorize(&inbound, Wire::Grpc).await;
+        let verdict = self.authorize(&inbound, Wire::Grpc, call).await;
         Ok(check_response(self, verdict))
     }
 
@@ -120,9 +124,10 @@ impl Authorization for AuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
+        let call = metadata.into_headers();
         let inbound = inbound_of(&request);
-        let verdict = self.authorize(&inbound, Wire::Grpc).await;
+        let verdict = self.authorize(&inbound, Wire::Grpc, Some(&call)).await;
         Ok(Response::new(check_response(self, verdict)))
     }
 }
