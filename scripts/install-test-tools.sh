@@ -82,13 +82,14 @@ openssl version >&2
 
 # The real upstream servers of the path differential test (tests/upstreams/README.md):
 #   .tools/venv  Werkzeug, Starlette and uvicorn (with h11, its HTTP parser there), pinned;
-#                and the OTLP trace receiver's opentelemetry-proto, protobuf and grpcio
-#                (tests/otlp/receiver.py)
+#                the OTLP trace receiver's opentelemetry-proto, protobuf and grpcio
+#                (tests/otlp/receiver.py); prometheus-client, whose strict OpenMetrics
+#                parser reads the service's exposition (tests/proxies/monitoring.rs)
 #   tests/upstreams/express/node_modules  Express 4 and method-override, via npm ci
 #   tests/mcp/node_modules   the MCP TypeScript SDK 1.32.2, Express and zod, via npm ci
 #   /usr/bin/php  Debian's php-cli (its built-in server runs php_router.php), via apt-get
 #   (nginx, the fifth upstream, is installed above)
-upstream_pins="werkzeug==3.1.9 starlette==1.10.0 uvicorn==0.55.0 h11==0.16.0 opentelemetry-proto==1.45.2 protobuf==7.36.2 grpcio==1.85.4"
+upstream_pins="werkzeug==3.1.9 starlette==1.10.0 uvicorn==0.55.0 h11==0.16.0 opentelemetry-proto==1.45.2 protobuf==7.36.2 grpcio==1.85.4 prometheus-client==0.26.0"
 # shellcheck disable=SC2086 # the pins are separate words
 if ! "$tools/venv/bin/python" - $upstream_pins <<'PY'
 import sys
@@ -107,9 +108,9 @@ then
   # shellcheck disable=SC2086
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check $upstream_pins
 fi
-"$tools/venv/bin/python" -c 'import werkzeug, starlette, uvicorn, h11, grpc; from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc' \
+"$tools/venv/bin/python" -c 'import werkzeug, starlette, uvicorn, h11, grpc, prometheus_client.openmetrics.parser; from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc' \
   || { echo "werkzeug, starlette, uvicorn or the OTLP receiver's packages do not import in $tools/venv" >&2; exit 1; }
-"$tools/venv/bin/python" -c 'from importlib.metadata import version as v; print(" ".join(f"{n} {v(n)}" for n in ("werkzeug", "starlette", "uvicorn", "h11", "opentelemetry-proto", "protobuf", "grpcio")))' >&2
+"$tools/venv/bin/python" -c 'from importlib.metadata import version as v; print(" ".join(f"{n} {v(n)}" for n in ("werkzeug", "starlette", "uvicorn", "h11", "opentelemetry-proto", "protobuf", "grpcio", "prometheus-client")))' >&2
 
 upstream_express="$root/tests/upstreams/express"
 if ! cmp -s "$upstream_express/package-lock.json" "$upstream_express/node_modules/.installed-package-lock.json"; then

@@ -1,8 +1,11 @@
-//! Prometheus metrics, rendered as text for the admin port's `/metrics`.
+//! Prometheus metrics for the admin port's `/metrics`, as Prometheus text or OpenMetrics
+//! (what Prometheus asks for first), the one exposition with exemplars.
 //!
 //! Counters are atomics updated on the Check path with relaxed ordering; nothing here
-//! allocates or locks per request. Label values come from closed sets (decision, code,
-//! configured issuer), never from the request.
+//! allocates per request, and only a sampled Check (traces on) takes a lock: its latency
+//! bucket's exemplar. Label values come from closed sets (decision, code, configured
+//! issuer), never from the request. An exemplar names a sampled Check's trace, never one
+//! whose parent the client chose.
 
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -515,18 +518,18 @@ fn render_revocations(out: &mut String, store: &RevocationStore) {
     );
 }
 
-/// The trace exporter: `(batches sent, batches failed, spans sent)`, 0 while traces are off.
-fn render_traces(out: &mut String, (ok, failed, spans): (u64, u64, u64)) {
+/// The trace exporter, all 0 while traces are off.
+fn render_traces(out: &mut String, counts: crate::otel::ExportCounts) {
     header(
         out,
-        "jwt_authz_trace_exports_total",
+        "jwt_authz_trace_spans_ended_total",
         "counter",
-        "Span batches sent to the OTLP collector, by result (failed: not accepted, the spans are lost).",
+        "Sampled spans that ended: queued for export, or dropped by a full queue.",
     );
-    let _ = writeln!(out, "jwt_authz_trace_exports_total{{result=\"ok\"}} {ok}");
     let _ = writeln!(
         out,
-        "jwt_authz_trace_exports_total{{result=\"failed\"}} {failed}"
+        "jwt_authz_trace_spans_ended_total {}",
+        counts.spans_ended
     );
     header(
         out,
@@ -534,7 +537,27 @@ fn render_traces(out: &mut String, (ok, failed, spans): (u64, u64, u64)) {
         "counter",
         "Spans the OTLP collector accepted.",
     );
-    let _ = writeln!(out, "jwt_authz_trace_spans_exported_total {spans}");
+    let _ = writeln!(
+        out,
+        "jwt_authz_trace_spans_exported_total {}",
+        counts.spans_exported
+    );
+    header(
+        out,
+        "jwt_authz_trace_exports_total",
+        "counter",
+        "Span batches sent to the OTLP collector, by result (failed: not accepted, the spans are lost).",
+    );
+    let _ = writeln!(
+        out,
+        "jwt_authz_trace_exports_total{{result=\"ok\"}} {}",
+        counts.batches_ok
+    );
+    let _ = writeln!(
+        out,
+        "jwt_authz_trace_exports_total{{result=\"failed\"}} {}",
+        counts.batches_failed
+    );
 }
 
 /// The DPoP replay store: whether it answers, what its operations gave, its size.

@@ -17,17 +17,17 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::trace::{
-    FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
+    FutureExt as _, Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
     TraceFlags, TraceId, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
-    SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracer,
+    SdkTracerProvider, ShouldSample, SpanData, SpanExporter, SpanLimits, SpanProcessor,
 };
 
 use crate::config::{TraceSampler, TracesConfig};
@@ -37,20 +37,36 @@ use crate::service::Wire;
 /// The tracer, once traces are started; every span of the process comes from it.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
-/// What the exporter did: batches sent and refused, spans sent (`/metrics`).
+/// What became of the sampled spans (`/metrics`): ended (handed to the batch queue),
+/// batches sent and refused, spans accepted by the collector.
+static SPANS_ENDED: AtomicU64 = AtomicU64::new(0);
 static EXPORTS_OK: AtomicU64 = AtomicU64::new(0);
 static EXPORTS_FAILED: AtomicU64 = AtomicU64::new(0);
 static SPANS_EXPORTED: AtomicU64 = AtomicU64::new(0);
 
-/// Export counts: `(batches sent, batches that failed, spans sent)`, all 0 while traces
-/// are off.
-pub fn export_counts() -> (u64, u64, u64) {
-    (
-        EXPORTS_OK.load(Ordering::Relaxed),
-        EXPORTS_FAILED.load(Ordering::Relaxed),
-        SPANS_EXPORTED.load(Ordering::Relaxed),
-    )
+/// The exporter's counts, all 0 while traces are off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportCounts {
+    /// Sampled spans that ended: queued for export, or dropped when the queue was full.
+    pub spans_ended: u64,
+    /// Spans the collector accepted.
+    pub spans_exported: u64,
+    pub batches_ok: u64,
+    pub batches_failed: u64,
 }
+
+pub fn export_counts() -> ExportCounts {
+    ExportCounts {
+        spans_ended: SPANS_ENDED.load(Ordering::Relaxed),
+        spans_exported: SPANS_EXPORTED.load(Ordering::Relaxed),
+        batches_ok: EXPORTS_OK.load(Ordering::Relaxed),
+        batches_failed: EXPORTS_FAILED.load(Ordering::Relaxed),
+    }
+}
+
+/// How long shutdown waits for the last spans, at most: a collector that does not answer
+/// must not hold a terminating process past its grace period.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The running exporter: [`Exporter::shutdown`] sends the spans still buffered.
 pub struct Exporter {
@@ -62,18 +78,23 @@ pub struct Exporter {
 /// gRPC channel to the collector runs on it). The connection is made lazily: a collector
 /// that is down costs dropped spans, never a Check.
 pub fn start(config: &TracesConfig) -> Result<Exporter, String> {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (name, value) in &config.headers {
+        // Both were checked when the configuration was read.
+        let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
+            .map_err(|_| format!("tracing: header `{name}`"))?;
+        let value = tonic::metadata::MetadataValue::try_from(value.as_str())
+            .map_err(|_| format!("tracing: the value of header `{name}`"))?;
+        metadata.insert(name, value);
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(config.endpoint.clone())
         .with_timeout(config.timeout)
+        .with_metadata(metadata)
         .build()
         .map_err(|e| format!("tracing: {e}"))?;
-    let sampler = match config.sampler {
-        TraceSampler::ParentBased(ratio) => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-        }
-        TraceSampler::Ratio(ratio) => Sampler::TraceIdRatioBased(ratio),
-    };
+    let sampler = CheckSampler::new(config.sampler);
     let resource = Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
         .with_attributes(
@@ -94,8 +115,11 @@ pub fn start(config: &TracesConfig) -> Result<Exporter, String> {
         .with_batch_config(batch)
         .build();
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
+        .with_span_processor(Ended(processor))
         .with_sampler(sampler)
+        // Fixed, whatever OTEL_SPAN_* says (configuration refuses those): a limit below
+        // a Check span's attributes would silently cut the decision off.
+        .with_span_limits(SpanLimits::default())
         .with_resource(resource)
         .build();
     TRACER
@@ -108,12 +132,12 @@ pub fn start(config: &TracesConfig) -> Result<Exporter, String> {
     );
     Ok(Exporter {
         provider,
-        timeout: config.timeout,
+        timeout: config.timeout.min(SHUTDOWN_WAIT),
     })
 }
 
 impl Exporter {
-    /// Exports what is buffered, within the export timeout, and stops.
+    /// Exports what is buffered, within the export timeout (5 s at most), and stops.
     pub async fn shutdown(self) {
         let (provider, timeout) = (self.provider, self.timeout);
         // The provider blocks while the batch thread exports: off the runtime's workers.
@@ -139,7 +163,7 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
                 SPANS_EXPORTED.fetch_add(spans, Ordering::Relaxed);
             }
             Err(_) => {
-                // Logged by the SDK (its internal log, at warn); counted here.
+                // Logged by the SDK (its internal log, at error); counted here.
                 EXPORTS_FAILED.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -159,11 +183,130 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 }
 
+/// The batch processor, counting the sampled spans handed to it (queued, or dropped by a
+/// full queue: the SDK does not count those).
+#[derive(Debug)]
+struct Ended<P>(P);
+
+impl<P: SpanProcessor> SpanProcessor for Ended<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        SPANS_ENDED.fetch_add(1, Ordering::Relaxed);
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// Marks a Check's context whose parent came from the request (a header the client
+/// chose), not from a proxy tracing its call.
+#[derive(Debug, Clone, Copy)]
+struct ClientChosen;
+
+/// Which spans are recorded:
+/// - a Check whose proxy traced its call (the call's `traceparent`) follows the proxy's
+///   decision (parent-based), or the ratio by trace id (`Ratio`);
+/// - a Check whose parent the client chose (the request's `traceparent`) joins that trace
+///   but is sampled at the ratio by a keyed hash of its trace id: the client can neither
+///   force sampling with its flag nor pick an id the ratio always takes;
+/// - a Check without a parent: the ratio, by its fresh random trace id;
+/// - a span inside a Check (JWKS fetch, introspection, Redis): as its Check.
+#[derive(Debug, Clone)]
+struct CheckSampler {
+    sampler: TraceSampler,
+    by_trace_id: Sampler,
+    /// SipHash with this process's random keys: unpredictable to a client.
+    key: std::collections::hash_map::RandomState,
+}
+
+impl CheckSampler {
+    fn new(sampler: TraceSampler) -> CheckSampler {
+        let ratio = match sampler {
+            TraceSampler::ParentBased(r) | TraceSampler::Ratio(r) => r,
+        };
+        CheckSampler {
+            sampler,
+            by_trace_id: Sampler::TraceIdRatioBased(ratio),
+            key: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn ratio(&self) -> f64 {
+        match self.sampler {
+            TraceSampler::ParentBased(r) | TraceSampler::Ratio(r) => r,
+        }
+    }
+}
+
+impl ShouldSample for CheckSampler {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let parent_span = parent
+            .filter(|cx| cx.has_active_span())
+            .map(|cx| cx.span().span_context().clone());
+        let sampled = match &parent_span {
+            None => {
+                return self
+                    .by_trace_id
+                    .should_sample(parent, trace_id, name, kind, attributes, links);
+            }
+            // Inside a Check: as the Check.
+            Some(span) if !span.is_remote() => span.is_sampled(),
+            Some(_) if parent.is_some_and(|cx| cx.get::<ClientChosen>().is_some()) => {
+                use std::hash::BuildHasher as _;
+                let draw = self.key.hash_one(trace_id.to_bytes()) >> 11;
+                (draw as f64) < self.ratio() * (1u64 << 53) as f64
+            }
+            Some(span) => match self.sampler {
+                TraceSampler::ParentBased(_) => span.is_sampled(),
+                TraceSampler::Ratio(_) => {
+                    return self
+                        .by_trace_id
+                        .should_sample(parent, trace_id, name, kind, attributes, links);
+                }
+            },
+        };
+        SamplingResult {
+            decision: if sampled {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: parent_span
+                .map(|span| span.trace_state().clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// The span of one Check; empty when traces are off.
 pub struct CheckSpan(Option<Live>);
 
 struct Live {
     cx: Context,
+    /// The parent came from the request: no exemplar names this trace.
+    client_chosen: bool,
     /// Whether [`CheckSpan::end`] ended it; else dropping it does (a cancelled Check).
     ended: AtomicBool,
 }
@@ -203,15 +346,26 @@ impl CheckSpan {
         };
         // The call's context when it carries one, valid or not: a malformed one is not
         // replaced by the request's, which the client chose.
-        let parent = match call.filter(|headers| headers.contains_key("traceparent")) {
-            Some(headers) => {
-                remote_parent(|name| headers.get_all(name).iter().map(|v| v.as_bytes()))
-            }
-            None => remote_parent(|name| request.values(name)),
+        let (parent, client_chosen) = match call {
+            Some(headers) if headers.contains_key("traceparent") && wire == Wire::Grpc => (
+                remote_parent(|name| headers.get_all(name).iter().map(|v| v.as_bytes())),
+                false,
+            ),
+            // The HTTP endpoint's request is the client's, forwarded (nginx, Traefik).
+            Some(headers) if headers.contains_key("traceparent") => (
+                remote_parent(|name| headers.get_all(name).iter().map(|v| v.as_bytes())),
+                true,
+            ),
+            _ => (remote_parent(|name| request.values(name)), true),
         };
-        let parent = parent.map_or_else(Context::new, |parent| {
-            Context::new().with_remote_span_context(parent)
-        });
+        let client_chosen = client_chosen && parent.is_some();
+        let parent = match parent {
+            None => Context::new(),
+            Some(parent) if client_chosen => Context::new()
+                .with_remote_span_context(parent)
+                .with_value(ClientChosen),
+            Some(parent) => Context::new().with_remote_span_context(parent),
+        };
         let name = match wire {
             Wire::Grpc => "envoy.service.auth.v3.Authorization/Check",
             Wire::Http => "jwt-authz authorize",
@@ -234,6 +388,7 @@ impl CheckSpan {
         let cx = parent.with_span(span);
         CheckSpan(Some(Live {
             cx,
+            client_chosen,
             ended: AtomicBool::new(false),
         }))
     }
@@ -256,9 +411,10 @@ impl CheckSpan {
             .then(|| (context.trace_id(), context.span_id()))
     }
 
-    /// [`CheckSpan::ids`] when the span is sampled: what a metric's exemplar may name.
+    /// [`CheckSpan::ids`] when the span is sampled and its trace not the client's choice:
+    /// what a metric's exemplar may name.
     pub fn sampled_ids(&self) -> Option<(TraceId, SpanId)> {
-        let live = self.0.as_ref()?;
+        let live = self.0.as_ref().filter(|live| !live.client_chosen)?;
         live.cx
             .span()
             .span_context()
@@ -320,6 +476,7 @@ impl Drop for CheckSpan {
 }
 
 /// A client span: work a Check waits on, or a background fetch. Empty when traces are off.
+/// Dropped without [`ClientSpan::end`] (its Check cancelled), it ends as cancelled.
 pub struct ClientSpan(Option<Context>);
 
 impl ClientSpan {
@@ -344,11 +501,11 @@ impl ClientSpan {
     /// Ends the span, as failed with `error` when there is one (its text clipped).
     /// `attributes` are added first (built only when the span records).
     pub fn end(
-        self,
+        mut self,
         error: Option<&dyn std::fmt::Display>,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) {
-        let Some(cx) = self.0 else {
+        let Some(cx) = self.0.take() else {
             return;
         };
         let span = cx.span();
@@ -357,6 +514,20 @@ impl ClientSpan {
             if let Some(error) = error {
                 span.set_status(Status::error(clip(&error.to_string()).to_owned()));
             }
+        }
+        span.end();
+    }
+}
+
+impl Drop for ClientSpan {
+    fn drop(&mut self) {
+        let Some(cx) = self.0.take() else {
+            return;
+        };
+        let span = cx.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new("jwt_authz.result", "cancelled"));
+            span.set_status(Status::error("cancelled before it ended"));
         }
         span.end();
     }
@@ -380,28 +551,46 @@ where
         return None;
     }
     let (trace_id, span_id, flags) = parse_traceparent(parent)?;
-    let mut states = values("tracestate");
-    let state = match (states.next(), states.next()) {
-        (Some(one), None) => std::str::from_utf8(one)
-            .ok()
-            .filter(|s| s.len() <= 512)
-            .and_then(|s| s.parse::<TraceState>().ok())
-            .unwrap_or_default(),
-        _ => TraceState::default(),
-    };
+    // Several `tracestate` headers are one list (W3C: joined with commas); over 512 bytes
+    // or malformed, it is dropped.
+    let mut joined = Vec::new();
+    for (i, part) in values("tracestate").enumerate() {
+        if i > 0 {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(part);
+        if joined.len() > 512 {
+            break;
+        }
+    }
+    let state = std::str::from_utf8(&joined)
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+        .and_then(|s| s.parse::<TraceState>().ok())
+        .unwrap_or_default();
     Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
 
-/// A version-00 `traceparent`: `00-` 32 lower-case hex `-` 16 lower-case hex `-` 2 hex,
-/// neither id all zeros. Anything else is no parent.
+/// A `traceparent`: version `-` 32 lower-case hex `-` 16 lower-case hex `-` 2 hex, neither
+/// id all zeros. Version `00` is exactly that; a later version (not `ff`) may add fields
+/// after another `-`, which are ignored (W3C: read it as version 00). Anything else is no
+/// parent.
 fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, TraceFlags)> {
     let text = std::str::from_utf8(value).ok()?;
     let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let mut parts = text.split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, rest) = text.split_once('-')?;
+    if version.len() != 2 || !lower_hex(version) || version == "ff" {
+        return None;
+    }
+    let head = match rest.get(52..) {
+        // `trace-span-flags` is 52 bytes; version 00 has nothing after it.
+        Some("") => rest,
+        Some(more) if version != "00" && more.starts_with('-') => &rest[..52],
+        _ => return None,
+    };
+    let mut parts = head.split('-');
+    let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some()
-        || version != "00"
         || trace.len() != 32
         || span.len() != 16
         || flags.len() != 2
@@ -453,6 +642,14 @@ mod tests {
         assert_eq!(trace.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(span.to_string(), "00f067aa0ba902b7");
         assert!(flags.is_sampled());
+        // A later version is read as version 00, what follows its fields ignored.
+        for later in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-follows",
+        ] {
+            let (t, s, _) = parse_traceparent(later.as_bytes()).expect(later);
+            assert_eq!((t, s), (trace, span), "{later}");
+        }
         let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
         assert!(
             !parse_traceparent(unsampled.as_bytes())
@@ -463,7 +660,9 @@ mod tests {
         for bad in [
             "",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -488,6 +687,75 @@ mod tests {
         assert!(remote_parent(headers(ONE)).is_some());
         assert!(remote_parent(headers(TWO)).is_none());
         assert!(remote_parent(headers(&[])).is_none());
+    }
+
+    #[test]
+    fn several_tracestates_are_one_list() {
+        let values = |name: &'static str| {
+            let list: &'static [&'static str] = match name {
+                "traceparent" => &["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+                _ => &["a=1", "b=2"],
+            };
+            list.iter().map(|v| v.as_bytes())
+        };
+        let parent = remote_parent(values).unwrap();
+        assert_eq!(parent.trace_state().header(), "a=1,b=2");
+    }
+
+    /// The client's flag and trace id never decide; the proxy's flag does.
+    #[test]
+    fn the_client_cannot_choose_sampling() {
+        let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let remote = |sampled: bool, client: bool| {
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            let span = SpanContext::new(
+                trace,
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                flags,
+                true,
+                TraceState::default(),
+            );
+            let cx = Context::new().with_remote_span_context(span);
+            if client {
+                cx.with_value(ClientChosen)
+            } else {
+                cx
+            }
+        };
+        let decide = |sampler: TraceSampler, parent: Option<&Context>, trace: TraceId| {
+            CheckSampler::new(sampler)
+                .should_sample(parent, trace, "Check", &SpanKind::Server, &[], &[])
+                .decision
+                == SamplingDecision::RecordAndSample
+        };
+        let zero = TraceSampler::ParentBased(0.0);
+        let one = TraceSampler::ParentBased(1.0);
+        assert!(
+            decide(zero, Some(&remote(true, false)), trace),
+            "the proxy's flag"
+        );
+        assert!(
+            !decide(one, Some(&remote(false, false)), trace),
+            "the proxy's flag"
+        );
+        assert!(
+            !decide(zero, Some(&remote(true, true)), trace),
+            "not the client's flag"
+        );
+        assert!(decide(one, Some(&remote(false, true)), trace), "the ratio");
+        assert!(!decide(zero, None, trace));
+        assert!(decide(one, None, trace));
+        // The client's ids at ratio 0.5: about half taken, whatever ids it picks (the
+        // trace-id ratio alone takes every id whose low bits are small).
+        let half = TraceSampler::ParentBased(0.5);
+        let taken = (1..=1000u128)
+            .filter(|i| decide(half, Some(&remote(true, true)), TraceId::from(*i)))
+            .count();
+        assert!((350..=650).contains(&taken), "{taken} of 1000");
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl SsfStats {
         use std::fmt::Write;
         let _ = writeln!(
             out,
-            "# HELP jwt_authz_ssf_events_total Security Event Tokens received, by event and result (a refused SET counts under event \"other\").\n# TYPE jwt_authz_ssf_events_total counter"
+            "# HELP jwt_authz_ssf_events_total Security Event Tokens received, by event and result (a refused SET counts under event other).\n# TYPE jwt_authz_ssf_events_total counter"
         );
         for (e, event) in EVENTS.iter().enumerate() {
             for (r, result) in RESULTS.iter().enumerate() {

@@ -39,6 +39,7 @@ fn traces(c: &mut Criterion) {
             let ratio: f64 = ratio.parse().expect("JWT_AUTHZ_BENCH_TRACES: off, 0 or 1");
             let config = TracesConfig {
                 endpoint: format!("http://127.0.0.1:{}", free_port()),
+                headers: Vec::new(),
                 sampler: TraceSampler::ParentBased(ratio),
                 service_name: "jwt-authz-bench".to_owned(),
                 resource: Vec::new(),

@@ -21,10 +21,13 @@ pub const DEFAULT_SERVICE_NAME: &str = "jwt-authz";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where spans go and which are kept.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct TracesConfig {
     /// `http://host:port` of an OTLP/gRPC receiver.
     pub endpoint: String,
+    /// Sent with each export (`OTEL_EXPORTER_OTLP_HEADERS`): gRPC metadata names and
+    /// values, which may be credentials.
+    pub headers: Vec<(String, String)>,
     pub sampler: TraceSampler,
     /// The resource's `service.name`.
     pub service_name: String,
@@ -33,6 +36,24 @@ pub struct TracesConfig {
     /// How long one export may take; shutdown waits as long for the last one.
     pub timeout: Duration,
     pub batch: BatchSettings,
+}
+
+/// Never prints a header's value.
+impl std::fmt::Debug for TracesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracesConfig")
+            .field("endpoint", &self.endpoint)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("sampler", &self.sampler)
+            .field("service_name", &self.service_name)
+            .field("resource", &self.resource)
+            .field("timeout", &self.timeout)
+            .field("batch", &self.batch)
+            .finish()
+    }
 }
 
 /// Which Checks are traced.
@@ -69,18 +90,31 @@ impl Default for BatchSettings {
 /// The largest span queue: a bound on what traces may hold in memory.
 const MAX_QUEUE: usize = 1_000_000;
 
-/// Variables of the OTLP exporter this service does not implement: set, they are refused
-/// rather than ignored.
-const UNSUPPORTED: [&str; 8] = [
-    "OTEL_EXPORTER_OTLP_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+/// Variables of the OpenTelemetry SDK this service does not implement, or fixes itself:
+/// set, they are refused rather than ignored or half-honoured.
+const UNSUPPORTED: [(&str, &str); 18] = [
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_CERTIFICATE", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_CLIENT_KEY", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_INSECURE", NO_TLS),
+    ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", NO_TLS),
+    ("OTEL_BSP_EXPORT_TIMEOUT", FIXED),
+    ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", FIXED),
+    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", FIXED),
+    ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", FIXED),
+    ("OTEL_SPAN_EVENT_COUNT_LIMIT", FIXED),
+    ("OTEL_SPAN_LINK_COUNT_LIMIT", FIXED),
+    ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", FIXED),
+    ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", FIXED),
 ];
+const NO_TLS: &str =
+    "is not supported (no compression, no TLS): export to a collector beside the service";
+const FIXED: &str = "is not supported: the service sets its spans' limits and export itself";
 
 /// The traces settings of `file` under the environment `env` (a variable's value, `None`
 /// when unset or empty); `Some(None)` when traces are off, `None` when a value is bad
@@ -139,14 +173,21 @@ pub(super) fn parse(
         );
         ok = false;
     }
-    for name in UNSUPPORTED {
+    for (name, why) in UNSUPPORTED {
         if env(name).is_some() {
-            e.push(
-                name,
-                "is not supported (no compression, no TLS): export to a collector beside the service",
-            );
+            e.push(name, why);
             ok = false;
         }
+    }
+    // W3C trace context is the one propagation read.
+    if let Some(v) = env("OTEL_PROPAGATORS")
+        && v.trim() != "tracecontext"
+    {
+        e.push(
+            "OTEL_PROPAGATORS",
+            "only tracecontext (W3C traceparent and tracestate) is read",
+        );
+        ok = false;
     }
     let (endpoint, field) = match either(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -161,14 +202,16 @@ pub(super) fn parse(
         ),
     };
     let endpoint = e.check(field, parse_endpoint(endpoint.trim()));
-    if let Some((headers, name)) = either(
+    let headers = match either(
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         "OTEL_EXPORTER_OTLP_HEADERS",
     ) {
-        match parse_pairs(&headers) {
+        None => Vec::new(),
+        Some((text, name)) => match parse_pairs(&text).and_then(metadata) {
             Err(why) => {
                 e.push(name, why);
                 ok = false;
+                Vec::new()
             }
             // Credentials in clear text only to this host.
             Ok(_) if endpoint.as_deref().is_some_and(|url| !is_loopback(url)) => {
@@ -178,15 +221,23 @@ pub(super) fn parse(
                      (a loopback endpoint): a remote collector would need TLS",
                 );
                 ok = false;
+                Vec::new()
             }
-            Ok(_) => {}
-        }
-    }
+            Ok(headers) => headers,
+        },
+    };
     let sampler = match env("OTEL_TRACES_SAMPLER") {
         Some(name) => e.check(
             "OTEL_TRACES_SAMPLER",
             parse_sampler(name.trim(), env("OTEL_TRACES_SAMPLER_ARG").as_deref()),
         ),
+        None if env("OTEL_TRACES_SAMPLER_ARG").is_some() => {
+            e.push(
+                "OTEL_TRACES_SAMPLER_ARG",
+                "is read only with OTEL_TRACES_SAMPLER traceidratio or parentbased_traceidratio",
+            );
+            None
+        }
         None => match file.sampling_ratio {
             None => Some(TraceSampler::ParentBased(1.0)),
             Some(r) => e
@@ -240,6 +291,7 @@ pub(super) fn parse(
     }
     Some(Some(TracesConfig {
         endpoint: endpoint?,
+        headers,
         sampler: sampler?,
         service_name: service_name?,
         resource: resource?
@@ -284,6 +336,26 @@ fn batch_settings(e: &mut Errors, env: &dyn Fn(&str) -> Option<String>) -> Optio
         // The specification: a batch is at most the queue.
         max_batch: batch.min(queue) as usize,
     })
+}
+
+/// Header pairs as gRPC metadata: lower-case ASCII names, visible ASCII values. Errors
+/// name the header, never its value.
+fn metadata(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a gRPC metadata name"))?;
+            if name.ends_with("-bin") || name.starts_with("grpc-") {
+                return Err(format!("`{name}` is reserved or binary metadata"));
+            }
+            if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err(format!("the value of `{name}` is not visible ASCII"));
+            }
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// `key=value` pairs separated by commas, values percent-decoded (the W3C Baggage form
@@ -382,6 +454,12 @@ fn parse_endpoint(text: &str) -> Result<String, String> {
 
 /// `OTEL_TRACES_SAMPLER` with its argument.
 fn parse_sampler(name: &str, arg: Option<&str>) -> Result<TraceSampler, String> {
+    let ratio_sampler = matches!(name, "traceidratio" | "parentbased_traceidratio");
+    if arg.is_some() && !ratio_sampler {
+        return Err(format!(
+            "`{name}` takes no OTEL_TRACES_SAMPLER_ARG (only the traceidratio samplers do)"
+        ));
+    }
     let arg_ratio = || -> Result<f64, String> {
         match arg.map(str::trim) {
             None => Ok(1.0),
@@ -474,6 +552,7 @@ mod tests {
             on,
             TracesConfig {
                 endpoint: "http://localhost:4317".into(),
+                headers: Vec::new(),
                 sampler: TraceSampler::ParentBased(1.0),
                 service_name: "jwt-authz".into(),
                 resource: Vec::new(),
@@ -550,9 +629,45 @@ mod tests {
         );
         let headers = read(
             Some("endpoint: http://127.0.0.1:4317"),
-            &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=abc%3D,x-team=edge")],
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "Api-Key=abc%3D,x-team=edge")],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            headers.headers,
+            vec![
+                ("api-key".to_owned(), "abc=".to_owned()),
+                ("x-team".to_owned(), "edge".to_owned())
+            ]
         );
-        assert!(headers.unwrap().is_some());
+        assert!(!format!("{headers:?}").contains("abc="), "{headers:?}");
+        // An empty signal variable is unset: the general one is read.
+        let general = read(
+            Some("endpoint: http://127.0.0.1:4317"),
+            &[
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ""),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "k=v"),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(general.headers, vec![("k".to_owned(), "v".to_owned())]);
+    }
+
+    #[test]
+    fn errors_never_repeat_a_header_value() {
+        for vars in [
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=hv-marker")][..],
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=hv-marker%zz")][..],
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=hv-marker\u{e9}")][..],
+        ] {
+            let errors =
+                read(Some("endpoint: http://collector.example:4317"), vars).expect_err("refused");
+            assert!(
+                errors.iter().all(|e| !e.contains("hv-marker")),
+                "{errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -65,14 +65,18 @@ async fn every_metric_the_rules_read_is_exposed() {
     assert!(read.len() >= 10, "{read:?}");
     let idp = Idp::start(vec![key("rsa-1").jwk]).await;
     let secret = TempFile::new("secret", "s");
+    let push = TempFile::new("ssf-push", "Bearer push-credential");
     let config = TempFile::new(
         "monitoring.yaml",
         format!(
-            "issuers:\n  - issuer: \"{}\"\n    audiences: [\"{AUDIENCE}\"]\n    jwks_uri: \"{}\"\n    introspection:\n      endpoint: \"http://127.0.0.1:9/introspect\"\n      client_id: rs\n      client_secret_file: \"{}\"\n\
-             insecure_allow_http: true\nrevocation: {{store: memory}}\n",
-            idp.issuer(),
-            idp.jwks_uri(),
-            secret.as_str()
+            "issuers:\n  - issuer: \"{iss}\"\n    audiences: [\"{AUDIENCE}\"]\n    jwks_uri: \"{jwks}\"\n    introspection:\n      endpoint: \"http://127.0.0.1:9/introspect\"\n      client_id: rs\n      client_secret_file: \"{secret}\"\n\
+             insecure_allow_http: true\nrevocation: {{store: memory}}\n\
+             routes:\n  - {{name: \"shadow \\\"quoted\\\"\", path_prefix: /api, mode: shadow, scopes: {{all_of: [read]}}}}\n\
+             ssf:\n  listen: 127.0.0.1:0\n  transmitters:\n    - issuer: \"{iss}\"\n      jwks_uri: \"{jwks}\"\n      audience: receiver\n      authorization_file: \"{push}\"\n",
+            iss = idp.issuer(),
+            jwks = idp.jwks_uri(),
+            secret = secret.as_str(),
+            push = push.as_str(),
         ),
     );
     let authz = Authz::start(&["--config", config.as_str()]).await;
@@ -89,6 +93,55 @@ async fn every_metric_the_rules_read_is_exposed() {
             "{name} is not exposed:\n{metrics}"
         );
     }
+    // Every family, as OpenMetrics, read by a strict parser (the Python prometheus_client's
+    // OpenMetrics parser, which refuses what the grammar does not allow).
+    let open = reqwest::Client::new()
+        .get(format!("http://{}/metrics", authz.admin))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        open.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let open = open.text().await.unwrap();
+    for family in [
+        "jwt_authz_shadow_decisions",
+        "jwt_authz_ssf_events",
+        "jwt_authz_revocations",
+    ] {
+        assert!(
+            open.contains(&format!("# TYPE {family}")),
+            "{family}:\n{open}"
+        );
+    }
+    let parser = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nfamilies = list(parse(sys.stdin.read()))\nprint(len(families))\n";
+    let mut python = Command::new(tool("UPSTREAM_PYTHON", "venv/bin/python"))
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python with prometheus_client (scripts/install-test-tools.sh)");
+    use std::io::Write as _;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(open.as_bytes())
+        .unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenMetrics exposition does not parse: {}\n{open}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let families: usize = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(families, exposed.len(), "{open}");
 }
 
 /// Every query of the shipped Grafana dashboard is valid PromQL for the real `promtool`,

@@ -339,7 +339,9 @@ async fn one_trace_holds_envoy_the_check_and_the_jwks_fetch_it_waited_on() {
             .await
             > 0
     );
-    assert!(service.metric("jwt_authz_trace_spans_exported_total").await >= 3);
+    let exported = service.metric("jwt_authz_trace_spans_exported_total").await;
+    assert!(exported >= 3);
+    assert!(service.metric("jwt_authz_trace_spans_ended_total").await >= exported);
     assert_eq!(
         service
             .metric("jwt_authz_trace_exports_total{result=\"failed\"}")
@@ -503,6 +505,13 @@ async fn sampling_follows_the_caller_and_the_ratio() {
     call.metadata_mut()
         .insert("traceparent", unsampled_parent.parse().unwrap());
     client.check(call).await.unwrap();
+    // The request's own sampled traceparent (the client's choice) is not followed.
+    let mut chosen = request_at("/client-chosen", None);
+    http_mut(&mut chosen).headers.insert(
+        "traceparent".into(),
+        "00-55555555555555555555555555555555-5555555555555555-01".into(),
+    );
+    client.check(chosen).await.unwrap();
     let sampled_parent = "00-44444444444444444444444444444444-4444444444444444-01";
     let mut call = tonic::Request::new(request_at("/sampled", None));
     call.metadata_mut()
@@ -589,7 +598,7 @@ async fn the_http_endpoint_continues_envoys_trace() {
     let envoy = Envoy::run(&bootstrap, listener, admin, TempDir::new("traces-http")).await;
     let client_trace = "5555555555555555555555555555aaaa";
     let response = reqwest::Client::new()
-        .get(envoy.url("/api/private"))
+        .get(envoy.url("/api/private?api_key=http-query-marker-2b7d"))
         .header(
             "authorization",
             format!("Bearer {}", mint(&key("rsa-1"), &claims(&idp.issuer()))),
@@ -615,6 +624,18 @@ async fn the_http_endpoint_continues_envoys_trace() {
         })
         .await;
     assert_eq!(call["trace_id"], client_trace);
+    receiver
+        .wait_for("Envoy's request", |s| {
+            s["service"] == "envoy" && s["span_id"] == call["parent_span_id"]
+        })
+        .await;
+    let exported = exported_strings(&receiver.spans());
+    assert!(
+        exported
+            .iter()
+            .all(|s| !s.contains("http-query-marker-2b7d")),
+        "the query was exported: {exported:?}"
+    );
 }
 
 /// The work a Check waits on is its child: an introspection call (the loopback endpoint
@@ -860,9 +881,17 @@ async fn a_real_prometheus_stores_the_trace_of_a_latency_bucket() {
         &["--enable-feature=exemplar-storage"],
     );
     let mut client = service.client().await;
+    // A trace the client chose (the request's traceparent) never becomes an exemplar.
+    let chosen = "88888888888888888888888888880001";
+    let mut request = request_at("/chosen", None);
+    http_mut(&mut request).headers.insert(
+        "traceparent".into(),
+        format!("00-{chosen}-8888888888888888-01"),
+    );
+    client.check(request).await.unwrap();
     let trace = "77777777777777777777777777770001";
     let started = Instant::now();
-    loop {
+    let exemplar = loop {
         let mut call = tonic::Request::new(request_at("/exemplar", None));
         call.metadata_mut().insert(
             "traceparent",
@@ -880,23 +909,19 @@ async fn a_real_prometheus_stores_the_trace_of_a_latency_bucket() {
                 now + 60
             ))
             .await;
-        let found = exemplars
+        let all: Vec<Value> = exemplars
             .as_ref()
             .and_then(Value::as_array)
-            .is_some_and(|series| {
-                series.iter().any(|s| {
-                    s["exemplars"].as_array().is_some_and(|e| {
-                        e.iter().any(|e| {
-                            e["labels"]["trace_id"] == trace
-                                && e["labels"]["span_id"]
-                                    .as_str()
-                                    .is_some_and(|id| id.len() == 16)
-                        })
-                    })
-                })
-            });
-        if found {
-            break;
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+            .collect();
+        assert!(
+            all.iter().all(|e| e["labels"]["trace_id"] != chosen),
+            "a client-chosen trace became an exemplar: {all:?}"
+        );
+        if let Some(found) = all.iter().find(|e| e["labels"]["trace_id"] == trace) {
+            break found.clone();
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -904,11 +929,13 @@ async fn a_real_prometheus_stores_the_trace_of_a_latency_bucket() {
             prometheus.log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // The exemplar's span is the Check's, exported to the collector.
+    };
+    // The exemplar names the Check's own span (not the caller's), exported to the
+    // collector.
+    assert_ne!(exemplar["labels"]["span_id"], "7777777777777777");
     receiver
         .wait_for("the exemplar's Check", |s| {
-            is_check(s) && s["trace_id"] == trace
+            is_check(s) && s["trace_id"] == trace && s["span_id"] == exemplar["labels"]["span_id"]
         })
         .await;
 }
