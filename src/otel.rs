@@ -393,12 +393,12 @@ impl CheckSpan {
         }))
     }
 
-    /// Runs `work` inside the span: the client spans it starts are the span's children.
-    pub async fn run<F: Future>(&self, work: F) -> F::Output {
-        match &self.0 {
-            Some(live) => work.with_context(live.cx.clone()).await,
-            None => work.await,
-        }
+    /// The context to run the Check in (the client spans it starts are the span's
+    /// children); `None` when traces are off. The caller awaits its work in one branch or
+    /// the other: a wrapper taking the work as an argument would hold it twice in its
+    /// future.
+    pub fn context(&self) -> Option<&Context> {
+        self.0.as_ref().map(|live| &live.cx)
     }
 
     /// The trace and span ids, for the decision log line; `None` when traces are off.

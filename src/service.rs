@@ -24,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use opentelemetry::trace::FutureExt as _;
+
 use crate::binding::dpop::CheckedProof;
 use crate::config::Config;
 use crate::deny_log::DenyLog;
@@ -270,7 +272,13 @@ impl AuthzService {
         let span = CheckSpan::start(wire, call, request);
         let started = Instant::now();
         let mut fields = LogFields::default();
-        let outcome = span.run(self.decide(request, wire, &mut fields)).await;
+        let outcome = match span.context() {
+            Some(cx) => {
+                let decided = self.decide(request, wire, &mut fields);
+                decided.with_context(cx.clone()).await
+            }
+            None => self.decide(request, wire, &mut fields).await,
+        };
         self.finish(request, outcome, &mut fields, started, &span)
     }
 
