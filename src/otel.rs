@@ -3,8 +3,8 @@
 //! JWKS fetch, an introspection call, a Redis round trip), exported over OTLP/gRPC.
 //!
 //! Spans are built here and nowhere else, each with a fixed set of attributes: the wire,
-//! rule, decision, code, step, status, method and the verified issuer. Never a token, a
-//! claim value other than the verified `iss`, a header or a query string. With traces off
+//! rule, decision, code, step, status, method, the route (the path without its query) and
+//! the verified issuer's label. Never a token, a claim value, a header or a query string. With traces off
 //! nothing is read or allocated: [`CheckSpan::start`] returns an empty span.
 //!
 //! The caller's trace context is the W3C `traceparent` (and `tracestate`) of the call
@@ -326,6 +326,8 @@ pub struct Decided<'a> {
     /// The label (redacted) of the issuer of the token that verified.
     pub issuer: Option<&'a str>,
     pub method: &'a str,
+    /// The request's path; its query is cut here, never exported.
+    pub path: &'a str,
 }
 
 /// The gRPC service and method a Check span names.
@@ -439,6 +441,10 @@ impl CheckSpan {
                 KeyValue::new("jwt_authz.step", d.step),
                 KeyValue::new("jwt_authz.rule", clip(d.rule).to_owned()),
                 KeyValue::new("http.request.method", known_method(d.method)),
+                KeyValue::new(
+                    "url.path",
+                    clip(d.path.split('?').next().unwrap_or_default()).to_owned(),
+                ),
                 KeyValue::new("http.response.status_code", i64::from(d.status)),
             ];
             if let Some(code) = d.code {

@@ -374,6 +374,7 @@ impl AuthzService {
                 .and_then(|e| self.verifier.issuer(e.iss()))
                 .map(|issuer| issuer.jwks.label()),
             method: request.method,
+            path: request.path,
         });
         log_decision(
             request,

@@ -266,6 +266,7 @@ async fn one_trace_holds_envoy_the_check_and_the_jwks_fetch_it_waited_on() {
     assert_eq!(attr(&check, "http.response.status_code"), 200);
     assert_eq!(attr(&check, "jwt_authz.issuer"), idp.issuer().as_str());
     assert_eq!(attr(&check, "jwt_authz.rule"), "default");
+    assert_eq!(attr(&check, "url.path"), "/api/private");
     assert_eq!(check["resource"]["service.name"], "jwt-authz");
     let trace = check["trace_id"].as_str().unwrap().to_owned();
 
