@@ -348,19 +348,16 @@ impl CheckSpan {
         };
         // The call's context when it carries one, valid or not: a malformed one is not
         // replaced by the request's, which the client chose.
-        let (parent, client_chosen) = match call {
-            Some(headers) if headers.contains_key("traceparent") && wire == Wire::Grpc => (
-                remote_parent(|name| headers.get_all(name).iter().map(|v| v.as_bytes())),
-                false,
-            ),
-            // The HTTP endpoint's request is the client's, forwarded (nginx, Traefik).
-            Some(headers) if headers.contains_key("traceparent") => (
-                remote_parent(|name| headers.get_all(name).iter().map(|v| v.as_bytes())),
-                true,
-            ),
-            _ => (remote_parent(|name| request.values(name)), true),
+        let from_call = call.filter(|headers| headers.contains_key("traceparent"));
+        let parent = match from_call {
+            Some(headers) => {
+                remote_parent(|name| headers.get_all(name).iter().map(|v| v.as_bytes()))
+            }
+            None => remote_parent(|name| request.values(name)),
         };
-        let client_chosen = client_chosen && parent.is_some();
+        // Only a gRPC call's own context is the proxy's; the HTTP endpoint's request is the
+        // client's, forwarded (nginx, Traefik).
+        let client_chosen = parent.is_some() && (from_call.is_none() || wire == Wire::Http);
         let parent = match parent {
             None => Context::new(),
             Some(parent) if client_chosen => Context::new()
@@ -625,16 +622,9 @@ fn known_method(method: &str) -> &'static str {
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("_OTHER")
 }
 
+/// Attribute values and statuses are at most 256 bytes.
 fn clip(s: &str) -> &str {
-    const MAX: usize = 256;
-    if s.len() <= MAX {
-        return s;
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::telemetry::clip(s, 256)
 }
 
 #[cfg(test)]

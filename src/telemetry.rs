@@ -19,3 +19,16 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     };
     result.map_err(|e| format!("log: {e}"))
 }
+
+/// At most `max` bytes of `s`, cut at a character boundary: how attacker-controlled or
+/// provider-chosen strings are bounded in log lines, span attributes and error texts.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

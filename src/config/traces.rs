@@ -275,7 +275,10 @@ pub(super) fn parse(
         "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
         "OTEL_EXPORTER_OTLP_TIMEOUT",
     ) {
-        Some((v, name)) => e.check(name, millis(&v, 1, 600_000).map(Duration::from_millis)),
+        Some((v, name)) => e.check(
+            name,
+            whole_number(&v, 1, 600_000).map(Duration::from_millis),
+        ),
         None => match file.timeout {
             Some(d) if d.is_zero() => {
                 e.push("tracing.timeout", "must be greater than 0");
@@ -309,7 +312,7 @@ fn batch_settings(e: &mut Errors, env: &dyn Fn(&str) -> Option<String>) -> Optio
     let defaults = BatchSettings::default();
     let mut read = |name: &str, min: u64, max: u64, default: u64| match env(name) {
         None => Some(default),
-        Some(text) => e.check(name, millis(&text, min, max)),
+        Some(text) => e.check(name, whole_number(&text, min, max)),
     };
     let delay = read(
         "OTEL_BSP_SCHEDULE_DELAY",
@@ -495,7 +498,7 @@ fn ratio(r: f64) -> Result<f64, String> {
 }
 
 /// A whole number within `min..=max`, as the OTLP variables give milliseconds and sizes.
-fn millis(text: &str, min: u64, max: u64) -> Result<u64, String> {
+fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         Ok(_) => Err(format!("must be between {min} and {max}")),

@@ -117,13 +117,5 @@ pub(super) fn log_shadow(rule: &str, outcome: &Result<Allowed, AuthError>) {
 /// Attacker-controlled strings are clipped; the formatters escape them (the human format
 /// writes every string field quoted and escaped, the JSON format as a JSON string).
 fn clip(s: &str) -> &str {
-    const MAX: usize = 128;
-    if s.len() <= MAX {
-        return s;
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::telemetry::clip(s, 128)
 }

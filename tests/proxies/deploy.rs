@@ -123,7 +123,7 @@ fn kubernetes_validate(path: &std::path::Path) -> (bool, String) {
 }
 
 /// Whether `command` succeeded, and everything it printed.
-fn run(mut command: std::process::Command) -> (bool, String) {
+pub(super) fn run(mut command: std::process::Command) -> (bool, String) {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));

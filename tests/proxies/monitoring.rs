@@ -21,18 +21,11 @@ fn promtool() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (bool, String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
-    let output = Command::new(promtool())
+    let mut command = Command::new(promtool());
+    command
         .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring"));
+    super::deploy::run(command)
 }
 
 #[test]
@@ -169,17 +162,10 @@ async fn every_dashboard_query_is_valid_and_reads_what_exists() {
         ));
     }
     let file = TempFile::new("dashboard-rules.yml", rules);
-    let output = Command::new(promtool())
-        .args(["check", "rules"])
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut command = Command::new(promtool());
+    command.args(["check", "rules"]).arg(file.path());
+    let (ok, text) = super::deploy::run(command);
+    assert!(ok, "{text}");
     let rules_text = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
     for query in &queries {
         for word in query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {

@@ -165,14 +165,19 @@ impl Service {
             .collect()
     }
 
-    /// The value of one sample of `/metrics` (0 when absent).
-    async fn metric(&self, series: &str) -> u64 {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin))
+    /// The text exposition of `/metrics`.
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The value of one sample of `/metrics` (0 when absent).
+    async fn metric(&self, series: &str) -> u64 {
+        let text = self.metrics().await;
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .map_or(0, |v| v.parse().unwrap())
@@ -207,18 +212,21 @@ fn is_check(span: &Value) -> bool {
     span["service"] == "jwt-authz" && span["kind"] == 2 && span["name"].as_str().is_some()
 }
 
-/// Every string an exported span carries (the service's and Envoy's): its name, its
-/// attribute values, its events, status and resource.
-fn exported_strings(spans: &[Value]) -> Vec<String> {
-    let mut out = Vec::new();
+/// Fails when any string an exported span carries (the service's and Envoy's: its name,
+/// attribute values, events, status and resource) holds one of `secrets`.
+fn assert_never_exported(spans: &[Value], secrets: &[&str]) {
+    let mut exported = Vec::new();
     for span in spans {
-        out.push(span["name"].to_string());
-        out.push(span["attributes"].to_string());
-        out.push(span["events"].to_string());
-        out.push(span["status"].to_string());
-        out.push(span["resource"].to_string());
+        for part in ["name", "attributes", "events", "status", "resource"] {
+            exported.push(span[part].to_string());
+        }
     }
-    out
+    for secret in secrets {
+        assert!(
+            exported.iter().all(|s| !s.contains(secret)),
+            "{secret} was exported: {exported:?}"
+        );
+    }
 }
 
 /// Done means: a trace through Envoy → jwt-authz → JWKS fetch, seen in the receiver.
@@ -352,21 +360,18 @@ async fn one_trace_holds_envoy_the_check_and_the_jwks_fetch_it_waited_on() {
 
     // Nothing the service or Envoy exported holds the token, its signature, a claim value or the
     // query string.
-    let exported = exported_strings(&receiver.spans());
-    for secret in [
-        token.as_str(),
-        signature.as_str(),
-        "subject-marker-5f1d",
-        "scope-marker-7a2c",
-        "query-marker-91be",
-        "api_key",
-        "jwks-query-marker-4e1a",
-    ] {
-        assert!(
-            exported.iter().all(|s| !s.contains(secret)),
-            "{secret} was exported: {exported:?}"
-        );
-    }
+    assert_never_exported(
+        &receiver.spans(),
+        &[
+            token.as_str(),
+            signature.as_str(),
+            "subject-marker-5f1d",
+            "scope-marker-7a2c",
+            "query-marker-91be",
+            "api_key",
+            "jwks-query-marker-4e1a",
+        ],
+    );
 }
 
 /// The trace context comes from the call's own headers first, else from the request's;
@@ -630,13 +635,7 @@ async fn the_http_endpoint_continues_envoys_trace() {
             s["service"] == "envoy" && s["span_id"] == call["parent_span_id"]
         })
         .await;
-    let exported = exported_strings(&receiver.spans());
-    assert!(
-        exported
-            .iter()
-            .all(|s| !s.contains("http-query-marker-2b7d")),
-        "the query was exported: {exported:?}"
-    );
+    assert_never_exported(&receiver.spans(), &["http-query-marker-2b7d"]);
 }
 
 /// The work a Check waits on is its child: an introspection call (the loopback endpoint
@@ -725,19 +724,16 @@ async fn introspection_calls_and_redis_round_trips_are_child_spans() {
     assert_eq!(attr(&round_trip, "db.system.name"), "redis");
     assert_eq!(attr(&round_trip, "jwt_authz.result"), "first_use");
 
-    let exported = exported_strings(&receiver.spans());
-    for secret in [
-        opaque,
-        "introspected-subject-3c9e",
-        "client-secret-marker-8d0f",
-        token.as_str(),
-        proof.as_str(),
-    ] {
-        assert!(
-            exported.iter().all(|s| !s.contains(secret)),
-            "{secret} was exported: {exported:?}"
-        );
-    }
+    assert_never_exported(
+        &receiver.spans(),
+        &[
+            opaque,
+            "introspected-subject-3c9e",
+            "client-secret-marker-8d0f",
+            token.as_str(),
+            proof.as_str(),
+        ],
+    );
 }
 
 /// A Check the caller gave up on (its stream reset while the Check waited for a JWKS
@@ -848,12 +844,7 @@ async fn traces_off_leave_no_trace_ids() {
         line.get("trace_id").is_none() && line.get("span_id").is_none(),
         "{line}"
     );
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", service.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = service.metrics().await;
     assert!(
         text.contains("jwt_authz_trace_exports_total{result=\"ok\"} 0\n"),
         "{text}"

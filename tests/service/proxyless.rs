@@ -138,11 +138,14 @@ async fn what_a_proxyless_call_cannot_say_fails_closed() {
         c["cnf"] = json!({"jkt": holder.thumbprint()});
     });
     let dpop = format!("DPoP {bound}");
-    let proof = holder.proof(
-        "POST",
-        "https://orders.internal/shop.v1.Orders/GetOrder",
-        Some(&bound),
-    );
+    let sign = || {
+        holder.proof(
+            "POST",
+            "https://orders.internal/shop.v1.Orders/GetOrder",
+            Some(&bound),
+        )
+    };
+    let proof = sign();
     let mut with_proof = metadata(&dpop);
     with_proof.push(("dpop", &proof));
     let response = authz
@@ -157,11 +160,7 @@ async fn what_a_proxyless_call_cannot_say_fails_closed() {
     .await;
     // A proof made after this replica started: one issued before its replay store was
     // complete is refused (on a loaded machine the start can take longer than the skew).
-    let proof = holder.proof(
-        "POST",
-        "https://orders.internal/shop.v1.Orders/GetOrder",
-        Some(&bound),
-    );
+    let proof = sign();
     let mut with_proof = metadata(&dpop);
     with_proof.push(("dpop", &proof));
     let response = public

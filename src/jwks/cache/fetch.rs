@@ -63,7 +63,7 @@ impl JwksCache {
                         // clipped: the document's value is the provider's to choose.
                         reason: format!(
                             "document names issuer {:?}, expected {:?}",
-                            clipped(&crate::fetch_url::redact_str(&doc.issuer)),
+                            crate::telemetry::clip(&crate::fetch_url::redact_str(&doc.issuer), 200),
                             crate::fetch_url::redact_str(&self.issuer)
                         ),
                     });
@@ -133,13 +133,4 @@ impl JwksCache {
         }
         Ok(body)
     }
-}
-
-/// At most 200 bytes of `text`, cut at a character boundary.
-fn clipped(text: &str) -> &str {
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
